@@ -1,0 +1,25 @@
+//! smtp-source: a parallel SMTP/LMTP test generator that behaves like
+//! Postfix 3.7.11's `smtp-source` on the wire, on stdout/stderr and in its
+//! exit status.
+//!
+//! Layout (parse, then plan, then run):
+//! `cli` turns argv into plain `Args`; `plan` turns `Args` into an
+//! immutable `Plan`; `engine` starts one thread per session, each running
+//! `session` over a `net::Conn`. The protocol core (`reply`, `command`,
+//! `message`, `endpoint`, `hostname`) does no I/O.
+
+pub mod cli;
+pub mod command;
+pub mod diag;
+pub mod endpoint;
+pub mod engine;
+pub mod error;
+pub mod hostname;
+pub mod lineio;
+pub mod message;
+pub mod net;
+pub mod plan;
+pub mod reply;
+pub mod session;
+#[allow(unsafe_code)]
+pub mod sys;
