@@ -1,1 +1,95 @@
-//! command (placeholder)
+//! command: the SMTP/LMTP commands smtp-source sends, and the only place
+//! their wire text is made (style P4).
+//!
+//! Pure: appends bytes to a buffer. Arguments are inserted verbatim, as
+//! the reference does (no quoting, no bracket stripping: spec §4.1).
+
+/// One command, borrowing its arguments from the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command<'a> {
+    Helo(&'a [u8]),
+    Lhlo(&'a [u8]),
+    Mail(&'a [u8]),
+    /// Recipient, with the number put in front of it when numbering is on
+    /// (3.7 semantics: `RCPT TO:<3foo@vm>`).
+    Rcpt(Option<u64>, &'a [u8]),
+    Data,
+    Dot,
+    Rset,
+    Quit,
+}
+
+impl Command<'_> {
+    /// Appends the command line without CRLF: the text -v logs.
+    pub fn write_text(&self, out: &mut Vec<u8>) {
+        match *self {
+            Command::Helo(name) => join(out, b"HELO ", name, b""),
+            Command::Lhlo(name) => join(out, b"LHLO ", name, b""),
+            Command::Mail(from) => join(out, b"MAIL FROM:<", from, b">"),
+            Command::Rcpt(number, to) => {
+                out.extend_from_slice(b"RCPT TO:<");
+                if let Some(n) = number {
+                    out.extend_from_slice(n.to_string().as_bytes());
+                }
+                out.extend_from_slice(to);
+                out.push(b'>');
+            }
+            Command::Data => out.extend_from_slice(b"DATA"),
+            Command::Dot => out.push(b'.'),
+            Command::Rset => out.extend_from_slice(b"RSET"),
+            Command::Quit => out.extend_from_slice(b"QUIT"),
+        }
+    }
+
+    /// Appends the command line with CRLF: the bytes on the wire.
+    pub fn write_wire(&self, out: &mut Vec<u8>) {
+        self.write_text(out);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+fn join(out: &mut Vec<u8>, head: &[u8], arg: &[u8], tail: &[u8]) {
+    out.extend_from_slice(head);
+    out.extend_from_slice(arg);
+    out.extend_from_slice(tail);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire(c: Command) -> Vec<u8> {
+        let mut out = Vec::new();
+        c.write_wire(&mut out);
+        out
+    }
+
+    #[test]
+    fn wire_texts() {
+        assert_eq!(wire(Command::Helo(b"vm")), b"HELO vm\r\n");
+        assert_eq!(wire(Command::Lhlo(b"vm")), b"LHLO vm\r\n");
+        assert_eq!(wire(Command::Mail(b"foo@vm")), b"MAIL FROM:<foo@vm>\r\n");
+        assert_eq!(
+            wire(Command::Rcpt(None, b"foo@vm")),
+            b"RCPT TO:<foo@vm>\r\n"
+        );
+        assert_eq!(
+            wire(Command::Rcpt(Some(12), b"foo@vm")),
+            b"RCPT TO:<12foo@vm>\r\n"
+        );
+        assert_eq!(wire(Command::Data), b"DATA\r\n");
+        assert_eq!(wire(Command::Dot), b".\r\n");
+        assert_eq!(wire(Command::Rset), b"RSET\r\n");
+        assert_eq!(wire(Command::Quit), b"QUIT\r\n");
+    }
+
+    #[test]
+    fn arguments_are_verbatim() {
+        assert_eq!(wire(Command::Mail(b"<a@b>")), b"MAIL FROM:<<a@b>>\r\n");
+        assert_eq!(wire(Command::Mail(b"")), b"MAIL FROM:<>\r\n");
+        assert_eq!(
+            wire(Command::Rcpt(None, b"x y@z")),
+            b"RCPT TO:<x y@z>\r\n"
+        );
+    }
+}

@@ -1,1 +1,43 @@
-fn main() {}
+//! The smtp-source command: parse, plan, run; map errors to exit status.
+
+use smtp_source::{cli, diag, engine, error::Error, plan};
+
+fn main() {
+    let argv: Vec<_> = std::env::args_os().collect();
+    let argv0 = argv.first().map(|a| a.as_encoded_bytes().to_vec());
+    diag::init(argv0.as_deref().unwrap_or(b"smtp-source"));
+    let args = match cli::parse(argv) {
+        Ok(cli::Parsed::Run(args)) => args,
+        Ok(cli::Parsed::Help) => return diag::out(&cli::help_text()),
+        Ok(cli::Parsed::Version) => return diag::out(cli::VERSION_TEXT),
+        Err(e) => fail(e),
+    };
+    diag::set_verbose(args.verbose);
+    let env = std::env::var_os("SMTP_SOURCE_TIMEOUT");
+    let env = env.as_ref().map(|v| v.as_encoded_bytes());
+    let plan = plan::build(&args, env).unwrap_or_else(|e| fail(e));
+    engine::run(plan, fail).unwrap_or_else(|e| fail(e));
+    if args.count {
+        diag::end_count();
+    }
+}
+
+/// Prints the error as the reference would and exits 1.
+fn fail(e: Error) -> ! {
+    match e {
+        Error::Usage { getopt_line } => {
+            if let Some(line) = getopt_line {
+                diag::raw_line(&line);
+            }
+            diag::fatal(&cli::usage_text(diag::argv0()))
+        }
+        Error::Config {
+            warning: Some(ref w),
+            ..
+        } => {
+            diag::warn(w);
+            diag::fatal(&e.text())
+        }
+        e => diag::fatal(&e.text()),
+    }
+}

@@ -1,1 +1,230 @@
-//! net (placeholder)
+//! net: sockets. Connecting (socket options in the reference's order, the
+//! -C retry budget, the connect gate) and the one `Conn` type that moves
+//! bytes for TCP and UNIX sockets alike, always against a deadline.
+//!
+//! Deadlines (X1): before a read or write the socket timeout is set to
+//! the time left, and `WouldBlock` becomes `TimedOut`. The timeout last
+//! set is remembered, so the common case (a fresh stage, the full timeout
+//! already in force) costs no extra system call.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::os::fd::AsRawFd;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use crate::lineio::Source;
+
+/// How far past its deadline a read may be allowed to run rather than
+/// spend a system call on lowering the socket timeout.
+const SLACK: Duration = Duration::from_millis(20);
+
+/// A connected socket with remembered timeouts.
+pub struct Conn {
+    sock: Socket,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+}
+
+/// Socket settings taken from the plan.
+#[derive(Debug, Clone, Copy)]
+pub struct SocketOptions {
+    pub window: Option<u32>,
+    pub keepalive: bool,
+}
+
+/// Creates a socket, applies the options and connects within `timeout`.
+/// `warn` receives setsockopt warnings (the reference goes on after
+/// them).
+pub fn connect(
+    addr: &SockAddr,
+    opts: SocketOptions,
+    timeout: Duration,
+    warn: &mut dyn FnMut(String),
+) -> io::Result<Conn> {
+    let domain = Domain::from(i32::from(addr.family()));
+    let sock = Socket::new(domain, Type::STREAM.cloexec(), None)?;
+    // RST on close: no TIME_WAIT pile-up without -d (spec §9, F37).
+    sock.set_linger(Some(Duration::ZERO))?;
+    if let Some(size) = opts.window {
+        set_buffers(&sock, size as usize, warn);
+    }
+    if opts.keepalive {
+        sock.set_keepalive(true)?;
+    }
+    sock.connect_timeout(addr, timeout)?;
+    Ok(Conn {
+        sock,
+        read_timeout: None,
+        write_timeout: None,
+    })
+}
+
+fn set_buffers(sock: &Socket, size: usize, warn: &mut dyn FnMut(String)) {
+    if let Err(e) = sock.set_send_buffer_size(size) {
+        warn(format!(
+            "setsockopt SO_SNDBUF {size}: {}",
+            crate::error::io_text(&e)
+        ));
+    }
+    if let Err(e) = sock.set_recv_buffer_size(size) {
+        warn(format!(
+            "setsockopt SO_RCVBUF {size}: {}",
+            crate::error::io_text(&e)
+        ));
+    }
+}
+
+/// The time left before `deadline`, or `TimedOut` when none is.
+fn left(deadline: Instant) -> io::Result<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        Err(io::ErrorKind::TimedOut.into())
+    } else {
+        Ok(left)
+    }
+}
+
+/// Whether a remembered timeout can stand for `want`: not shorter, and
+/// longer by no more than the slack.
+fn close_enough(have: Option<Duration>, want: Duration) -> bool {
+    have.is_some_and(|h| h >= want && h - want <= SLACK)
+}
+
+fn timed_out(e: io::Error) -> io::Error {
+    match e.kind() {
+        io::ErrorKind::WouldBlock => io::ErrorKind::TimedOut.into(),
+        _ => e,
+    }
+}
+
+impl Conn {
+    /// The socket's descriptor number (it goes into Message-Id).
+    pub fn fd(&self) -> i32 {
+        self.sock.as_raw_fd()
+    }
+
+    fn arm_read(&mut self, deadline: Instant) -> io::Result<()> {
+        let want = left(deadline)?;
+        if !close_enough(self.read_timeout, want) {
+            self.sock.set_read_timeout(Some(want))?;
+            self.read_timeout = Some(want);
+        }
+        Ok(())
+    }
+
+    fn arm_write(&mut self, deadline: Instant) -> io::Result<()> {
+        let want = left(deadline)?;
+        if !close_enough(self.write_timeout, want) {
+            self.sock.set_write_timeout(Some(want))?;
+            self.write_timeout = Some(want);
+        }
+        Ok(())
+    }
+
+    /// Writes all of `bufs` (in as few system calls as the kernel
+    /// allows) before `deadline`.
+    pub fn write_all_by(
+        &mut self,
+        bufs: &[&[u8]],
+        deadline: Instant,
+    ) -> io::Result<()> {
+        let mut slices: Vec<IoSlice> = bufs
+            .iter()
+            .filter(|b| !b.is_empty())
+            .map(|b| IoSlice::new(b))
+            .collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            self.arm_write(deadline)?;
+            match (&self.sock).write_vectored(rest) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut rest, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(timed_out(e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Source for Conn {
+    fn read_by(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Instant,
+    ) -> io::Result<usize> {
+        self.arm_read(deadline)?;
+        (&self.sock).read(buf).map_err(timed_out)
+    }
+}
+
+/// A counting gate: at most `limit` connects in flight at once (X9).
+pub struct Gate {
+    in_flight: Mutex<u32>,
+    freed: Condvar,
+    limit: u32,
+}
+
+impl Gate {
+    pub fn new(limit: u32) -> Self {
+        Gate {
+            in_flight: Mutex::new(0),
+            freed: Condvar::new(),
+            limit,
+        }
+    }
+
+    /// Runs `f` while holding one of the gate's places.
+    pub fn pass<T>(&self, f: impl FnOnce() -> T) -> T {
+        {
+            let mut n =
+                self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            while *n >= self.limit {
+                n = self.freed.wait(n).unwrap_or_else(|e| e.into_inner());
+            }
+            *n += 1;
+        }
+        let out = f();
+        let mut n = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        *n -= 1;
+        self.freed.notify_one();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_enough_allows_only_small_overshoot() {
+        let s = Duration::from_secs(300);
+        assert!(close_enough(Some(s), s - Duration::from_millis(5)));
+        assert!(!close_enough(Some(s), s - Duration::from_secs(1)));
+        assert!(!close_enough(Some(s - Duration::from_secs(1)), s));
+        assert!(!close_enough(None, s));
+    }
+
+    #[test]
+    fn gate_limits_concurrency() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let gate = Gate::new(2);
+        let now = AtomicU32::new(0);
+        let peak = AtomicU32::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    gate.pass(|| {
+                        let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.fetch_max(n, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(5));
+                        now.fetch_sub(1, Ordering::SeqCst);
+                    })
+                });
+            }
+        });
+        assert!(peak.load(Ordering::SeqCst) <= 2);
+    }
+}

@@ -1,1 +1,184 @@
-//! plan (placeholder)
+//! plan: `Args` to the immutable `Plan` that sessions run from.
+//!
+//! Everything that can be decided before the first connect is decided
+//! here, in the reference's order (spec §1): read the -F file, build the
+//! body, parse and resolve the endpoint, find myhostname, make the
+//! default addresses. Sessions never see argv.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::SockAddr;
+
+use crate::cli::{Args, Delay};
+use crate::endpoint::{self, Spec};
+use crate::error::Error;
+use crate::hostname;
+use crate::message::{self, HeaderTemplate, DEFAULT_BODY, DOT};
+use crate::sys;
+
+/// Default per-stage deadline: the reference's 300 s I/O limit (X1).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The greeting command, if any (-o sends none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Greeting {
+    None,
+    Helo,
+    Lhlo,
+}
+
+/// Everything a session needs, fixed for the whole run.
+#[derive(Debug)]
+pub struct Plan {
+    pub addr: SockAddr,
+    /// SO_KEEPALIVE is set on IPv4 sockets only (spec §2.2).
+    pub keepalive: bool,
+    pub window: Option<u32>,
+    pub connect_count: u32,
+    pub max_connecting: u32,
+    pub timeout: Duration,
+    pub myhostname: Vec<u8>,
+    pub greeting: Greeting,
+    pub lmtp: bool,
+    pub sender: Vec<u8>,
+    pub recipient: Vec<u8>,
+    pub recipients: u32,
+    pub numbered: bool,
+    /// Per-message headers; None with -o or -F.
+    pub headers: Option<HeaderTemplate>,
+    /// The body with the end-of-data dot appended, shared by all.
+    pub body: Arc<[u8]>,
+    pub reuse: bool,
+    pub allow_reject: bool,
+    pub count: bool,
+    pub verbose: u32,
+    pub delay: Delay,
+    pub sessions: u32,
+    pub messages: u32,
+}
+
+/// Builds the plan; `env_timeout` is SMTP_SOURCE_TIMEOUT, if set.
+pub fn build(args: &Args, env_timeout: Option<&[u8]>) -> Result<Plan, Error> {
+    let timeout = timeout(args, env_timeout)?;
+    let content = body(args)?;
+    let (addr, keepalive) = resolve(args)?;
+    let myhostname = myhostname(args)?;
+    let default_addr = [&b"foo@"[..], &myhostname].concat();
+    let sender = args.from.clone().unwrap_or_else(|| default_addr.clone());
+    let recipient = args.to.clone().unwrap_or(default_addr);
+    let headers =
+        (!args.old_mode && args.file.is_none()).then(|| HeaderTemplate {
+            from: sender.clone(),
+            to: recipient.clone(),
+            subject: args.subject.clone(),
+            myhostname: myhostname.clone(),
+        });
+    Ok(Plan {
+        addr,
+        keepalive,
+        window: args.window,
+        connect_count: args.connect_count,
+        max_connecting: args.max_connecting,
+        timeout,
+        greeting: greeting(args),
+        lmtp: args.lmtp,
+        sender,
+        recipient,
+        recipients: args.recipients,
+        numbered: args.numbered,
+        headers,
+        body: content,
+        reuse: args.reuse,
+        allow_reject: args.allow_reject,
+        count: args.count,
+        verbose: args.verbose,
+        delay: args.delay,
+        sessions: args.sessions,
+        messages: args.messages,
+        myhostname,
+    })
+}
+
+fn greeting(args: &Args) -> Greeting {
+    match (args.old_mode, args.lmtp) {
+        (true, _) => Greeting::None,
+        (false, true) => Greeting::Lhlo,
+        (false, false) => Greeting::Helo,
+    }
+}
+
+/// --timeout wins over SMTP_SOURCE_TIMEOUT; 300 s otherwise.
+fn timeout(args: &Args, env: Option<&[u8]>) -> Result<Duration, Error> {
+    if let Some(t) = args.timeout {
+        return Ok(t);
+    }
+    match env {
+        Some(v) => crate::cli::parse_seconds(v, "SMTP_SOURCE_TIMEOUT"),
+        None => Ok(DEFAULT_TIMEOUT),
+    }
+}
+
+/// The message content with the dot: -F file, -l filler or default.
+fn body(args: &Args) -> Result<Arc<[u8]>, Error> {
+    let mut content = match (&args.file, args.length) {
+        (Some(path), _) => message::from_file(&read_file(path)?),
+        (None, Some(len)) => message::filler(len as usize),
+        (None, None) => DEFAULT_BODY.to_vec(),
+    };
+    content.extend_from_slice(DOT);
+    Ok(content.into())
+}
+
+fn read_file(path: &[u8]) -> Result<Vec<u8>, Error> {
+    use std::os::unix::ffi::OsStrExt;
+    let os = std::ffi::OsStr::from_bytes(path);
+    let mut file =
+        std::fs::File::open(os).map_err(|e| file_error(b"open ", path, &e))?;
+    let mut data = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut data)
+        .map_err(|e| file_error(b"read ", path, &e))?;
+    Ok(data)
+}
+
+fn file_error(what: &[u8], path: &[u8], e: &std::io::Error) -> Error {
+    let mut fatal = [what, path, b": "].concat();
+    fatal.extend_from_slice(crate::error::io_text(e).as_bytes());
+    Error::Config {
+        warning: None,
+        fatal,
+    }
+}
+
+/// Parses and resolves the operand once, in the main thread.
+fn resolve(args: &Args) -> Result<(SockAddr, bool), Error> {
+    let config = |fatal| Error::Config {
+        warning: None,
+        fatal,
+    };
+    let spec = endpoint::parse(&args.endpoint).map_err(config)?;
+    let shown = args
+        .endpoint
+        .strip_prefix(b"inet:")
+        .unwrap_or(&args.endpoint);
+    let addr = endpoint::resolve(&spec, shown, args.family).map_err(config)?;
+    let keepalive = matches!(spec, Spec::Inet { .. }) && addr.is_ipv4();
+    Ok((addr, keepalive))
+}
+
+/// -M as given (already checked), or the machine's name, checked here.
+fn myhostname(args: &Args) -> Result<Vec<u8>, Error> {
+    if let Some(name) = &args.myhostname {
+        return Ok(name.clone());
+    }
+    let name = sys::gethostname().map_err(|e| Error::Config {
+        warning: None,
+        fatal: format!("gethostname: {}", crate::error::io_text(&e))
+            .into_bytes(),
+    })?;
+    hostname::check_own_hostname(&name).map_err(|warning| Error::Config {
+        warning: Some(warning),
+        fatal: b"unable to use my own hostname".to_vec(),
+    })?;
+    Ok(name)
+}
