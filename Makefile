@@ -47,9 +47,9 @@ reference:
 differential: reference
 	$(CARGO) test --test integration differential
 
-demo: build reference
-	SMTP_SOURCE=$(SMTP_SOURCE) REFERENCE=$(REFERENCE) \
-		bash scripts/demo.sh
+demo: build
+	$(CARGO) build --release --example sink
+	SMTP_SOURCE=$(SMTP_SOURCE) bash scripts/demo.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
