@@ -24,6 +24,9 @@ use crate::sys;
 /// thread), so a small explicit stack keeps thousands of them cheap.
 pub const STACK_SIZE: usize = 256 * 1024;
 
+/// Most jobs queued at once (8 bytes a slot).
+const JOB_ROOM: usize = 1 << 16;
+
 /// What every session shares: the plan and the run's counters.
 pub struct Shared {
     pub plan: Plan,
@@ -87,7 +90,10 @@ pub fn run(plan: Plan, report: fn(Error) -> !) -> Result<(), Error> {
     ensure_fds(plan.sessions)?;
     let shared = Shared::new(plan);
     let sessions = shared.plan.sessions as usize;
-    let (tx, rx) = bounded::<()>(sessions.min(1024));
+    // Room for every job up to a bound: the main thread rarely blocks,
+    // so handing out a job costs the sessions no wake-up system calls.
+    let room = (shared.plan.messages as usize).clamp(1, JOB_ROOM);
+    let (tx, rx) = bounded::<()>(room);
     thread::scope(|scope| {
         let mut handles = Vec::with_capacity(sessions);
         for n in 0..sessions {

@@ -9,6 +9,7 @@
 
 use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,8 +17,9 @@ use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::lineio::Source;
 
-/// How far past its deadline a read may be allowed to run rather than
-/// spend a system call on lowering the socket timeout.
+/// How far a socket timeout may differ from the time left before the
+/// deadline before it is set again: replies come much faster than any
+/// timeout, so each stage would otherwise cost one more system call.
 const SLACK: Duration = Duration::from_millis(20);
 
 /// A connected socket with remembered timeouts.
@@ -53,12 +55,30 @@ pub fn connect(
     if opts.keepalive {
         sock.set_keepalive(true)?;
     }
-    sock.connect_timeout(addr, timeout)?;
+    // A blocking connect() gives up after SO_SNDTIMEO (Linux: TCP and
+    // UNIX alike), and the write timeout is needed later anyway: two
+    // system calls fewer per connection than non-blocking connect + poll.
+    sock.set_write_timeout(Some(timeout))?;
+    match sock.connect(addr) {
+        Ok(()) => {}
+        Err(e) if is_connect_timeout(&e) => {
+            return Err(io::Error::from_raw_os_error(libc::ETIMEDOUT))
+        }
+        Err(e) => return Err(e),
+    }
     Ok(Conn {
         sock,
         read_timeout: None,
-        write_timeout: None,
+        write_timeout: Some(timeout),
     })
+}
+
+/// What a blocking connect() returns when SO_SNDTIMEO runs out.
+fn is_connect_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINPROGRESS | libc::EAGAIN | libc::EALREADY)
+    )
 }
 
 fn set_buffers(sock: &Socket, size: usize, warn: &mut dyn FnMut(String)) {
@@ -86,10 +106,20 @@ fn left(deadline: Instant) -> io::Result<Duration> {
     }
 }
 
-/// Whether a remembered timeout can stand for `want`: not shorter, and
-/// longer by no more than the slack.
+/// Whether a remembered timeout can stand for `want`: within the slack
+/// either way. One that is shorter may fire early; `early` then re-arms
+/// with the exact time left and the call is made again.
 fn close_enough(have: Option<Duration>, want: Duration) -> bool {
-    have.is_some_and(|h| h >= want && h - want <= SLACK)
+    let slack = SLACK.max(want / 64);
+    have.is_some_and(|h| h.abs_diff(want) <= slack)
+}
+
+/// A socket timeout that fired before the deadline.
+fn early(e: &io::Error, deadline: Instant) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    ) && Instant::now() < deadline
 }
 
 fn timed_out(e: io::Error) -> io::Error {
@@ -105,18 +135,18 @@ impl Conn {
         self.sock.as_raw_fd()
     }
 
-    fn arm_read(&mut self, deadline: Instant) -> io::Result<()> {
+    fn arm_read(&mut self, deadline: Instant, exact: bool) -> io::Result<()> {
         let want = left(deadline)?;
-        if !close_enough(self.read_timeout, want) {
+        if exact || !close_enough(self.read_timeout, want) {
             self.sock.set_read_timeout(Some(want))?;
             self.read_timeout = Some(want);
         }
         Ok(())
     }
 
-    fn arm_write(&mut self, deadline: Instant) -> io::Result<()> {
+    fn arm_write(&mut self, deadline: Instant, exact: bool) -> io::Result<()> {
         let want = left(deadline)?;
-        if !close_enough(self.write_timeout, want) {
+        if exact || !close_enough(self.write_timeout, want) {
             self.sock.set_write_timeout(Some(want))?;
             self.write_timeout = Some(want);
         }
@@ -136,12 +166,14 @@ impl Conn {
             .map(|b| IoSlice::new(b))
             .collect();
         let mut rest = &mut slices[..];
+        let mut exact = false;
         while !rest.is_empty() {
-            self.arm_write(deadline)?;
+            self.arm_write(deadline, exact)?;
             match (&self.sock).write_vectored(rest) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => IoSlice::advance_slices(&mut rest, n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if early(&e, deadline) => exact = true,
                 Err(e) => return Err(timed_out(e)),
             }
         }
@@ -155,14 +187,26 @@ impl Source for Conn {
         buf: &mut [u8],
         deadline: Instant,
     ) -> io::Result<usize> {
-        self.arm_read(deadline)?;
-        (&self.sock).read(buf).map_err(timed_out)
+        let mut exact = false;
+        loop {
+            self.arm_read(deadline, exact)?;
+            match (&self.sock).read(buf) {
+                Err(e) if early(&e, deadline) => exact = true,
+                other => return other.map_err(timed_out),
+            }
+        }
     }
 }
 
 /// A counting gate: at most `limit` connects in flight at once (X9).
+///
+/// The common case (a free place) is one atomic operation; the mutex and
+/// condition variable are touched only when a session has to wait, so
+/// an uncontended connect costs no futex system call.
 pub struct Gate {
-    in_flight: Mutex<u32>,
+    in_flight: AtomicU32,
+    waiting: AtomicU32,
+    lock: Mutex<()>,
     freed: Condvar,
     limit: u32,
 }
@@ -170,27 +214,43 @@ pub struct Gate {
 impl Gate {
     pub fn new(limit: u32) -> Self {
         Gate {
-            in_flight: Mutex::new(0),
+            in_flight: AtomicU32::new(0),
+            waiting: AtomicU32::new(0),
+            lock: Mutex::new(()),
             freed: Condvar::new(),
-            limit,
+            limit: limit.max(1),
         }
     }
 
     /// Runs `f` while holding one of the gate's places.
     pub fn pass<T>(&self, f: impl FnOnce() -> T) -> T {
-        {
-            let mut n =
-                self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            while *n >= self.limit {
-                n = self.freed.wait(n).unwrap_or_else(|e| e.into_inner());
-            }
-            *n += 1;
+        if !self.try_enter() {
+            self.enter_slowly();
         }
         let out = f();
-        let mut n = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        *n -= 1;
-        self.freed.notify_one();
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            let _held = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.freed.notify_one();
+        }
         out
+    }
+
+    fn try_enter(&self) -> bool {
+        self.in_flight
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < self.limit).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn enter_slowly(&self) {
+        let mut held = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        while !self.try_enter() {
+            held = self.freed.wait(held).unwrap_or_else(|e| e.into_inner());
+        }
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -202,14 +262,16 @@ mod tests {
     fn close_enough_allows_only_small_overshoot() {
         let s = Duration::from_secs(300);
         assert!(close_enough(Some(s), s - Duration::from_millis(5)));
-        assert!(!close_enough(Some(s), s - Duration::from_secs(1)));
-        assert!(!close_enough(Some(s - Duration::from_secs(1)), s));
+        assert!(close_enough(Some(s - Duration::from_millis(5)), s));
+        assert!(!close_enough(Some(s), s - Duration::from_secs(10)));
+        assert!(!close_enough(Some(s - Duration::from_secs(10)), s));
+        let t = Duration::from_secs(1);
+        assert!(!close_enough(Some(t), t - Duration::from_millis(30)));
         assert!(!close_enough(None, s));
     }
 
     #[test]
     fn gate_limits_concurrency() {
-        use std::sync::atomic::{AtomicU32, Ordering};
         let gate = Gate::new(2);
         let now = AtomicU32::new(0);
         let peak = AtomicU32::new(0);

@@ -129,7 +129,7 @@ impl Session<'_> {
                         reader: LineReader::new(),
                     })
                 }
-                Err(e) => connect_error(e),
+                Err(e) => e,
             };
             self.connects_left = self.connects_left.saturating_sub(1);
             if self.connects_left == 0 {
@@ -428,13 +428,4 @@ fn io_error(e: std::io::Error, stage: Stage) -> Error {
             server_said: None,
         },
     }
-}
-
-/// socket2 reports its own connect timeout without an errno; name it
-/// as the kernel would (ETIMEDOUT).
-fn connect_error(e: std::io::Error) -> std::io::Error {
-    if e.kind() == std::io::ErrorKind::TimedOut && e.raw_os_error().is_none() {
-        return std::io::Error::from_raw_os_error(libc::ETIMEDOUT);
-    }
-    e
 }
