@@ -157,10 +157,7 @@ fn resolve(args: &Args) -> Result<(SockAddr, bool), Error> {
         fatal,
     };
     let spec = endpoint::parse(&args.endpoint).map_err(config)?;
-    let shown = args
-        .endpoint
-        .strip_prefix(b"inet:")
-        .unwrap_or(&args.endpoint);
+    let shown = endpoint::after_inet(&args.endpoint);
     let addr = endpoint::resolve(&spec, shown, args.family).map_err(config)?;
     let keepalive = matches!(spec, Spec::Inet { .. }) && addr.is_ipv4();
     Ok((addr, keepalive))
