@@ -985,7 +985,7 @@ mod deliberate {
         ));
         assert_eq!(tr.len(), 2, "{}", tr.render());
         tr.assert_client_sent(0, b"");
-        tr.assert_client_sent(1, &default_conn("HELO", "ffffffff"));
+        tr.assert_client_sent(1, &default_conn("HELO", "0000"));
     }
 
     // X5: no reply to QUIT is not an error.

@@ -378,8 +378,8 @@ impl Responder {
     ) -> Vec<Step> {
         let hit = self.rules.iter().rev().find(|r| {
             r.verb == verb
-                && r.conn.map_or(true, |c| c == conn)
-                && r.nth.map_or(true, |n| n == nth)
+                && r.conn.is_none_or(|c| c == conn)
+                && r.nth.is_none_or(|n| n == nth)
         });
         match hit {
             Some(rule) => rule.steps.clone(),
