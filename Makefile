@@ -75,7 +75,20 @@ clean:
 	$(CARGO) clean
 	rm -rf $(REFERENCE) target/postfix
 
-bench soak fuzz sink-test:
+# Our smtp-source against the reference, both driving Debian's smtp-sink
+# on loopback; writes BENCHMARKS.md. BENCH_ROUNDS (default 3) and
+# BENCH_SCALE (default 1.0, multiplies every -m) tune it: a quick run is
+# `make bench BENCH_SCALE=0.1 BENCH_ROUNDS=1`. See benches/README.md.
+BENCH_TIMEOUT_ALL ?= 1500
+bench: build
+	@$(MAKE) --no-print-directory reference || \
+		{ test -x $(REFERENCE)/usr/sbin/smtp-source && \
+		  test -x $(REFERENCE)/usr/sbin/smtp-sink && \
+		  echo "make bench: using the existing $(REFERENCE)" >&2; }
+	BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_SCALE=$(BENCH_SCALE) \
+		timeout $(BENCH_TIMEOUT_ALL) python3 benches/bench.py
+
+soak fuzz sink-test:
 	@echo "make $@: not yet implemented"
 
 help:
@@ -91,4 +104,6 @@ help:
 	@echo "                and documents every option"
 	@echo "  install       install into \$$(DESTDIR)\$$(PREFIX) (PREFIX=$(PREFIX))"
 	@echo "  clean         cargo clean, remove $(REFERENCE)"
-	@echo "  bench, soak, fuzz, sink-test: not yet implemented"
+	@echo "  bench         time ours against the reference smtp-source"
+	@echo "                (BENCH_ROUNDS=3, BENCH_SCALE=1.0); writes BENCHMARKS.md"
+	@echo "  soak, fuzz, sink-test: not yet implemented"
