@@ -13,13 +13,12 @@
 //! (so `-m 0 -x` would report `-x`, the reference reports `-m 0`) and it
 //! rejects arguments that are not UTF-8, which the reference sends on.
 
-use std::ffi::OsString;
-use std::os::unix::ffi::OsStringExt;
-use std::time::Duration;
-
 use crate::endpoint::Family;
 use crate::error::Error;
 use crate::hostname;
+use crate::longopts::{self, LongArgs, Outcome};
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
 
 /// Usage text after "usage: <argv0> " (it omits -4 -6 -A -F -S -T, as
 /// the reference's does).
@@ -64,10 +63,10 @@ pub struct Args {
     pub window: Option<u32>,
     pub verbose: u32,
     pub endpoint: Vec<u8>,
-    /// --timeout, else SMTP_SOURCE_TIMEOUT, else 300 s (X1).
-    pub timeout: Option<Duration>,
-    /// --max-connecting (X9).
-    pub max_connecting: u32,
+    /// Whether -m was given (--duration treats it as an upper bound).
+    pub messages_given: bool,
+    /// Long options: our extensions.
+    pub long: LongArgs,
 }
 
 /// What the command line asks for.
@@ -103,8 +102,8 @@ impl Args {
             window: None,
             verbose: 0,
             endpoint: Vec::new(),
-            timeout: None,
-            max_connecting: 16,
+            messages_given: false,
+            long: LongArgs::default(),
         }
     }
 }
@@ -134,9 +133,16 @@ pub fn parse(argv: Vec<OsString>) -> Result<Parsed, Error> {
         }
         if let Some(long) = word.strip_prefix(b"--") {
             let long = long.to_vec();
-            match long_option(&mut args, &long, &argv, &mut i)? {
-                Some(done) => return Ok(done),
-                None => continue,
+            i += 1;
+            let mut next = || {
+                let word = argv.get(i).cloned();
+                i += usize::from(word.is_some());
+                word
+            };
+            match longopts::apply(&mut args.long, &long, &mut next)? {
+                Outcome::Continue => continue,
+                Outcome::Help => return Ok(Parsed::Help),
+                Outcome::Version => return Ok(Parsed::Version),
             }
         }
         if word.len() < 2 || word[0] != b'-' {
@@ -229,7 +235,10 @@ fn with_arg(args: &mut Args, opt: u8, value: Vec<u8>) -> Result<(), Error> {
             }
             args.length = Some(positive(&value, "message length")?);
         }
-        b'm' => args.messages = positive(&value, "message count")?,
+        b'm' => {
+            args.messages = positive(&value, "message count")?;
+            args.messages_given = true;
+        }
         b'M' => {
             check_myhostname(&value)?;
             args.myhostname = Some(value);
@@ -324,68 +333,6 @@ pub fn atoi(s: &[u8]) -> i32 {
     value as i32
 }
 
-/// Long options (ours only). Returns Some when the run is decided here
-/// (--help, --version); advances `i` past what it used.
-fn long_option(
-    args: &mut Args,
-    long: &[u8],
-    argv: &[Vec<u8>],
-    i: &mut usize,
-) -> Result<Option<Parsed>, Error> {
-    let (name, inline) = match long.iter().position(|&b| b == b'=') {
-        Some(eq) => (&long[..eq], Some(long[eq + 1..].to_vec())),
-        None => (long, None),
-    };
-    *i += 1;
-    match name {
-        b"help" if inline.is_none() => return Ok(Some(Parsed::Help)),
-        b"version" if inline.is_none() => return Ok(Some(Parsed::Version)),
-        b"timeout" => {
-            let value = long_value(inline, argv, i)?;
-            args.timeout = Some(parse_seconds(&value, "--timeout")?);
-        }
-        b"max-connecting" => {
-            let value = long_value(inline, argv, i)?;
-            args.max_connecting = positive(&value, "--max-connecting")?;
-        }
-        // Anything else fails as every `--x` fails in the reference.
-        _ => return Err(getopt_error("invalid option", b'-')),
-    }
-    Ok(None)
-}
-
-fn long_value(
-    inline: Option<Vec<u8>>,
-    argv: &[Vec<u8>],
-    i: &mut usize,
-) -> Result<Vec<u8>, Error> {
-    if let Some(v) = inline {
-        return Ok(v);
-    }
-    let v = argv
-        .get(*i)
-        .cloned()
-        .ok_or_else(|| getopt_error("option requires an argument", b'-'))?;
-    *i += 1;
-    Ok(v)
-}
-
-/// Seconds as a decimal number (fractions allowed), > 0.
-pub fn parse_seconds(value: &[u8], what: &str) -> Result<Duration, Error> {
-    let parsed = std::str::from_utf8(value)
-        .ok()
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9);
-    match parsed {
-        Some(secs) => Ok(Duration::from_secs_f64(secs)),
-        None => {
-            let mut text = format!("bad {what} value: ").into_bytes();
-            text.extend_from_slice(value);
-            Err(fatal(&text))
-        }
-    }
-}
-
 /// The --version text (stdout, exit 0).
 pub const VERSION_TEXT: &[u8] = concat!(
     "smtp-source ",
@@ -431,6 +378,16 @@ Extensions (long options):
   --timeout=SECONDS       deadline per stage (default 300; also
                           SMTP_SOURCE_TIMEOUT in the environment)
   --max-connecting=N      connects in flight at once (default 16)
+  --ehlo                  greet with EHLO and read the capabilities
+  --pipelining            send MAIL, RCPT and DATA as one group (RFC 2920)
+  --chunking              send the message with BDAT (RFC 3030)
+  --report[=text|json]    print a run report on stdout at the end
+  --report-file=PATH      write the JSON report to PATH
+  --hlog=PATH             HdrHistogram interval log of transaction latency
+  --rate=N                open-loop arrivals: N messages per second
+  --arrival=uniform|poisson
+                          spacing of --rate arrivals (default uniform)
+  --duration=SECONDS      run for a time (-m, if given, is an upper bound)
   --help, --version
 ";
 
@@ -569,11 +526,12 @@ mod tests {
 
     #[test]
     fn long_options() {
+        use std::time::Duration;
         assert!(matches!(run(&["--help"]), Ok(Parsed::Help)));
         assert!(matches!(run(&["--version"]), Ok(Parsed::Version)));
         let a = args(&["--timeout=2.5", "--max-connecting", "3", "h"]);
-        assert_eq!(a.timeout, Some(Duration::from_millis(2500)));
-        assert_eq!(a.max_connecting, 3);
+        assert_eq!(a.long.timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(a.long.max_connecting, 3);
         assert_eq!(
             fatal_text(&["--timeout=0", "h"]),
             "bad --timeout value: 0"

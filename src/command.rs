@@ -8,12 +8,15 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command<'a> {
     Helo(&'a [u8]),
+    Ehlo(&'a [u8]),
     Lhlo(&'a [u8]),
     Mail(&'a [u8]),
     /// Recipient, with the number put in front of it when numbering is on
     /// (3.7 semantics: `RCPT TO:<3foo@vm>`).
     Rcpt(Option<u64>, &'a [u8]),
     Data,
+    /// `BDAT <size> LAST` (RFC 3030): the whole message in one chunk.
+    BdatLast(usize),
     Dot,
     Rset,
     Quit,
@@ -24,6 +27,7 @@ impl Command<'_> {
     pub fn write_text(&self, out: &mut Vec<u8>) {
         match *self {
             Command::Helo(name) => join(out, b"HELO ", name, b""),
+            Command::Ehlo(name) => join(out, b"EHLO ", name, b""),
             Command::Lhlo(name) => join(out, b"LHLO ", name, b""),
             Command::Mail(from) => join(out, b"MAIL FROM:<", from, b">"),
             Command::Rcpt(number, to) => {
@@ -35,6 +39,9 @@ impl Command<'_> {
                 out.push(b'>');
             }
             Command::Data => out.extend_from_slice(b"DATA"),
+            Command::BdatLast(size) => {
+                out.extend_from_slice(format!("BDAT {size} LAST").as_bytes())
+            }
             Command::Dot => out.push(b'.'),
             Command::Rset => out.extend_from_slice(b"RSET"),
             Command::Quit => out.extend_from_slice(b"QUIT"),
@@ -78,6 +85,8 @@ mod tests {
             b"RCPT TO:<12foo@vm>\r\n"
         );
         assert_eq!(wire(Command::Data), b"DATA\r\n");
+        assert_eq!(wire(Command::Ehlo(b"vm")), b"EHLO vm\r\n");
+        assert_eq!(wire(Command::BdatLast(189)), b"BDAT 189 LAST\r\n");
         assert_eq!(wire(Command::Dot), b".\r\n");
         assert_eq!(wire(Command::Rset), b"RSET\r\n");
         assert_eq!(wire(Command::Quit), b"QUIT\r\n");

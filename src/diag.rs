@@ -50,8 +50,15 @@ pub fn warn(text: &[u8]) {
 /// `argv0: fatal: text`, then exit 1 at once (X6: no 1 s sleep, and no
 /// -c newline).
 pub fn fatal(text: &[u8]) -> ! {
+    fatal_then(text, || {})
+}
+
+/// A fatal line, then `last` (the --report of a failed run), then exit 1.
+/// Only the first fatal error of a run gets this far.
+pub fn fatal_then(text: &[u8], last: impl FnOnce()) -> ! {
     let _held = FATAL.lock();
     emit(b"fatal: ", text);
+    last();
     std::process::exit(1)
 }
 

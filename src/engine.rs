@@ -1,31 +1,46 @@
 //! engine: runs the plan. It starts one named thread per session, hands
-//! out message jobs over a crossbeam channel, keeps the global message
+//! out message jobs over a crossbeam channel (all at once, or on the
+//! --rate schedule, or until --duration ends), keeps the global message
 //! budget, and waits for the sessions to finish.
 //!
 //! The budget is the reference's counter M (spec §2.1): every claim,
 //! successful or not, takes one from it, so it goes negative once the
 //! work is gone, and its value at DATA time goes into Message-Id.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::thread;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{bounded, Receiver};
+use crossbeam_channel::{bounded, Receiver, SendTimeoutError, Sender};
 
 use crate::error::Error;
 use crate::message;
 use crate::net::Gate;
 use crate::plan::Plan;
 use crate::session;
+use crate::stats::Stats;
 use crate::sys;
+use crate::{diag, report};
 
 /// Session threads run shallow code (name resolution stays in the main
 /// thread), so a small explicit stack keeps thousands of them cheap.
 pub const STACK_SIZE: usize = 256 * 1024;
 
-/// Most jobs queued at once (8 bytes a slot).
+/// Most jobs queued at once (one slot is a few words).
 const JOB_ROOM: usize = 1 << 16;
+
+/// How often the dispatcher looks at SIGINT and the clock while it
+/// waits for room in the channel.
+const TICK: Duration = Duration::from_millis(50);
+
+/// One message to send.
+#[derive(Debug, Clone, Copy)]
+pub struct Job {
+    /// --rate: when it was meant to start; latency counts from here, so a
+    /// stalled server shows as latency (no coordinated omission).
+    pub due: Option<Instant>,
+}
 
 /// What every session shares: the plan and the run's counters.
 pub struct Shared {
@@ -38,16 +53,24 @@ pub struct Shared {
     date: OnceLock<Vec<u8>>,
     pub gate: Gate,
     pub pid: u32,
+    /// Measurements, when the run measures (--report and friends).
+    pub stats: Option<Stats>,
+    /// Set when dispatching stops early (--duration over, SIGINT):
+    /// queued jobs are then left alone.
+    stopping: AtomicBool,
 }
 
 impl Shared {
     pub fn new(plan: Plan) -> Self {
+        let stats = plan.ext.measure.then(|| Stats::new(plan.sessions));
         Shared {
-            budget: AtomicI64::new(i64::from(plan.messages)),
+            budget: AtomicI64::new(plan.messages.min(i64::MAX as u64) as i64),
             rcpt_seq: AtomicU64::new(1),
             date: OnceLock::new(),
             gate: Gate::new(plan.max_connecting),
             pid: std::process::id(),
+            stats,
+            stopping: AtomicBool::new(false),
             plan,
         }
     }
@@ -65,38 +88,78 @@ impl Shared {
             message::date_value(&sys::localtime(now))
         })
     }
+
+    /// The report of the run so far.
+    fn summary(&self, fatal: Option<&Error>) -> Option<report::Summary> {
+        let stats = self.stats.as_ref()?;
+        let (counts, latency) = stats.snapshot();
+        let (max_lag, final_lag) = stats.lags();
+        Some(report::Summary {
+            start: stats.started_wall,
+            elapsed: stats.started.elapsed(),
+            counts,
+            latency,
+            schedule: self.plan.ext.rate.map(|(rate, arrival)| {
+                report::Schedule {
+                    rate,
+                    arrival,
+                    max_lag,
+                    final_lag,
+                }
+            }),
+            completed: fatal.is_none(),
+            fatal: fatal
+                .map(|e| String::from_utf8_lossy(&e.text()).into_owned()),
+        })
+    }
 }
 
 /// A session's end of the job channel.
 pub struct Jobs<'a> {
-    rx: Receiver<()>,
-    shared: &'a Shared,
+    rx: Receiver<Job>,
+    pub shared: &'a Shared,
 }
 
 impl Jobs<'_> {
-    /// Takes the next message, if any is left. Takes one from the budget
-    /// either way, as the reference does.
-    pub fn claim(&self) -> bool {
-        let got = self.rx.recv().is_ok();
+    /// Takes the next message, waiting for one if the channel is open.
+    /// Takes one from the budget either way, as the reference does.
+    pub fn claim(&self) -> Option<Job> {
+        let job = if self.shared.stopping.load(Ordering::SeqCst) {
+            None
+        } else {
+            self.rx.recv().ok()
+        };
         self.shared.budget.fetch_sub(1, Ordering::SeqCst);
-        got
+        job
+    }
+
+    /// Takes a message only if one is ready now (pipelining's look-ahead
+    /// with -d); the budget moves only when one is taken.
+    pub fn try_claim(&self) -> Option<Job> {
+        if self.shared.stopping.load(Ordering::SeqCst) {
+            return None;
+        }
+        let job = self.rx.try_recv().ok()?;
+        self.shared.budget.fetch_sub(1, Ordering::SeqCst);
+        Some(job)
     }
 }
 
 /// Runs all sessions to the end. A fatal session error ends the process
-/// from inside its thread (via `report`), as one fatal error ends the
-/// reference.
-pub fn run(plan: Plan, report: fn(Error) -> !) -> Result<(), Error> {
+/// from inside its thread, as one fatal error ends the reference.
+pub fn run(plan: Plan) -> Result<(), Error> {
     ensure_fds(plan.sessions)?;
+    if plan.ext.report.is_some() || plan.ext.duration.is_some() {
+        // A first SIGINT ends the run early, with its report.
+        let _ = sys::catch_interrupt();
+    }
     let shared = Shared::new(plan);
-    let sessions = shared.plan.sessions as usize;
-    // Room for every job up to a bound: the main thread rarely blocks,
-    // so handing out a job costs the sessions no wake-up system calls.
-    let room = (shared.plan.messages as usize).clamp(1, JOB_ROOM);
-    let (tx, rx) = bounded::<()>(room);
+    let room = shared.plan.messages.clamp(1, JOB_ROOM as u64) as usize;
+    let (tx, rx) = bounded::<Job>(room);
+    let done = AtomicBool::new(false);
     thread::scope(|scope| {
-        let mut handles = Vec::with_capacity(sessions);
-        for n in 0..sessions {
+        let mut handles = Vec::new();
+        for n in 0..shared.plan.sessions as usize {
             let jobs = Jobs {
                 rx: rx.clone(),
                 shared: &shared,
@@ -105,24 +168,184 @@ pub fn run(plan: Plan, report: fn(Error) -> !) -> Result<(), Error> {
                 .name(format!("session-{n}"))
                 .stack_size(STACK_SIZE)
                 .spawn_scoped(scope, move || {
-                    if let Err(e) = session::run(jobs.shared, &jobs) {
-                        report(e);
+                    if let Err(e) = session::run(&jobs, n) {
+                        die(jobs.shared, e);
                     }
                 });
             handles.push(spawned.map_err(Error::Spawn)?);
         }
         drop(rx);
-        for _ in 0..shared.plan.messages {
-            if tx.send(()).is_err() {
-                break; // every session is gone
-            }
+        if let Some(path) = &shared.plan.ext.hlog {
+            start_hlog(scope, &shared, path, &done)?;
         }
+        dispatch(&shared, &tx);
         drop(tx);
         for handle in handles {
             handle.join().map_err(|_| Error::Internal("session died"))?;
         }
-        Ok(())
+        done.store(true, Ordering::SeqCst);
+        Ok::<(), Error>(())
+    })?;
+    finish(&shared);
+    Ok(())
+}
+
+/// A fatal error: the report (if any) first, then the fatal line; exit 1.
+fn die(shared: &Shared, e: Error) -> ! {
+    diag::fatal_then(&e.text(), || {
+        if let Some(summary) = shared.summary(Some(&e)) {
+            write_reports(&shared.plan, &summary);
+        }
     })
+}
+
+/// After the last session: -c's newline, then the report.
+fn finish(shared: &Shared) {
+    if shared.plan.count {
+        diag::end_count();
+    }
+    if let Some(summary) = shared.summary(None) {
+        write_reports(&shared.plan, &summary);
+    }
+}
+
+fn write_reports(plan: &Plan, summary: &report::Summary) {
+    use crate::longopts::ReportFormat;
+    match plan.ext.report {
+        Some(ReportFormat::Text) => diag::out(summary.text().as_bytes()),
+        Some(ReportFormat::Json) => diag::out(summary.json().as_bytes()),
+        None => {}
+    }
+    if let Some(path) = &plan.ext.report_file {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::OsStr::from_bytes(path);
+        if let Err(e) = std::fs::write(path, summary.json()) {
+            let mut text = b"cannot write report file ".to_vec();
+            text.extend_from_slice(path.as_bytes());
+            text.extend_from_slice(b": ");
+            text.extend_from_slice(crate::error::io_text(&e).as_bytes());
+            diag::warn(&text);
+        }
+    }
+}
+
+/// Hands out the jobs: all at once, on the --rate schedule, and until
+/// --duration ends or a SIGINT stops it.
+fn dispatch(shared: &Shared, tx: &Sender<Job>) {
+    let plan = &shared.plan;
+    let start = Instant::now();
+    let end = plan.ext.duration.map(|d| start + d);
+    let mut schedule = plan.ext.rate.map(|(rate, arrival)| {
+        crate::schedule::Schedule::new(start, rate, arrival)
+    });
+    for _ in 0..plan.messages {
+        let due = schedule.as_mut().map(|s| s.next_start());
+        if let Some(at) = due {
+            if !sleep_until(at, end) {
+                break;
+            }
+            if let Some(stats) = &shared.stats {
+                stats.schedule_lag(
+                    Instant::now().saturating_duration_since(at),
+                );
+            }
+        }
+        if !send(tx, Job { due }, end) {
+            break;
+        }
+    }
+    if stopped(end) {
+        shared.stopping.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Whether dispatching must stop: --duration over, or SIGINT.
+fn stopped(end: Option<Instant>) -> bool {
+    sys::interrupted() || end.is_some_and(|e| Instant::now() >= e)
+}
+
+/// Sleeps until `at`; false if the run was stopped meanwhile.
+fn sleep_until(at: Instant, end: Option<Instant>) -> bool {
+    loop {
+        if stopped(end) {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= at {
+            return true;
+        }
+        thread::sleep((at - now).min(TICK));
+    }
+}
+
+/// Queues a job, waiting for room; false if the run was stopped or every
+/// session is gone.
+fn send(tx: &Sender<Job>, job: Job, end: Option<Instant>) -> bool {
+    loop {
+        if stopped(end) {
+            return false;
+        }
+        match tx.send_timeout(job, TICK) {
+            Ok(()) => return true,
+            Err(SendTimeoutError::Timeout(_)) => {}
+            Err(SendTimeoutError::Disconnected(_)) => return false,
+        }
+    }
+}
+
+/// --hlog: a thread that writes one interval of transaction latency a
+/// second until the sessions are done.
+fn start_hlog<'s>(
+    scope: &'s thread::Scope<'s, '_>,
+    shared: &'s Shared,
+    path: &[u8],
+    done: &'s AtomicBool,
+) -> Result<(), Error> {
+    use std::os::unix::ffi::OsStrExt;
+    let stats = shared.stats.as_ref().ok_or(Error::Internal("no stats"))?;
+    let os = std::ffi::OsStr::from_bytes(path);
+    let file = std::fs::File::create(os).map_err(|e| {
+        let mut fatal = b"open ".to_vec();
+        fatal.extend_from_slice(path);
+        fatal.extend_from_slice(b": ");
+        fatal.extend_from_slice(crate::error::io_text(&e).as_bytes());
+        Error::Config {
+            warning: None,
+            fatal,
+        }
+    })?;
+    let mut log = report::HistogramLog::begin(file, stats.started_wall)
+        .map_err(Error::Spawn)?;
+    thread::Builder::new()
+        .name("hlog".into())
+        .stack_size(STACK_SIZE)
+        .spawn_scoped(scope, move || {
+            let mut from = stats.started_wall;
+            loop {
+                let last = wait_interval(done);
+                let now = SystemTime::now();
+                let length = now.duration_since(from).unwrap_or_default();
+                let _ = log.interval(&stats.take_interval(), from, length);
+                from = now;
+                if last {
+                    break;
+                }
+            }
+        })
+        .map_err(Error::Spawn)?;
+    Ok(())
+}
+
+/// Waits one second (or until the run is done); true when done.
+fn wait_interval(done: &AtomicBool) -> bool {
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        if done.load(Ordering::SeqCst) {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    done.load(Ordering::SeqCst)
 }
 
 /// Descriptors a run needs besides one socket per session.

@@ -13,6 +13,7 @@ use crate::reply::Reply;
 pub enum Stage {
     Banner,
     Helo,
+    Ehlo,
     Lhlo,
     Mail,
     Rcpt,
@@ -32,6 +33,7 @@ impl Stage {
         match self {
             Stage::Banner => "reading server greeting",
             Stage::Helo => "sending HELO",
+            Stage::Ehlo => "sending EHLO",
             Stage::Lhlo => "sending LHLO",
             Stage::Mail => "sending sender",
             Stage::Rcpt => "sending recipient",
@@ -45,6 +47,7 @@ impl Stage {
         match self {
             Stage::Banner => "rejected at server banner",
             Stage::Helo => "HELO rejected",
+            Stage::Ehlo => "EHLO rejected",
             Stage::Lhlo => "LHLO rejected",
             Stage::Mail => "sender rejected",
             Stage::Rcpt => "recipient rejected",

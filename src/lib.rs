@@ -16,10 +16,15 @@ pub mod engine;
 pub mod error;
 pub mod hostname;
 pub mod lineio;
+pub mod longopts;
 pub mod message;
 pub mod net;
+pub mod pipeline;
 pub mod plan;
 pub mod reply;
+pub mod report;
+pub mod schedule;
 pub mod session;
+pub mod stats;
 #[allow(unsafe_code)]
 pub mod sys;

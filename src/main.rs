@@ -16,10 +16,7 @@ fn main() {
     let env = std::env::var_os("SMTP_SOURCE_TIMEOUT");
     let env = env.as_ref().map(|v| v.as_encoded_bytes());
     let plan = plan::build(&args, env).unwrap_or_else(|e| fail(e));
-    engine::run(plan, fail).unwrap_or_else(|e| fail(e));
-    if args.count {
-        diag::end_count();
-    }
+    engine::run(plan).unwrap_or_else(|e| fail(e));
 }
 
 /// Prints the error as the reference would and exits 1.

@@ -37,13 +37,19 @@ pub fn filler(len: usize) -> Vec<u8> {
 /// `.` in front of lines that start with `.`, end every line with CRLF,
 /// then add one more CRLF. An empty file gives the default body.
 pub fn from_file(data: &[u8]) -> Vec<u8> {
+    from_file_with(data, true)
+}
+
+/// The -F transformation, with or without dot-stuffing (BDAT sends the
+/// lines as they are: RFC 3030 §2).
+pub fn from_file_with(data: &[u8], stuff: bool) -> Vec<u8> {
     if data.is_empty() {
         return DEFAULT_BODY.to_vec();
     }
     let mut out = Vec::with_capacity(data.len() + data.len() / 32 + 4);
     let body = data.strip_suffix(b"\n").unwrap_or(data);
     for line in body.split(|&b| b == b'\n') {
-        if line.first() == Some(&b'.') {
+        if stuff && line.first() == Some(&b'.') {
             out.push(b'.');
         }
         out.extend_from_slice(line);
@@ -168,6 +174,11 @@ mod tests {
     #[test]
     fn file_lines_get_crlf_dot_stuffing_and_a_final_blank_line() {
         assert_eq!(from_file(b"a\n.b\nc"), b"a\r\n..b\r\nc\r\n\r\n");
+    }
+
+    #[test]
+    fn bdat_body_is_not_dot_stuffed() {
+        assert_eq!(from_file_with(b"a\n.b\n", false), b"a\r\n.b\r\n\r\n");
     }
 
     #[test]

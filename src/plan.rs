@@ -14,6 +14,7 @@ use crate::cli::{Args, Delay};
 use crate::endpoint::{self, Spec};
 use crate::error::Error;
 use crate::hostname;
+use crate::longopts::{Arrival, ReportFormat};
 use crate::message::{self, HeaderTemplate, DEFAULT_BODY, DOT};
 use crate::sys;
 
@@ -25,7 +26,27 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 pub enum Greeting {
     None,
     Helo,
+    /// --ehlo (SMTP); LMTP's LHLO is already extended.
+    Ehlo,
     Lhlo,
+}
+
+/// What the long options ask of the run (all off for an old command
+/// line).
+#[derive(Debug, Clone, Default)]
+pub struct Extensions {
+    /// Read the greeting reply's capability list.
+    pub capabilities: bool,
+    pub pipelining: bool,
+    pub chunking: bool,
+    /// Counters and latencies are recorded (--report, --report-file,
+    /// --hlog, --rate, --duration).
+    pub measure: bool,
+    pub report: Option<ReportFormat>,
+    pub report_file: Option<Vec<u8>>,
+    pub hlog: Option<Vec<u8>>,
+    pub rate: Option<(f64, Arrival)>,
+    pub duration: Option<Duration>,
 }
 
 /// Everything a session needs, fixed for the whole run.
@@ -49,19 +70,26 @@ pub struct Plan {
     pub headers: Option<HeaderTemplate>,
     /// The body with the end-of-data dot appended, shared by all.
     pub body: Arc<[u8]>,
+    /// --chunking: the body as BDAT sends it (no dot-stuffing, no dot).
+    pub raw_body: Option<Arc<[u8]>>,
+    pub ext: Extensions,
     pub reuse: bool,
     pub allow_reject: bool,
     pub count: bool,
     pub verbose: u32,
     pub delay: Delay,
     pub sessions: u32,
-    pub messages: u32,
+    /// The message budget; `UNLIMITED` with --duration and no -m.
+    pub messages: u64,
 }
+
+/// The budget of a --duration run without -m.
+pub const UNLIMITED: u64 = 1 << 60;
 
 /// Builds the plan; `env_timeout` is SMTP_SOURCE_TIMEOUT, if set.
 pub fn build(args: &Args, env_timeout: Option<&[u8]>) -> Result<Plan, Error> {
     let timeout = timeout(args, env_timeout)?;
-    let content = body(args)?;
+    let (content, raw_body) = body(args)?;
     let (addr, keepalive) = resolve(args)?;
     let myhostname = myhostname(args)?;
     let default_addr = [&b"foo@"[..], &myhostname].concat();
@@ -79,7 +107,7 @@ pub fn build(args: &Args, env_timeout: Option<&[u8]>) -> Result<Plan, Error> {
         keepalive,
         window: args.window,
         connect_count: args.connect_count,
-        max_connecting: args.max_connecting,
+        max_connecting: args.long.max_connecting,
         timeout,
         greeting: greeting(args),
         lmtp: args.lmtp,
@@ -89,45 +117,81 @@ pub fn build(args: &Args, env_timeout: Option<&[u8]>) -> Result<Plan, Error> {
         numbered: args.numbered,
         headers,
         body: content,
+        raw_body,
+        ext: extensions(args),
         reuse: args.reuse,
         allow_reject: args.allow_reject,
         count: args.count,
         verbose: args.verbose,
         delay: args.delay,
         sessions: args.sessions,
-        messages: args.messages,
+        messages: match (args.long.duration, args.messages_given) {
+            (Some(_), false) => UNLIMITED,
+            _ => u64::from(args.messages),
+        },
         myhostname,
     })
 }
 
 fn greeting(args: &Args) -> Greeting {
-    match (args.old_mode, args.lmtp) {
-        (true, _) => Greeting::None,
-        (false, true) => Greeting::Lhlo,
-        (false, false) => Greeting::Helo,
+    let l = &args.long;
+    let ehlo = l.ehlo || l.pipelining || l.chunking;
+    match (args.old_mode, args.lmtp, ehlo) {
+        (true, _, _) => Greeting::None,
+        (false, true, _) => Greeting::Lhlo,
+        (false, false, true) => Greeting::Ehlo,
+        (false, false, false) => Greeting::Helo,
+    }
+}
+
+fn extensions(args: &Args) -> Extensions {
+    let l = &args.long;
+    Extensions {
+        capabilities: l.ehlo || l.pipelining || l.chunking,
+        pipelining: l.pipelining,
+        chunking: l.chunking,
+        measure: l.report.is_some()
+            || l.report_file.is_some()
+            || l.hlog.is_some()
+            || l.rate.is_some()
+            || l.duration.is_some(),
+        report: l.report,
+        report_file: l.report_file.clone(),
+        hlog: l.hlog.clone(),
+        rate: l.rate.map(|r| (r, l.arrival)),
+        duration: l.duration,
     }
 }
 
 /// --timeout wins over SMTP_SOURCE_TIMEOUT; 300 s otherwise.
 fn timeout(args: &Args, env: Option<&[u8]>) -> Result<Duration, Error> {
-    if let Some(t) = args.timeout {
+    if let Some(t) = args.long.timeout {
         return Ok(t);
     }
     match env {
-        Some(v) => crate::cli::parse_seconds(v, "SMTP_SOURCE_TIMEOUT"),
+        Some(v) => crate::longopts::seconds(v, "SMTP_SOURCE_TIMEOUT"),
         None => Ok(DEFAULT_TIMEOUT),
     }
 }
 
-/// The message content with the dot: -F file, -l filler or default.
-fn body(args: &Args) -> Result<Arc<[u8]>, Error> {
-    let mut content = match (&args.file, args.length) {
-        (Some(path), _) => message::from_file(&read_file(path)?),
+/// The message content with the dot (-F file, -l filler or default),
+/// and with --chunking the same content unstuffed and without the dot.
+type Bodies = (Arc<[u8]>, Option<Arc<[u8]>>);
+
+fn body(args: &Args) -> Result<Bodies, Error> {
+    let file = match &args.file {
+        Some(path) => Some(read_file(path)?),
+        None => None,
+    };
+    let make = |stuff: bool| match (&file, args.length) {
+        (Some(data), _) => message::from_file_with(data, stuff),
         (None, Some(len)) => message::filler(len as usize),
         (None, None) => DEFAULT_BODY.to_vec(),
     };
+    let raw = args.long.chunking.then(|| make(false).into());
+    let mut content = make(true);
     content.extend_from_slice(DOT);
-    Ok(content.into())
+    Ok((content.into(), raw))
 }
 
 fn read_file(path: &[u8]) -> Result<Vec<u8>, Error> {

@@ -164,6 +164,32 @@ pub fn parse(input: &[u8]) -> Option<Result<(Reply, usize), Push>> {
     None
 }
 
+/// ESMTP service extensions this client can use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    pub pipelining: bool,
+    pub chunking: bool,
+}
+
+/// Reads the extension keywords of an EHLO/LHLO reply: every line after
+/// the first starts with a keyword (RFC 5321 §4.1.1.1), case-insensitive.
+pub fn capabilities(reply: &Reply) -> Capabilities {
+    let mut caps = Capabilities::default();
+    for line in reply.text.split(|&b| b == b'\n').skip(1) {
+        let end = line
+            .iter()
+            .position(|&b| b == b' ' || b == b'=')
+            .unwrap_or(line.len());
+        let keyword = line[..end].to_ascii_uppercase();
+        match &keyword[..] {
+            b"PIPELINING" => caps.pipelining = true,
+            b"CHUNKING" => caps.chunking = true,
+            _ => {}
+        }
+    }
+    caps
+}
+
 /// Strips all trailing CRs, as smtp-source does before the LF (F20).
 pub fn strip_crs(line: &[u8]) -> &[u8] {
     let keep = line.iter().rposition(|&b| b != b'\r').map_or(0, |i| i + 1);
@@ -300,6 +326,21 @@ mod tests {
     #[test]
     fn nul_and_eight_bit_bytes_are_kept() {
         assert_eq!(one(b"550 a\0b\xe9\r\n").text, b"a\0b\xe9");
+    }
+
+    #[test]
+    fn capabilities_after_the_first_line() {
+        let r = one(b"250-mx.example\r\n250-pipelining\r\n250-SIZE 10\r\n\
+250 CHUNKING\r\n");
+        assert_eq!(
+            capabilities(&r),
+            Capabilities {
+                pipelining: true,
+                chunking: true
+            }
+        );
+        let r = one(b"250 PIPELINING\r\n");
+        assert_eq!(capabilities(&r), Capabilities::default());
     }
 
     #[test]

@@ -1,24 +1,26 @@
 //! session: one SMTP/LMTP session thread's work, one function per
 //! protocol step (banner, greeting, MAIL, RCPT, DATA, message, RSET,
-//! QUIT), and the -A policy in one place (`judge`).
+//! QUIT), and the -A policy in one place (`judge`). The pipelined and
+//! BDAT variants of a transaction live in `pipeline`.
 //!
-//! This is the only module that reads or writes a socket. Every read is a
+//! This is the only code that reads or writes a socket. Every read is a
 //! bounded line read against the stage deadline; every error names its
 //! stage. A session never prints a fatal error itself: it returns it.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::cli::Delay;
 use crate::command::Command;
 use crate::diag;
-use crate::engine::{Jobs, Shared};
+use crate::engine::{Job, Jobs, Shared};
 use crate::error::{reject_text, Error, Stage};
 use crate::lineio::{LineError, LineReader};
 use crate::message::MessageId;
 use crate::net::{self, Conn, SocketOptions};
 use crate::plan::Greeting;
-use crate::reply::{Push, Reply, ReplyBuilder};
+use crate::reply::{self, Capabilities, Push, Reply, ReplyBuilder};
+use crate::stats::{ErrorClass, Phase, Recorder};
 
 /// The pause between connect attempts (the reference's usleep(10)).
 const RETRY_PAUSE: Duration = Duration::from_micros(10);
@@ -29,7 +31,7 @@ const LAST_WORDS_WAIT: Duration = Duration::from_secs(2);
 
 /// What a step left the connection in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Flow {
+pub(crate) enum Flow {
     Go,
     /// 421/521 under -A: closed without QUIT.
     Closed,
@@ -37,7 +39,7 @@ enum Flow {
 
 /// How a reply was judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
+pub(crate) enum Verdict {
     Ok,
     /// Rejected under -A, not 421/521: warned, go on.
     Rejected,
@@ -53,31 +55,53 @@ enum After {
     Done,
 }
 
-/// A connection and its line reader.
-struct Link {
-    conn: Conn,
+/// A connection, its line reader and what the server offers.
+pub(crate) struct Link {
+    pub(crate) conn: Conn,
     reader: LineReader,
+    pub(crate) caps: Capabilities,
+}
+
+/// How the current message ended, for the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fate {
+    Accepted,
+    Rejected,
+    Failed,
 }
 
 /// One session's state across its connections.
 pub struct Session<'a> {
-    sh: &'a Shared,
-    jobs: &'a Jobs<'a>,
+    pub(crate) sh: &'a Shared,
+    pub(crate) jobs: &'a Jobs<'a>,
     /// -C budget, for the whole run (spec §2.2).
     connects_left: u32,
-    wire: Vec<u8>,
+    pub(crate) wire: Vec<u8>,
+    pub(crate) rec: Option<Recorder<'a>>,
+    /// When the current message's transaction began (or was due).
+    pub(crate) txn_start: Instant,
+    pub(crate) job: Job,
 }
 
+/// Said once per run under -v when an extension is not offered.
+static FALLBACK_NOTED: AtomicBool = AtomicBool::new(false);
+
 /// Runs one session until no message is left for it.
-pub fn run(sh: &Shared, jobs: &Jobs) -> Result<(), Error> {
+pub fn run(jobs: &Jobs, n: usize) -> Result<(), Error> {
+    let sh = jobs.shared;
     let mut s = Session {
         sh,
         jobs,
         connects_left: sh.plan.connect_count,
         wire: Vec::with_capacity(512),
+        rec: sh.stats.as_ref().map(|st| st.recorder(n)),
+        txn_start: Instant::now(),
+        job: Job { due: None },
     };
-    while jobs.claim() {
-        match s.connection()? {
+    while s.claim() {
+        let after = s.connection();
+        s.flush_stats();
+        match after? {
             After::Delay => s.delay(),
             After::Done => break,
         }
@@ -86,15 +110,49 @@ pub fn run(sh: &Shared, jobs: &Jobs) -> Result<(), Error> {
 }
 
 impl Session<'_> {
-    /// One connection: greeting, then transactions until done.
+    /// Takes the next job, if any.
+    fn claim(&mut self) -> bool {
+        match self.jobs.claim() {
+            Some(job) => self.take(job),
+            None => false,
+        }
+    }
+
+    /// Starts work on a claimed job.
+    pub(crate) fn take(&mut self, job: Job) -> bool {
+        self.job = job;
+        if let Some(r) = &mut self.rec {
+            r.counts.attempted += 1;
+        }
+        true
+    }
+
+    /// One connection: greeting, then transactions until done. A fatal
+    /// error on it counts the message in hand as failed.
     fn connection(&mut self) -> Result<After, Error> {
+        let out = self.connection_inner();
+        if out.is_err() {
+            self.fate(Fate::Failed);
+        }
+        out
+    }
+
+    fn connection_inner(&mut self) -> Result<After, Error> {
         let mut link = self.connect()?;
         if self.open(&mut link)? == Flow::Closed {
+            self.fate(Fate::Failed);
             return Ok(After::Delay);
         }
+        let mut sent = false;
         loop {
-            if self.transaction(&mut link)? == Flow::Closed {
+            let (flow, next_sent) = self.transaction_any(&mut link, sent)?;
+            self.flush_stats();
+            if flow == Flow::Closed {
                 return Ok(After::Delay);
+            }
+            sent = next_sent;
+            if sent {
+                continue;
             }
             if !self.sh.plan.reuse || self.sh.unclaimed() < 1 {
                 self.quit(&mut link);
@@ -103,10 +161,40 @@ impl Session<'_> {
             // -d: the delay comes first, then the claim; a session that
             // finds nothing left says QUIT (X8).
             self.delay();
-            if !self.jobs.claim() {
+            if !self.claim() {
                 self.quit(&mut link);
                 return Ok(After::Done);
             }
+        }
+    }
+
+    /// Lock-step or pipelined, as the plan and the server allow.
+    fn transaction_any(
+        &mut self,
+        link: &mut Link,
+        sent: bool,
+    ) -> Result<(Flow, bool), Error> {
+        self.txn_start = self.job.due.unwrap_or_else(Instant::now);
+        if self.pipelined(link) {
+            return self.transaction_pipelined(link, sent);
+        }
+        Ok((self.transaction(link)?, false))
+    }
+
+    fn pipelined(&self, link: &Link) -> bool {
+        let want = self.sh.plan.ext.pipelining;
+        if want && !link.caps.pipelining {
+            self.note_fallback(b"server does not offer PIPELINING");
+        }
+        want && link.caps.pipelining
+    }
+
+    /// -v, once per run: an extension asked for is not offered.
+    pub(crate) fn note_fallback(&self, what: &[u8]) {
+        if self.sh.plan.verbose > 0
+            && !FALLBACK_NOTED.swap(true, Ordering::Relaxed)
+        {
+            diag::info(&[what, b"; using lock-step"].concat());
         }
     }
 
@@ -117,20 +205,17 @@ impl Session<'_> {
             keepalive: plan.keepalive,
         };
         loop {
+            let started = Instant::now();
             let attempt = self.sh.gate.pass(|| {
                 net::connect(&plan.addr, opts, plan.timeout, &mut |w| {
                     diag::warn(w.as_bytes())
                 })
             });
             let err = match attempt {
-                Ok(conn) => {
-                    return Ok(Link {
-                        conn,
-                        reader: LineReader::new(),
-                    })
-                }
+                Ok(conn) => return Ok(self.connected(conn, started)),
                 Err(e) => e,
             };
+            self.error_class(ErrorClass::Refused);
             self.connects_left = self.connects_left.saturating_sub(1);
             if self.connects_left == 0 {
                 return Err(Error::Connect(err));
@@ -141,9 +226,23 @@ impl Session<'_> {
         }
     }
 
-    /// Banner and, unless -o, HELO/LHLO.
+    fn connected(&mut self, conn: Conn, started: Instant) -> Link {
+        self.latency(Phase::Connect, started);
+        if let Some(r) = &mut self.rec {
+            r.counts.connections += 1;
+        }
+        Link {
+            conn,
+            reader: LineReader::new(),
+            caps: Capabilities::default(),
+        }
+    }
+
+    /// Banner and, unless -o, HELO/EHLO/LHLO.
     fn open(&mut self, link: &mut Link) -> Result<Flow, Error> {
+        let started = Instant::now();
         let banner = self.reply(link, Stage::Banner)?;
+        self.observe(Stage::Banner, banner.code, started);
         let positive = banner.is_positive();
         // X4: under -A a 421/521 banner closes like at every other stage.
         if self.judge(Stage::Banner, banner, positive)? == Verdict::Closing {
@@ -153,9 +252,13 @@ impl Session<'_> {
         let (cmd, stage) = match self.sh.plan.greeting {
             Greeting::None => return Ok(Flow::Go),
             Greeting::Helo => (Command::Helo(name), Stage::Helo),
+            Greeting::Ehlo => (Command::Ehlo(name), Stage::Ehlo),
             Greeting::Lhlo => (Command::Lhlo(name), Stage::Lhlo),
         };
         let reply = self.command(link, cmd, stage)?;
+        if reply.is_positive() && self.sh.plan.ext.capabilities {
+            link.caps = reply::capabilities(&reply);
+        }
         let positive = reply.is_positive();
         Ok(match self.judge(stage, reply, positive)? {
             Verdict::Closing => Flow::Closed,
@@ -168,50 +271,65 @@ impl Session<'_> {
         let sender = &self.sh.plan.sender;
         match self.step(link, Command::Mail(sender), Stage::Mail)? {
             Verdict::Ok => {}
-            Verdict::Rejected => return self.rset(link),
-            Verdict::Closing => return Ok(Flow::Closed),
+            Verdict::Rejected => return self.rejected_then_rset(link),
+            Verdict::Closing => return Ok(self.closed()),
         }
         let accepted = match self.recipients(link)? {
-            None => return Ok(Flow::Closed),
-            Some(0) => return self.rset(link),
+            None => return Ok(self.closed()),
+            Some(0) => return self.rejected_then_rset(link),
             Some(n) => n,
         };
+        if self.sh.plan.ext.chunking {
+            if link.caps.chunking {
+                return self.bdat(link, accepted);
+            }
+            self.note_fallback(b"server does not offer CHUNKING");
+        }
         let reply = self.command(link, Command::Data, Stage::Data)?;
         let is_354 = reply.code == 354;
         match self.judge(Stage::Data, reply, is_354)? {
             Verdict::Ok => {}
-            Verdict::Rejected => return self.rset(link),
-            Verdict::Closing => return Ok(Flow::Closed),
+            Verdict::Rejected => return self.rejected_then_rset(link),
+            Verdict::Closing => return Ok(self.closed()),
         }
-        self.message(link)?;
+        self.message(link, &[])?;
         self.end_of_data(link, accepted)
     }
 
     /// Sends the RCPTs; Some(accepted count), or None after a 421/521.
     fn recipients(&mut self, link: &mut Link) -> Result<Option<u32>, Error> {
-        let plan = &self.sh.plan;
         let mut accepted = 0;
-        for left in (1..=plan.recipients).rev() {
-            let number = if plan.numbered {
-                Some(self.sh.rcpt_seq.fetch_add(1, Ordering::Relaxed))
-            } else {
-                // 3.7 count-down: `3foo`, `2foo`, then plain `foo`.
-                (left > 1).then_some(u64::from(left))
-            };
-            let cmd = Command::Rcpt(number, &plan.recipient);
+        for number in self.rcpt_numbers() {
+            let cmd = Command::Rcpt(number, &self.sh.plan.recipient);
             match self.step(link, cmd, Stage::Rcpt)? {
                 Verdict::Ok => accepted += 1,
                 Verdict::Rejected => {}
                 Verdict::Closing => return Ok(None),
             }
         }
+        self.rcpts(accepted);
         Ok(Some(accepted))
     }
 
-    /// Headers, body and dot in one write; then -c counts the message.
-    fn message(&mut self, link: &mut Link) -> Result<(), Error> {
+    /// The numbers put in front of this transaction's recipients.
+    pub(crate) fn rcpt_numbers(&self) -> Vec<Option<u64>> {
+        let plan = &self.sh.plan;
+        (1..=plan.recipients)
+            .rev()
+            .map(|left| {
+                if plan.numbered {
+                    Some(self.sh.rcpt_seq.fetch_add(1, Ordering::Relaxed))
+                } else {
+                    // 3.7 count-down: `3foo`, `2foo`, then plain `foo`.
+                    (left > 1).then_some(u64::from(left))
+                }
+            })
+            .collect()
+    }
+
+    /// Appends the headers of this message to `self.wire`.
+    pub(crate) fn headers(&mut self, link: &Link) {
         let sh = self.sh;
-        self.wire.clear();
         if let Some(headers) = &sh.plan.headers {
             let id = MessageId {
                 pid: sh.pid,
@@ -220,55 +338,106 @@ impl Session<'_> {
             };
             headers.write(sh.date(), id, &mut self.wire);
         }
-        if sh.plan.verbose > 0 {
+    }
+
+    /// Headers, body and dot in one write (plus `after`, pipelining's
+    /// next group); then -c counts the message.
+    pub(crate) fn message(
+        &mut self,
+        link: &mut Link,
+        after: &[u8],
+    ) -> Result<(), Error> {
+        self.wire.clear();
+        self.headers(link);
+        if self.sh.plan.verbose > 0 {
             diag::info(b".");
         }
-        let deadline = Instant::now() + sh.plan.timeout;
-        let bufs = [self.wire.as_slice(), &sh.plan.body];
-        if let Err(e) = link.conn.write_all_by(&bufs, deadline) {
-            return Err(self.message_write_error(link, e));
-        }
-        if sh.plan.count {
+        let sh = self.sh;
+        let headers = std::mem::take(&mut self.wire);
+        let bufs = [headers.as_slice(), &sh.plan.body, after];
+        let written = self.write(link, &bufs, Stage::Message);
+        self.wire = headers;
+        written?;
+        if self.sh.plan.count {
             diag::count_message();
         }
         Ok(())
     }
 
-    /// X7: after a failed write, the server's reason if it gave one.
-    fn message_write_error(
-        &self,
+    /// Writes `bufs` within the stage deadline; counts the bytes. A
+    /// failed message write looks for the server's reason (X7).
+    pub(crate) fn write(
+        &mut self,
         link: &mut Link,
-        e: std::io::Error,
-    ) -> Error {
-        if e.kind() == std::io::ErrorKind::TimedOut {
-            return Error::Timeout {
-                stage: Stage::Message,
-            };
+        bufs: &[&[u8]],
+        stage: Stage,
+    ) -> Result<(), Error> {
+        let deadline = Instant::now() + self.sh.plan.timeout;
+        if let Some(r) = &mut self.rec {
+            r.counts.bytes_sent +=
+                bufs.iter().map(|b| b.len() as u64).sum::<u64>();
         }
-        let wait = LAST_WORDS_WAIT.min(self.sh.plan.timeout);
-        let said = read_reply(link, Instant::now() + wait).ok();
-        Error::Lost {
-            stage: Stage::Message,
-            server_said: said,
+        let Err(e) = link.conn.write_all_by(bufs, deadline) else {
+            return Ok(());
+        };
+        let class = io_class(&e);
+        self.error_class(class);
+        if class == ErrorClass::Timeout {
+            return Err(Error::Timeout { stage });
         }
+        let said = (stage == Stage::Message).then(|| {
+            let wait = LAST_WORDS_WAIT.min(self.sh.plan.timeout);
+            read_reply(link, Instant::now() + wait).ok()
+        });
+        Err(Error::Lost {
+            stage,
+            server_said: said.flatten(),
+        })
     }
 
     /// One reply (SMTP) or one per accepted recipient (LMTP, X3).
-    fn end_of_data(
+    pub(crate) fn end_of_data(
         &mut self,
         link: &mut Link,
         accepted: u32,
     ) -> Result<Flow, Error> {
-        let replies = if self.sh.plan.lmtp { accepted } else { 1 };
+        let replies = if self.sh.plan.lmtp {
+            accepted.max(1)
+        } else {
+            1
+        };
+        let started = Instant::now();
+        let mut fate = Fate::Rejected;
         for _ in 0..replies {
             let reply = self.reply(link, Stage::Message)?;
+            self.observe(Stage::Message, reply.code, started);
             let positive = reply.is_positive();
-            if self.judge(Stage::Message, reply, positive)? == Verdict::Closing
-            {
-                return Ok(Flow::Closed);
+            match self.judge(Stage::Message, reply, positive)? {
+                Verdict::Ok => fate = Fate::Accepted,
+                Verdict::Rejected => {}
+                Verdict::Closing => return Ok(self.closed()),
             }
         }
+        if fate == Fate::Accepted {
+            self.latency(Phase::Transaction, self.txn_start);
+        }
+        self.fate(fate);
         Ok(Flow::Go)
+    }
+
+    /// The message was rejected before its content: RSET (-A).
+    pub(crate) fn rejected_then_rset(
+        &mut self,
+        link: &mut Link,
+    ) -> Result<Flow, Error> {
+        self.fate(Fate::Rejected);
+        self.rset(link)
+    }
+
+    /// A 421/521 closed the connection in mid-transaction.
+    pub(crate) fn closed(&mut self) -> Flow {
+        self.fate(Fate::Failed);
+        Flow::Closed
     }
 
     /// RSET after a rejection under -A.
@@ -304,7 +473,7 @@ impl Session<'_> {
     }
 
     /// The -A policy, once for every stage (spec §2.4).
-    fn judge(
+    pub(crate) fn judge(
         &self,
         stage: Stage,
         reply: Reply,
@@ -324,7 +493,16 @@ impl Session<'_> {
         })
     }
 
-    /// Writes one command (logged under -v) and reads its reply.
+    /// Appends a command's wire text to `self.wire` (logged under -v).
+    pub(crate) fn queue(&mut self, cmd: Command) {
+        let start = self.wire.len();
+        cmd.write_wire(&mut self.wire);
+        if self.sh.plan.verbose > 0 {
+            diag::info(&self.wire[start..self.wire.len() - 2]);
+        }
+    }
+
+    /// Writes one command and reads its reply.
     fn command(
         &mut self,
         link: &mut Link,
@@ -332,30 +510,35 @@ impl Session<'_> {
         stage: Stage,
     ) -> Result<Reply, Error> {
         self.wire.clear();
-        cmd.write_wire(&mut self.wire);
-        if self.sh.plan.verbose > 0 {
-            diag::info(&self.wire[..self.wire.len() - 2]);
-        }
-        let deadline = Instant::now() + self.sh.plan.timeout;
-        link.conn
-            .write_all_by(&[&self.wire], deadline)
-            .map_err(|e| io_error(e, stage))?;
-        self.reply(link, stage)
+        self.queue(cmd);
+        let started = Instant::now();
+        let wire = std::mem::take(&mut self.wire);
+        let written = self.write(link, &[&wire], stage);
+        self.wire = wire;
+        written?;
+        let reply = self.reply(link, stage)?;
+        self.observe(stage, reply.code, started);
+        Ok(reply)
     }
 
     /// Reads one reply within the stage deadline.
-    fn reply(&self, link: &mut Link, stage: Stage) -> Result<Reply, Error> {
+    pub(crate) fn reply(
+        &mut self,
+        link: &mut Link,
+        stage: Stage,
+    ) -> Result<Reply, Error> {
         let deadline = Instant::now() + self.sh.plan.timeout;
         read_reply(link, deadline).map_err(|e| self.read_error(e, stage))
     }
 
-    fn read_error(&self, e: ReadError, stage: Stage) -> Error {
+    fn read_error(&mut self, e: ReadError, stage: Stage) -> Error {
         let verbose = self.sh.plan.verbose > 0;
         match e {
             ReadError::Line(LineError::Timeout) => {
                 if verbose {
                     diag::info(b"smtp_get: timeout");
                 }
+                self.error_class(ErrorClass::Timeout);
                 Error::Timeout { stage }
             }
             ReadError::Line(LineError::TooLong) => Error::TooLong {
@@ -363,15 +546,26 @@ impl Session<'_> {
                 lines: false,
             },
             ReadError::TooManyLines => Error::TooLong { stage, lines: true },
-            ReadError::Line(LineError::Eof | LineError::Io(_)) => {
-                if verbose {
-                    diag::info(b"smtp_get: EOF");
-                }
-                Error::Lost {
-                    stage,
-                    server_said: None,
-                }
+            ReadError::Line(LineError::Eof) => self.lost(stage, false),
+            ReadError::Line(LineError::Io(e)) => {
+                self.lost(stage, io_class(&e) == ErrorClass::Reset)
             }
+        }
+    }
+
+    fn lost(&mut self, stage: Stage, reset: bool) -> Error {
+        if self.sh.plan.verbose > 0 {
+            diag::info(b"smtp_get: EOF");
+        }
+        let class = if reset {
+            ErrorClass::Reset
+        } else {
+            ErrorClass::Lost
+        };
+        self.error_class(class);
+        Error::Lost {
+            stage,
+            server_said: None,
         }
     }
 
@@ -387,6 +581,81 @@ impl Session<'_> {
             }
         };
         std::thread::sleep(Duration::from_secs(secs));
+    }
+
+    // Measurement hooks: no-ops unless the run measures.
+
+    pub(crate) fn latency(&mut self, phase: Phase, since: Instant) {
+        if let Some(r) = &mut self.rec {
+            r.latency(phase, since.elapsed());
+        }
+    }
+
+    /// A reply's code and the latency of its stage.
+    pub(crate) fn observe(&mut self, stage: Stage, code: u16, since: Instant) {
+        let Some(r) = &mut self.rec else { return };
+        let (name, phase) = stage_keys(stage, self.sh.plan.ext.chunking);
+        r.code(name, code);
+        if let Some(phase) = phase {
+            r.latency(phase, since.elapsed());
+        }
+    }
+
+    pub(crate) fn rcpts(&mut self, accepted: u32) {
+        let sent = self.sh.plan.recipients;
+        if let Some(r) = &mut self.rec {
+            r.counts.rcpt_sent += u64::from(sent);
+            r.counts.rcpt_accepted += u64::from(accepted);
+        }
+    }
+
+    pub(crate) fn fate(&mut self, fate: Fate) {
+        if let Some(r) = &mut self.rec {
+            match fate {
+                Fate::Accepted => r.counts.accepted += 1,
+                Fate::Rejected => r.counts.rejected += 1,
+                Fate::Failed => r.counts.failed += 1,
+            }
+        }
+    }
+
+    fn error_class(&mut self, class: ErrorClass) {
+        if let Some(r) = &mut self.rec {
+            r.counts.error(class);
+        }
+    }
+
+    fn flush_stats(&mut self) {
+        if let Some(r) = &mut self.rec {
+            r.flush();
+        }
+    }
+}
+
+/// The report's command name and latency phase of a stage's reply.
+fn stage_keys(stage: Stage, chunking: bool) -> (&'static str, Option<Phase>) {
+    match stage {
+        Stage::Banner => ("banner", Some(Phase::Banner)),
+        Stage::Helo => ("HELO", Some(Phase::Helo)),
+        Stage::Ehlo => ("EHLO", Some(Phase::Helo)),
+        Stage::Lhlo => ("LHLO", Some(Phase::Helo)),
+        Stage::Mail => ("MAIL", Some(Phase::Mail)),
+        Stage::Rcpt => ("RCPT", Some(Phase::Rcpt)),
+        Stage::Data => ("DATA", Some(Phase::Data)),
+        Stage::Message if chunking => ("BDAT", Some(Phase::EndOfData)),
+        Stage::Message => ("end_of_data", Some(Phase::EndOfData)),
+        Stage::Rset => ("RSET", None),
+        Stage::Quit => ("QUIT", Some(Phase::Quit)),
+    }
+}
+
+/// The report's class of an I/O error.
+fn io_class(e: &std::io::Error) -> ErrorClass {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::TimedOut | K::WouldBlock => ErrorClass::Timeout,
+        K::ConnectionReset | K::ConnectionAborted => ErrorClass::Reset,
+        _ => ErrorClass::Lost,
     }
 }
 
@@ -417,15 +686,4 @@ fn read_reply(link: &mut Link, deadline: Instant) -> Result<Reply, ReadError> {
         diag::info(b"warning: reply lines carry different codes");
     }
     Ok(builder.finish())
-}
-
-/// A failed write: timeout or lost connection, at this stage.
-fn io_error(e: std::io::Error, stage: Stage) -> Error {
-    match e.kind() {
-        std::io::ErrorKind::TimedOut => Error::Timeout { stage },
-        _ => Error::Lost {
-            stage,
-            server_said: None,
-        },
-    }
 }

@@ -1,6 +1,7 @@
 //! sys: the only `unsafe` code in the crate. Thin, safe wrappers over the
 //! libc calls smtp-source needs: gethostname, getaddrinfo/gai_strerror,
-//! the UNIX-domain sockaddr, localtime_r, RLIMIT_NOFILE and strerror.
+//! the UNIX-domain sockaddr, localtime_r, RLIMIT_NOFILE, strerror, and
+//! the SIGINT handler of --report/--duration runs.
 //!
 //! Every `unsafe` block has a `SAFETY:` comment. Nothing here panics or
 //! formats user-visible messages beyond returning libc's own texts.
@@ -286,6 +287,46 @@ pub fn strerror(errno: i32) -> String {
         return format!("Unknown error {errno}");
     }
     String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// Set by the first SIGINT once `catch_interrupt` is installed.
+static INTERRUPTED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_signal: libc::c_int) {
+    use std::sync::atomic::Ordering;
+    if INTERRUPTED.swap(true, Ordering::SeqCst) {
+        // A second SIGINT: leave at once, as the default action would,
+        // with the shell's status for it.
+        // SAFETY: _exit is async-signal-safe and takes any status.
+        unsafe { libc::_exit(130) }
+    }
+}
+
+/// Makes the first SIGINT set a flag (see `interrupted`) instead of
+/// killing the process; a second one exits at once with status 130.
+/// Used only by --report/--duration runs (F40 keeps the default
+/// otherwise).
+pub fn catch_interrupt() -> io::Result<()> {
+    // SAFETY: an all-zero sigaction is a valid starting value; the
+    // handler only touches an atomic and calls _exit, both
+    // async-signal-safe, and the mask is initialised by sigemptyset.
+    let rc = unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_interrupt as *const () as usize;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut())
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whether a SIGINT has arrived since `catch_interrupt`.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 #[cfg(test)]

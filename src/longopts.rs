@@ -1,0 +1,290 @@
+//! longopts: the long options, our extensions (X13). Postfix's
+//! smtp-source has none, so none of these can change what an old command
+//! line does; an unknown `--name` fails exactly as every `--x` fails in
+//! the reference (`invalid option -- '-'`, then the usage line).
+//!
+//! Forms: `--name`, `--name=value`, and `--name value` for options that
+//! require a value. `--report` takes its optional format only as
+//! `--report=json`.
+
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// --report output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportFormat {
+    Text,
+    Json,
+}
+
+/// Arrival process for --rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Evenly spaced starts.
+    Uniform,
+    /// Exponentially distributed gaps (a Poisson process).
+    Poisson,
+}
+
+/// Settings made by long options.
+#[derive(Debug, Clone)]
+pub struct LongArgs {
+    /// --timeout, else SMTP_SOURCE_TIMEOUT, else 300 s (X1).
+    pub timeout: Option<Duration>,
+    /// --max-connecting (X9).
+    pub max_connecting: u32,
+    pub ehlo: bool,
+    pub pipelining: bool,
+    pub chunking: bool,
+    pub report: Option<ReportFormat>,
+    pub report_file: Option<Vec<u8>>,
+    pub hlog: Option<Vec<u8>>,
+    /// --rate, messages per second across all sessions.
+    pub rate: Option<f64>,
+    pub arrival: Arrival,
+    pub duration: Option<Duration>,
+}
+
+impl Default for LongArgs {
+    fn default() -> Self {
+        LongArgs {
+            timeout: None,
+            max_connecting: 16,
+            ehlo: false,
+            pipelining: false,
+            chunking: false,
+            report: None,
+            report_file: None,
+            hlog: None,
+            rate: None,
+            arrival: Arrival::Uniform,
+            duration: None,
+        }
+    }
+}
+
+/// Long options that take a value.
+const VALUED: &[&[u8]] = &[
+    b"timeout",
+    b"max-connecting",
+    b"report-file",
+    b"hlog",
+    b"rate",
+    b"arrival",
+    b"duration",
+];
+
+/// What a long option asked for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Continue,
+    Help,
+    Version,
+}
+
+/// The error for anything we do not know: the reference's text for any
+/// word starting with `--`.
+pub fn unknown() -> Error {
+    getopt_error("invalid option -- '-'")
+}
+
+fn getopt_error(line: &str) -> Error {
+    Error::Usage {
+        getopt_line: Some(line.as_bytes().to_vec()),
+    }
+}
+
+fn fatal(text: Vec<u8>) -> Error {
+    Error::Config {
+        warning: None,
+        fatal: text,
+    }
+}
+
+/// Handles `--<long>` (without the dashes); `next` yields the following
+/// argv words for options whose value is separate.
+pub fn apply(
+    args: &mut LongArgs,
+    long: &[u8],
+    next: &mut dyn FnMut() -> Option<Vec<u8>>,
+) -> Result<Outcome, Error> {
+    let (name, inline) = match long.iter().position(|&b| b == b'=') {
+        Some(eq) => (&long[..eq], Some(long[eq + 1..].to_vec())),
+        None => (long, None),
+    };
+    let flag = |set: &mut bool| -> Result<Outcome, Error> {
+        match inline {
+            Some(_) => Err(unknown()),
+            None => {
+                *set = true;
+                Ok(Outcome::Continue)
+            }
+        }
+    };
+    match name {
+        b"help" if inline.is_none() => return Ok(Outcome::Help),
+        b"version" if inline.is_none() => return Ok(Outcome::Version),
+        b"ehlo" => return flag(&mut args.ehlo),
+        b"pipelining" => return flag(&mut args.pipelining),
+        b"chunking" => return flag(&mut args.chunking),
+        b"report" => args.report = Some(report_format(inline)?),
+        _ if !VALUED.contains(&name) => return Err(unknown()),
+        _ => {
+            let value = match inline {
+                Some(v) => v,
+                None => next().ok_or_else(|| missing(name))?,
+            };
+            valued(args, name, value)?;
+        }
+    }
+    Ok(Outcome::Continue)
+}
+
+fn missing(name: &[u8]) -> Error {
+    let name = String::from_utf8_lossy(name);
+    getopt_error(&format!("option '--{name}' requires an argument"))
+}
+
+fn report_format(value: Option<Vec<u8>>) -> Result<ReportFormat, Error> {
+    match value.as_deref() {
+        None | Some(b"text") => Ok(ReportFormat::Text),
+        Some(b"json") => Ok(ReportFormat::Json),
+        Some(other) => Err(bad("--report", other)),
+    }
+}
+
+fn valued(args: &mut LongArgs, name: &[u8], v: Vec<u8>) -> Result<(), Error> {
+    match name {
+        b"timeout" => args.timeout = Some(seconds(&v, "--timeout")?),
+        b"max-connecting" => {
+            args.max_connecting = match number(&v) {
+                Some(n) if (1.0..=1e6).contains(&n) && n.fract() == 0.0 => {
+                    n as u32
+                }
+                _ => return Err(bad("--max-connecting", &v)),
+            }
+        }
+        b"report-file" => args.report_file = Some(v),
+        b"hlog" => args.hlog = Some(v),
+        b"rate" => {
+            args.rate = match number(&v) {
+                Some(r) if r > 0.0 && r <= 1e7 => Some(r),
+                _ => return Err(bad("--rate", &v)),
+            }
+        }
+        b"arrival" => {
+            args.arrival = match &v[..] {
+                b"uniform" => Arrival::Uniform,
+                b"poisson" => Arrival::Poisson,
+                _ => return Err(bad("--arrival", &v)),
+            }
+        }
+        b"duration" => args.duration = Some(seconds(&v, "--duration")?),
+        _ => return Err(unknown()),
+    }
+    Ok(())
+}
+
+fn number(value: &[u8]) -> Option<f64> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|n| n.is_finite())
+}
+
+fn bad(what: &str, value: &[u8]) -> Error {
+    let mut text = format!("bad {what} value: ").into_bytes();
+    text.extend_from_slice(value);
+    fatal(text)
+}
+
+/// Seconds as a decimal number (fractions allowed), > 0.
+pub fn seconds(value: &[u8], what: &str) -> Result<Duration, Error> {
+    match number(value).filter(|s| *s > 0.0 && *s < 1e9) {
+        Some(secs) => Ok(Duration::from_secs_f64(secs)),
+        None => Err(bad(what, value)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(words: &[&str]) -> Result<LongArgs, Error> {
+        let mut args = LongArgs::default();
+        let mut rest: Vec<Vec<u8>> =
+            words[1..].iter().map(|w| w.as_bytes().to_vec()).collect();
+        rest.reverse();
+        let mut next = || rest.pop();
+        apply(&mut args, words[0].as_bytes(), &mut next)?;
+        Ok(args)
+    }
+
+    fn fatal_text(words: &[&str]) -> String {
+        match parse(words) {
+            Err(Error::Config { fatal, .. }) => {
+                String::from_utf8(fatal).unwrap()
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn flags_and_values() {
+        assert!(parse(&["pipelining"]).unwrap().pipelining);
+        assert_eq!(parse(&["rate=50.5"]).unwrap().rate, Some(50.5));
+        assert_eq!(parse(&["rate", "7"]).unwrap().rate, Some(7.0));
+        assert_eq!(
+            parse(&["duration=1.5"]).unwrap().duration,
+            Some(Duration::from_millis(1500))
+        );
+        let a = parse(&["arrival=poisson"]).unwrap();
+        assert_eq!(a.arrival, Arrival::Poisson);
+        assert_eq!(
+            parse(&["report"]).unwrap().report,
+            Some(ReportFormat::Text)
+        );
+        assert_eq!(
+            parse(&["report=json"]).unwrap().report,
+            Some(ReportFormat::Json)
+        );
+    }
+
+    #[test]
+    fn bad_values_are_fatal() {
+        assert_eq!(fatal_text(&["rate=0"]), "bad --rate value: 0");
+        assert_eq!(fatal_text(&["report=xml"]), "bad --report value: xml");
+        assert_eq!(fatal_text(&["timeout=abc"]), "bad --timeout value: abc");
+        assert_eq!(
+            fatal_text(&["max-connecting=0"]),
+            "bad --max-connecting value: 0"
+        );
+    }
+
+    #[test]
+    fn unknown_and_misused_options_fail_like_the_reference() {
+        for words in [&["frobnicate"][..], &["ehlo=yes"]] {
+            match parse(words) {
+                Err(Error::Usage {
+                    getopt_line: Some(l),
+                }) => {
+                    assert_eq!(l, b"invalid option -- '-'")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn missing_value() {
+        match parse(&["rate"]) {
+            Err(Error::Usage {
+                getopt_line: Some(l),
+            }) => {
+                assert_eq!(l, b"option '--rate' requires an argument")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

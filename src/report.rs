@@ -1,0 +1,419 @@
+//! report: the end-of-run report (--report text or JSON, --report-file)
+//! and the HdrHistogram interval log (--hlog).
+//!
+//! Pure rendering from a `Summary`; the JSON keys are stable and listed
+//! in the man page (EXTENSIONS). Latencies are in milliseconds.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::time::{Duration, SystemTime};
+
+use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
+use hdrhistogram::serialization::V2DeflateSerializer;
+use hdrhistogram::Histogram;
+
+use crate::longopts::Arrival;
+use crate::stats::{Counts, PHASES};
+
+/// The --rate schedule and how far behind it the run fell.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub rate: f64,
+    pub arrival: Arrival,
+    pub max_lag: Duration,
+    pub final_lag: Duration,
+}
+
+/// Everything a report shows.
+pub struct Summary {
+    pub start: SystemTime,
+    pub elapsed: Duration,
+    pub counts: Counts,
+    pub latency: Vec<Histogram<u64>>,
+    pub schedule: Option<Schedule>,
+    /// False when a fatal error ended the run; `fatal` then says why.
+    pub completed: bool,
+    pub fatal: Option<String>,
+}
+
+const QUANTILES: [(&str, f64); 4] =
+    [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99_9", 0.999)];
+
+const ERROR_KEYS: [&str; 4] =
+    ["refused", "reset", "timeout", "lost_connection"];
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+impl Summary {
+    pub fn rate(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.counts.accepted as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
+    /// The JSON form: one object, one line.
+    pub fn json(&self) -> String {
+        let c = &self.counts;
+        let mut o = String::with_capacity(2048);
+        let _ = write!(
+            o,
+            "{{\"version\":1,\"start\":\"{}\",\"elapsed_seconds\":{:.6},\
+\"completed\":{},\"fatal\":{},\"messages\":{{\"attempted\":{},\
+\"accepted\":{},\"rejected\":{},\"failed\":{}}},\"recipients\":{{\
+\"sent\":{},\"accepted\":{}}},\"bytes_sent\":{},\"connections\":{},\
+\"messages_per_second\":{:.3},",
+            iso8601(self.start),
+            self.elapsed.as_secs_f64(),
+            self.completed,
+            self.fatal.as_deref().map_or("null".into(), json_string),
+            c.attempted,
+            c.accepted,
+            c.rejected,
+            c.failed,
+            c.rcpt_sent,
+            c.rcpt_accepted,
+            c.bytes_sent,
+            c.connections,
+            self.rate(),
+        );
+        self.json_codes(&mut o);
+        o.push_str(",\"errors\":{");
+        for (i, key) in ERROR_KEYS.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(o, "{sep}\"{key}\":{}", c.errors[i]);
+        }
+        o.push_str("},\"latency_ms\":{");
+        for (i, (phase, h)) in PHASES.iter().zip(&self.latency).enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(o, "{sep}\"{}\":{}", phase.key(), json_hist(h));
+        }
+        o.push_str("},\"schedule\":");
+        match &self.schedule {
+            None => o.push_str("null"),
+            Some(s) => {
+                let _ = write!(
+                    o,
+                    "{{\"rate\":{},\"arrival\":\"{}\",\"max_lag_ms\":{:.3},\
+\"final_lag_ms\":{:.3}}}",
+                    s.rate,
+                    arrival_name(s.arrival),
+                    s.max_lag.as_secs_f64() * 1000.0,
+                    s.final_lag.as_secs_f64() * 1000.0
+                );
+            }
+        }
+        o.push_str("}\n");
+        o
+    }
+
+    fn json_codes(&self, o: &mut String) {
+        o.push_str("\"reply_codes\":{");
+        let mut last: Option<&str> = None;
+        for (&(cmd, code), n) in &self.counts.codes {
+            if last != Some(cmd) {
+                if last.is_some() {
+                    o.push_str("},");
+                }
+                let _ = write!(o, "\"{cmd}\":{{");
+            } else {
+                o.push(',');
+            }
+            let _ = write!(o, "\"{code}\":{n}");
+            last = Some(cmd);
+        }
+        if last.is_some() {
+            o.push('}');
+        }
+        o.push('}');
+    }
+
+    /// The text form.
+    pub fn text(&self) -> String {
+        let c = &self.counts;
+        let mut o = String::with_capacity(2048);
+        let _ = writeln!(o, "smtp-source report");
+        let _ = writeln!(o, "start:        {}", iso8601(self.start));
+        let _ =
+            writeln!(o, "elapsed:      {:.3} s", self.elapsed.as_secs_f64());
+        if let Some(f) = &self.fatal {
+            let _ = writeln!(o, "ended by:     {f}");
+        }
+        let _ = writeln!(
+            o,
+            "messages:     {} attempted, {} accepted, {} rejected, {} failed",
+            c.attempted, c.accepted, c.rejected, c.failed
+        );
+        let _ = writeln!(
+            o,
+            "recipients:   {} sent, {} accepted",
+            c.rcpt_sent, c.rcpt_accepted
+        );
+        let _ = writeln!(o, "bytes sent:   {}", c.bytes_sent);
+        let _ = writeln!(o, "connections:  {}", c.connections);
+        let _ = writeln!(o, "rate:         {:.1} messages/s", self.rate());
+        if let Some(s) = &self.schedule {
+            let _ = writeln!(
+                o,
+                "schedule:     {} messages/s ({}), max lag {:.3} ms, \
+final lag {:.3} ms",
+                s.rate,
+                arrival_name(s.arrival),
+                s.max_lag.as_secs_f64() * 1000.0,
+                s.final_lag.as_secs_f64() * 1000.0
+            );
+        }
+        let _ = writeln!(
+            o,
+            "errors:       {} refused, {} reset, {} timeout, {} lost \
+connection",
+            c.errors[0], c.errors[1], c.errors[2], c.errors[3]
+        );
+        self.text_codes(&mut o);
+        self.text_latency(&mut o);
+        o
+    }
+
+    fn text_codes(&self, o: &mut String) {
+        let _ = write!(o, "reply codes: ");
+        if self.counts.codes.is_empty() {
+            o.push_str(" none");
+        }
+        for (&(cmd, code), n) in &self.counts.codes {
+            let _ = write!(o, " {cmd} {code}={n}");
+        }
+        o.push('\n');
+    }
+
+    fn text_latency(&self, o: &mut String) {
+        let _ = writeln!(
+            o,
+            "latency ms    {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "count", "min", "p50", "p90", "p99", "p99.9", "max"
+        );
+        for (phase, h) in PHASES.iter().zip(&self.latency) {
+            if h.is_empty() {
+                continue;
+            }
+            let _ = write!(o, "  {:<11} {:>9}", phase.key(), h.len());
+            let _ = write!(o, " {:>9.3}", ms(h.min()));
+            for (_, q) in QUANTILES {
+                let _ = write!(o, " {:>9.3}", ms(h.value_at_quantile(q)));
+            }
+            let _ = writeln!(o, " {:>9.3}", ms(h.max()));
+        }
+    }
+}
+
+fn json_hist(h: &Histogram<u64>) -> String {
+    if h.is_empty() {
+        return "{\"count\":0}".into();
+    }
+    let mut o = format!("{{\"count\":{},\"min\":{:.3}", h.len(), ms(h.min()));
+    for (key, q) in QUANTILES {
+        let _ = write!(o, ",\"{key}\":{:.3}", ms(h.value_at_quantile(q)));
+    }
+    let _ = write!(o, ",\"max\":{:.3}}}", ms(h.max()));
+    o
+}
+
+fn arrival_name(a: Arrival) -> &'static str {
+    match a {
+        Arrival::Uniform => "uniform",
+        Arrival::Poisson => "poisson",
+    }
+}
+
+/// A JSON string literal (control and non-ASCII bytes escaped).
+pub fn json_string(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
+                let _ = write!(o, "\\u{:04x}", c as u32 & 0xffff);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC) without a date library.
+pub fn iso8601(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    let (y, m, day) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
+/// (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// An HdrHistogram interval log (the format HistogramLogProcessor and
+/// HdrHistogram plotters read), written one interval at a time.
+pub struct HistogramLog<W: Write> {
+    out: W,
+    serializer: V2DeflateSerializer,
+    start: SystemTime,
+}
+
+impl<W: Write> HistogramLog<W> {
+    /// Writes the header (start time, legend).
+    pub fn begin(mut out: W, start: SystemTime) -> io::Result<Self> {
+        let mut serializer = V2DeflateSerializer::new();
+        let mut header = Vec::new();
+        IntervalLogWriterBuilder::new()
+            .add_comment("smtp-source transaction latency, microseconds")
+            .with_start_time(start)
+            .with_max_value_divisor(1000.0)
+            .begin_log_with(&mut header, &mut serializer)
+            .map_err(io::Error::other)?;
+        out.write_all(&header)?;
+        out.flush()?;
+        Ok(HistogramLog {
+            out,
+            serializer,
+            start,
+        })
+    }
+
+    /// Appends one interval that began at `from` and lasted `length`.
+    pub fn interval(
+        &mut self,
+        h: &Histogram<u64>,
+        from: SystemTime,
+        length: Duration,
+    ) -> io::Result<()> {
+        let mut line = Vec::new();
+        // The builder writes no header lines when given none to write.
+        let mut w = IntervalLogWriterBuilder::new()
+            .with_max_value_divisor(1000.0)
+            .begin_log_with(&mut line, &mut self.serializer)
+            .map_err(io::Error::other)?;
+        let offset = from.duration_since(self.start).unwrap_or_default();
+        w.write_histogram(h, offset, length, None)
+            .map_err(|e| io::Error::other(format!("{e:?}")))?;
+        drop(w);
+        self.out.write_all(&line)?;
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::new_histogram;
+
+    #[test]
+    fn iso_dates() {
+        let t = |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        assert_eq!(iso8601(t(0)), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601(t(951_782_400)), "2000-02-29T00:00:00.000Z");
+        assert_eq!(iso8601(t(1_795_794_840)), "2026-11-27T15:54:00.000Z");
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+    }
+
+    fn summary() -> Summary {
+        let mut latency: Vec<_> =
+            PHASES.iter().map(|_| new_histogram()).collect();
+        for us in [1000, 2000, 3000] {
+            latency[3].record(us).unwrap();
+        }
+        let mut counts = Counts {
+            attempted: 3,
+            accepted: 3,
+            ..Counts::default()
+        };
+        counts.codes.insert(("MAIL", 250), 3);
+        counts.codes.insert(("RCPT", 550), 1);
+        Summary {
+            start: SystemTime::UNIX_EPOCH,
+            elapsed: Duration::from_secs(2),
+            counts,
+            latency,
+            schedule: None,
+            completed: true,
+            fatal: None,
+        }
+    }
+
+    #[test]
+    fn json_has_stable_keys() {
+        let j = summary().json();
+        assert!(j.starts_with("{\"version\":1,\"start\":\"1970-01-01T"));
+        assert!(j.contains("\"messages\":{\"attempted\":3,\"accepted\":3"));
+        assert!(j.contains(
+            "\"reply_codes\":{\"MAIL\":{\"250\":3},\
+\"RCPT\":{\"550\":1}}"
+        ));
+        assert!(
+            j.contains(
+                "\"mail\":{\"count\":3,\"min\":1.000,\
+\"p50\":2.000,\"p90\":3.001,\"p99\":3.001,\"p99_9\":3.001,\"max\":3.001}"
+            ),
+            "{j}"
+        );
+        assert!(j.contains("\"connect\":{\"count\":0}"));
+        assert!(j.contains("\"messages_per_second\":1.500"));
+        assert!(j.ends_with("\"schedule\":null}\n"));
+    }
+
+    #[test]
+    fn text_lists_phases_with_samples() {
+        let t = summary().text();
+        assert!(t.contains("messages:     3 attempted, 3 accepted"));
+        assert!(t.contains("  mail                3"));
+        assert!(!t.contains("  connect "));
+        assert!(t.contains("reply codes:  MAIL 250=3 RCPT 550=1"));
+    }
+
+    #[test]
+    fn interval_log_has_header_and_lines() {
+        let mut out = Vec::new();
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
+        let mut log = HistogramLog::begin(&mut out, start).unwrap();
+        let mut h = new_histogram();
+        h.record(1500).unwrap();
+        log.interval(
+            &h,
+            start + Duration::from_secs(1),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("#[StartTime: 100"), "{text}");
+        let last = text.lines().last().unwrap();
+        assert!(last.starts_with("1.000,1.000,1.500,HISTF"), "{last}");
+    }
+}

@@ -1,0 +1,283 @@
+//! stats: what a run measures for --report, --hlog and --rate: counters,
+//! reply codes per command, error classes, and latency histograms
+//! (HdrHistogram, microseconds) that merge exactly across sessions.
+//!
+//! Sessions record into a private `Recorder` and flush it into one of a
+//! few shared shards once per transaction, so the lock is taken rarely
+//! and never across socket I/O. Nothing here is used unless the run
+//! measures (the drop-in path stays as lean as before).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use hdrhistogram::Histogram;
+
+/// Latency phases, in report order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    Connect,
+    Banner,
+    Helo,
+    Mail,
+    Rcpt,
+    Data,
+    EndOfData,
+    Quit,
+    Transaction,
+}
+
+pub const PHASES: [Phase; 9] = [
+    Phase::Connect,
+    Phase::Banner,
+    Phase::Helo,
+    Phase::Mail,
+    Phase::Rcpt,
+    Phase::Data,
+    Phase::EndOfData,
+    Phase::Quit,
+    Phase::Transaction,
+];
+
+impl Phase {
+    /// The stable key used in the JSON report and the text table.
+    pub fn key(self) -> &'static str {
+        match self {
+            Phase::Connect => "connect",
+            Phase::Banner => "banner",
+            Phase::Helo => "helo",
+            Phase::Mail => "mail",
+            Phase::Rcpt => "rcpt",
+            Phase::Data => "data",
+            Phase::EndOfData => "end_of_data",
+            Phase::Quit => "quit",
+            Phase::Transaction => "transaction",
+        }
+    }
+}
+
+/// Why a connection failed, for the report's error classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    Refused,
+    Reset,
+    Timeout,
+    Lost,
+}
+
+/// Counters; merged by addition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub attempted: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub failed: u64,
+    pub rcpt_sent: u64,
+    pub rcpt_accepted: u64,
+    pub bytes_sent: u64,
+    pub connections: u64,
+    /// refused, reset, timeout, lost connection.
+    pub errors: [u64; 4],
+    /// (command, reply code) -> replies seen.
+    pub codes: BTreeMap<(&'static str, u16), u64>,
+}
+
+impl Counts {
+    pub fn add(&mut self, o: &Counts) {
+        self.attempted += o.attempted;
+        self.accepted += o.accepted;
+        self.rejected += o.rejected;
+        self.failed += o.failed;
+        self.rcpt_sent += o.rcpt_sent;
+        self.rcpt_accepted += o.rcpt_accepted;
+        self.bytes_sent += o.bytes_sent;
+        self.connections += o.connections;
+        for (a, b) in self.errors.iter_mut().zip(o.errors) {
+            *a += b;
+        }
+        for (k, v) in &o.codes {
+            *self.codes.entry(*k).or_default() += v;
+        }
+    }
+
+    pub fn error(&mut self, class: ErrorClass) {
+        self.errors[class as usize] += 1;
+    }
+}
+
+/// Latencies are kept from 1 µs to one hour at 3 significant digits.
+const MAX_MICROS: u64 = 3_600_000_000;
+
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_MICROS, 3)
+        .unwrap_or_else(|_| Histogram::new(3).expect("3 digits are valid"))
+}
+
+fn micros(d: Duration) -> u64 {
+    (d.as_micros() as u64).clamp(1, MAX_MICROS)
+}
+
+/// One lock's worth of shared state.
+struct Shard {
+    counts: Counts,
+    hist: Vec<Histogram<u64>>,
+    /// Transaction latency since the last --hlog interval.
+    interval: Histogram<u64>,
+}
+
+/// The run's measurements.
+pub struct Stats {
+    shards: Vec<Mutex<Shard>>,
+    pub started: Instant,
+    pub started_wall: SystemTime,
+    /// --rate: the largest lag of a job's start behind its schedule.
+    max_lag_micros: AtomicU64,
+    last_lag_micros: AtomicU64,
+}
+
+/// Sessions share this many locks at most.
+const SHARDS: usize = 8;
+
+impl Stats {
+    pub fn new(sessions: u32) -> Self {
+        let n = (sessions as usize).clamp(1, SHARDS);
+        let shard = || {
+            Mutex::new(Shard {
+                counts: Counts::default(),
+                hist: PHASES.iter().map(|_| new_histogram()).collect(),
+                interval: new_histogram(),
+            })
+        };
+        Stats {
+            shards: (0..n).map(|_| shard()).collect(),
+            started: Instant::now(),
+            started_wall: SystemTime::now(),
+            max_lag_micros: AtomicU64::new(0),
+            last_lag_micros: AtomicU64::new(0),
+        }
+    }
+
+    /// A recorder for session number `n`.
+    pub fn recorder(&self, n: usize) -> Recorder<'_> {
+        Recorder {
+            stats: self,
+            shard: n % self.shards.len(),
+            counts: Counts::default(),
+            samples: Vec::with_capacity(16),
+        }
+    }
+
+    /// --rate: a job started `lag` after its scheduled time.
+    pub fn schedule_lag(&self, lag: Duration) {
+        let us = lag.as_micros() as u64;
+        self.max_lag_micros.fetch_max(us, Ordering::Relaxed);
+        self.last_lag_micros.store(us, Ordering::Relaxed);
+    }
+
+    /// (largest, latest) lag behind the --rate schedule.
+    pub fn lags(&self) -> (Duration, Duration) {
+        let get =
+            |a: &AtomicU64| Duration::from_micros(a.load(Ordering::Relaxed));
+        (get(&self.max_lag_micros), get(&self.last_lag_micros))
+    }
+
+    /// Everything recorded so far, merged.
+    pub fn snapshot(&self) -> (Counts, Vec<Histogram<u64>>) {
+        let mut counts = Counts::default();
+        let mut hist: Vec<_> =
+            PHASES.iter().map(|_| new_histogram()).collect();
+        for shard in &self.shards {
+            let s = shard.lock().unwrap_or_else(|e| e.into_inner());
+            counts.add(&s.counts);
+            for (into, from) in hist.iter_mut().zip(&s.hist) {
+                let _ = into.add(from);
+            }
+        }
+        (counts, hist)
+    }
+
+    /// Transaction latency since the last call (for --hlog).
+    pub fn take_interval(&self) -> Histogram<u64> {
+        let mut out = new_histogram();
+        for shard in &self.shards {
+            let mut s = shard.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = out.add(&s.interval);
+            s.interval.reset();
+        }
+        out
+    }
+}
+
+/// A session's private buffer of measurements.
+pub struct Recorder<'a> {
+    stats: &'a Stats,
+    shard: usize,
+    pub counts: Counts,
+    samples: Vec<(Phase, u64)>,
+}
+
+impl Recorder<'_> {
+    pub fn latency(&mut self, phase: Phase, d: Duration) {
+        self.samples.push((phase, micros(d)));
+    }
+
+    pub fn code(&mut self, command: &'static str, code: u16) {
+        *self.counts.codes.entry((command, code)).or_default() += 1;
+    }
+
+    /// Moves what was recorded into the shared shard.
+    pub fn flush(&mut self) {
+        let mut s = self.stats.shards[self.shard]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        s.counts.add(&self.counts);
+        for &(phase, us) in &self.samples {
+            let _ = s.hist[phase as usize].record(us);
+            if phase == Phase::Transaction {
+                let _ = s.interval.record(us);
+            }
+        }
+        drop(s);
+        self.counts = Counts::default();
+        self.samples.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorders_merge_exactly() {
+        let stats = Stats::new(4);
+        let mut a = stats.recorder(0);
+        let mut b = stats.recorder(1);
+        for ms in 1..=100u64 {
+            let r = if ms % 2 == 0 { &mut a } else { &mut b };
+            r.latency(Phase::Mail, Duration::from_millis(ms));
+            r.counts.accepted += 1;
+            r.code("MAIL", 250);
+        }
+        a.flush();
+        b.flush();
+        let (counts, hist) = stats.snapshot();
+        assert_eq!(counts.accepted, 100);
+        assert_eq!(counts.codes[&("MAIL", 250)], 100);
+        let h = &hist[Phase::Mail as usize];
+        assert_eq!(h.len(), 100);
+        assert_eq!(h.value_at_quantile(0.5) / 1000, 50);
+        assert_eq!(h.max() / 1000, 100);
+    }
+
+    #[test]
+    fn interval_is_taken_and_reset() {
+        let stats = Stats::new(1);
+        let mut r = stats.recorder(0);
+        r.latency(Phase::Transaction, Duration::from_millis(3));
+        r.flush();
+        assert_eq!(stats.take_interval().len(), 1);
+        assert_eq!(stats.take_interval().len(), 0);
+        assert_eq!(stats.snapshot().1[Phase::Transaction as usize].len(), 1);
+    }
+}
