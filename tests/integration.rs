@@ -1,5 +1,7 @@
 //! The one integration-test binary (ripgrep style): every test module is
 //! declared here and shares `support`.
 
+mod cli;
 mod differential;
+mod protocol;
 mod support;
