@@ -162,8 +162,11 @@ impl Session<'_> {
             // 354 with no recipient: end the empty message (RFC 2920).
             return Ok((self.lone_dot(link)?, false));
         }
+        if self.sh.plan.verbose > 0 {
+            crate::diag::info(b".");
+        }
         let next = self.next_group(link);
-        self.message(link, &next)?;
+        self.message_unlogged(link, &next)?;
         let flow = self.end_of_data(link, g.accepted)?;
         Ok((flow, !next.is_empty()))
     }

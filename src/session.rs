@@ -347,11 +347,20 @@ impl Session<'_> {
         link: &mut Link,
         after: &[u8],
     ) -> Result<(), Error> {
-        self.wire.clear();
-        self.headers(link);
         if self.sh.plan.verbose > 0 {
             diag::info(b".");
         }
+        self.message_unlogged(link, after)
+    }
+
+    /// `message` for callers that already logged the dot.
+    pub(crate) fn message_unlogged(
+        &mut self,
+        link: &mut Link,
+        after: &[u8],
+    ) -> Result<(), Error> {
+        self.wire.clear();
+        self.headers(link);
         let sh = self.sh;
         let headers = std::mem::take(&mut self.wire);
         let bufs = [headers.as_slice(), &sh.plan.body, after];

@@ -3,5 +3,6 @@
 
 mod cli;
 mod differential;
+mod properties;
 mod protocol;
 mod support;
