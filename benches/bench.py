@@ -54,7 +54,17 @@ WORKLOADS = [
     ("-d -s 10 -m 20000 -l 10000", ["-d", "-s", "10", "-l", "10000"], 20000, "inet"),
     ("-s 1000 -m 20000", ["-s", "1000"], 20000, "inet"),
     ("-L -d -s 10 -m 50000 unix:", ["-L", "-d", "-s", "10"], 50000, "unix"),
+    # Issue #5: ours pipelined against the reference's lock-step.
+    ("--pipelining -d -s 1 -m 20000", ["-d", "-s", "1"], 20000, "inet"),
+    ("--pipelining -d -s 10 -m 50000", ["-d", "-s", "10"], 50000, "inet"),
 ]
+# Options only our client gets, per workload (the reference has none).
+OURS_EXTRA = {
+    "--pipelining -d -s 1 -m 20000": ["--pipelining"],
+    "--pipelining -d -s 10 -m 50000": ["--pipelining"],
+}
+# Per-workload throughput targets where issue #5 sets its own.
+TARGET_THROUGHPUT_FOR = {"--pipelining -d -s 1 -m 20000": 3.0}
 # The many-sessions check (not timed against a target).
 BIG = ("-s 10000 -m 20000", ["-s", "10000"], 20000, "inet")
 RSS_WORKLOAD = "-s 1000 -m 20000"
@@ -490,8 +500,10 @@ def client_env(which):
     return env
 
 
-def client_argv(which, opts, messages, addr):
-    return [REF if which == "ref" else OURS] + opts + ["-m", str(messages), addr]
+def client_argv(which, opts, messages, addr, label=""):
+    if which == "ref":
+        return [REF] + opts + ["-m", str(messages), addr]
+    return [OURS] + OURS_EXTRA.get(label, []) + opts + ["-m", str(messages), addr]
 
 
 def run_client(which, wl, messages, workdir, nofile, strace=None):
@@ -501,7 +513,7 @@ def run_client(which, wl, messages, workdir, nofile, strace=None):
     sink = Sink(workdir, transport, lmtp, sessions, nofile, RUN_TIMEOUT + 60)
     LIVE_SINKS.append(sink)
     try:
-        argv = client_argv(which, opts, messages, sink.addr)
+        argv = client_argv(which, opts, messages, sink.addr, label)
         errfile = os.path.join(workdir, "client.err")
         if strace:
             trace_out = os.path.join(workdir, "strace.out")
@@ -606,7 +618,7 @@ def runs_cell(st):
 def table(rows):
     head = [
         "workload", "ref wall s", "ours wall s", "ref msg/s", "ours msg/s",
-        "ours/ref", "≥1.25×",
+        "ours/ref", "target",
         "ref CPU µs/msg", "ours CPU µs/msg",
         "ref syscalls/msg", "ours syscalls/msg", "ours/ref", "≤0.5×",
         "ref RSS KiB", "ours RSS KiB", "ours/ref", "≤0.2× (-s 1000)",
@@ -615,6 +627,7 @@ def table(rows):
              "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     for label, m, ref, ours in rows:
         tput = ratio(ours.rate, ref.rate)
+        target = TARGET_THROUGHPUT_FOR.get(label, TARGET_THROUGHPUT)
         sysr = ratio(ours.syscalls, ref.syscalls)
         rssr = ratio(ours.rss, ref.rss)
         rss_target = passfail(None if rssr is None else rssr <= TARGET_RSS) \
@@ -626,7 +639,8 @@ def table(rows):
             "`%s`%s%s" % (label, "" if m == WL_M[label] else " (m=%d)" % m, fails),
             fmt(ref.wall, "%.3f"), fmt(ours.wall, "%.3f"),
             fmt_rate(ref.rate), fmt_rate(ours.rate),
-            fmt(tput, "%.2f"), passfail(None if tput is None else tput >= TARGET_THROUGHPUT),
+            fmt(tput, "%.2f"),
+            "%s ≥%g×" % (passfail(None if tput is None else tput >= target), target),
             fmt(ref.cpu_us, "%.1f"), fmt(ours.cpu_us, "%.1f"),
             fmt(ref.syscalls, "%.2f"), fmt(ours.syscalls, "%.2f"),
             fmt(sysr, "%.2f"), passfail(None if sysr is None else sysr <= TARGET_SYSCALLS),
@@ -741,6 +755,7 @@ def main():
     misses = []
     for label, m, ref, ours in rows:
         tput = ratio(ours.rate, ref.rate)
+        target = TARGET_THROUGHPUT_FOR.get(label, TARGET_THROUGHPUT)
         if tput is not None and tput < TARGET_THROUGHPUT:
             misses.append("`%s`: throughput %.2f× the reference (target ≥ %.2f×)"
                           % (label, tput, TARGET_THROUGHPUT))
