@@ -705,10 +705,12 @@ def main():
                              % (which, label, rnd + 1, r.status, r.err[-200:]))
             traces = {"ref": None, "ours": None}
             if strace:
-                # A tenth of the messages, but (for small BENCH_SCALE) at
-                # least two per session, so session setup does not dominate.
+                # A tenth of the messages, but at least ten per session
+                # (capped at m), so that thread and session setup, paid
+                # once per session, does not dominate the per-message
+                # figure (-s 1000 -m 20000 sends 20 per session).
                 sessions = int(opts[opts.index("-s") + 1])
-                mt = max(1, m // 10, min(m, 2 * sessions))
+                mt = max(1, m // 10, min(m, 10 * sessions))
                 for which in ("ref", "ours"):
                     r = run_client(which, wl, mt, workdir, nofile, strace=strace)
                     r.messages = mt

@@ -156,6 +156,7 @@ pub fn run(plan: Plan) -> Result<(), Error> {
     let shared = Shared::new(plan);
     let room = shared.plan.messages.clamp(1, JOB_ROOM as u64) as usize;
     let (tx, rx) = bounded::<Job>(room);
+    let queued = prefill(&shared, &tx, room);
     let done = AtomicBool::new(false);
     thread::scope(|scope| {
         let mut handles = Vec::new();
@@ -178,7 +179,7 @@ pub fn run(plan: Plan) -> Result<(), Error> {
         if let Some(path) = &shared.plan.ext.hlog {
             start_hlog(scope, &shared, path, &done)?;
         }
-        dispatch(&shared, &tx);
+        dispatch(&shared, &tx, queued);
         drop(tx);
         for handle in handles {
             handle.join().map_err(|_| Error::Internal("session died"))?;
@@ -229,16 +230,30 @@ fn write_reports(plan: &Plan, summary: &report::Summary) {
     }
 }
 
+/// A plain count run queues what fits before any session starts, so
+/// sessions never wait on (or contend with) the dispatcher for it.
+fn prefill(shared: &Shared, tx: &Sender<Job>, room: usize) -> u64 {
+    let ext = &shared.plan.ext;
+    if ext.rate.is_some() || ext.duration.is_some() {
+        return 0;
+    }
+    let n = shared.plan.messages.min(room as u64);
+    for _ in 0..n {
+        let _ = tx.try_send(Job { due: None });
+    }
+    n
+}
+
 /// Hands out the jobs: all at once, on the --rate schedule, and until
 /// --duration ends or a SIGINT stops it.
-fn dispatch(shared: &Shared, tx: &Sender<Job>) {
+fn dispatch(shared: &Shared, tx: &Sender<Job>, queued: u64) {
     let plan = &shared.plan;
     let start = Instant::now();
     let end = plan.ext.duration.map(|d| start + d);
     let mut schedule = plan.ext.rate.map(|(rate, arrival)| {
         crate::schedule::Schedule::new(start, rate, arrival)
     });
-    for _ in 0..plan.messages {
+    for _ in queued..plan.messages {
         let due = schedule.as_mut().map(|s| s.next_start());
         if let Some(at) = due {
             if !sleep_until(at, end) {
