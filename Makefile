@@ -80,6 +80,20 @@ clean:
 # BENCH_SCALE (default 1.0, multiplies every -m) tune it: a quick run is
 # `make bench BENCH_SCALE=0.1 BENCH_ROUNDS=1`. See benches/README.md.
 BENCH_TIMEOUT_ALL ?= 1500
+# cargo-fuzz needs a nightly toolchain (rustup toolchain install nightly;
+# cargo install cargo-fuzz). FUZZ_SECONDS per target; new corpus entries
+# go to target/fuzz-corpus so the committed seeds stay as they are.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := reply lineio dotstuff endpoint
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p target/fuzz-corpus/$$t; \
+		echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+		cargo +nightly fuzz run $$t target/fuzz-corpus/$$t \
+			fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) \
+			-max_len=65536 -print_final_stats=1 || exit 1; \
+	done
+
 bench: build
 	@$(MAKE) --no-print-directory reference || \
 		{ test -x $(REFERENCE)/usr/sbin/smtp-source && \
@@ -88,7 +102,7 @@ bench: build
 	BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_SCALE=$(BENCH_SCALE) \
 		timeout $(BENCH_TIMEOUT_ALL) python3 benches/bench.py
 
-soak fuzz sink-test:
+soak sink-test:
 	@echo "make $@: not yet implemented"
 
 help:
@@ -106,4 +120,5 @@ help:
 	@echo "  clean         cargo clean, remove $(REFERENCE)"
 	@echo "  bench         time ours against the reference smtp-source"
 	@echo "                (BENCH_ROUNDS=3, BENCH_SCALE=1.0); writes BENCHMARKS.md"
-	@echo "  soak, fuzz, sink-test: not yet implemented"
+	@echo "  fuzz          cargo +nightly fuzz, FUZZ_SECONDS per target"
+	@echo "  soak, sink-test: not yet implemented"
