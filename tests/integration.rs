@@ -3,6 +3,7 @@
 
 mod cli;
 mod differential;
+mod extensions;
 mod properties;
 mod protocol;
 mod support;

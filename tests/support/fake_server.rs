@@ -197,6 +197,12 @@ pub enum Verb {
     Data,
     /// The end-of-data "." line (after the content).
     Dot,
+    /// `BDAT <n> [LAST]` (RFC 3030): the responder reads exactly n bytes
+    /// of chunk and records them in [`Conn::data`]. Its reply is the
+    /// `Bdat` rule's if one matches; otherwise `BDAT ... LAST` gets the
+    /// end-of-data reply ([`Verb::Dot`]'s rule or default, one per
+    /// accepted RCPT under LMTP) and other chunks `250 2.0.0 Ok`.
+    Bdat,
     Rset,
     Quit,
     Noop,
@@ -220,6 +226,7 @@ impl Verb {
             b"MAIL" => Verb::Mail,
             b"RCPT" => Verb::Rcpt,
             b"DATA" => Verb::Data,
+            b"BDAT" => Verb::Bdat,
             b"RSET" => Verb::Rset,
             b"QUIT" => Verb::Quit,
             b"NOOP" => Verb::Noop,
@@ -369,6 +376,14 @@ impl Responder {
         self.on_steps(verb, vec![Step::Stall])
     }
 
+    fn rule_for(&self, conn: usize, verb: Verb, nth: usize) -> Option<&Rule> {
+        self.rules.iter().rev().find(|r| {
+            r.verb == verb
+                && r.conn.is_none_or(|c| c == conn)
+                && r.nth.is_none_or(|n| n == nth)
+        })
+    }
+
     fn steps_for(
         &self,
         conn: usize,
@@ -376,11 +391,7 @@ impl Responder {
         nth: usize,
         accepted: usize,
     ) -> Vec<Step> {
-        let hit = self.rules.iter().rev().find(|r| {
-            r.verb == verb
-                && r.conn.is_none_or(|c| c == conn)
-                && r.nth.is_none_or(|n| n == nth)
-        });
+        let hit = self.rule_for(conn, verb, nth);
         match hit {
             Some(rule) => rule.steps.clone(),
             None if verb == Verb::Dot && self.lmtp => {
@@ -400,7 +411,7 @@ pub fn default_reply(verb: Verb, count: usize) -> Vec<Step> {
         Verb::Mail => "250 2.1.0 Ok",
         Verb::Rcpt => "250 2.1.5 Ok",
         Verb::Data => "354 End data with <CR><LF>.<CR><LF>",
-        Verb::Dot => "250 2.0.0 Ok: queued",
+        Verb::Dot | Verb::Bdat => "250 2.0.0 Ok: queued",
         Verb::Rset | Verb::Noop => "250 2.0.0 Ok",
         Verb::Quit => "221 2.0.0 Bye",
         Verb::Other => "502 5.5.2 Error: command not recognized",
@@ -479,8 +490,12 @@ pub struct Conn {
     pub raw: Vec<u8>,
     /// Events with their time since the server started.
     pub events: Vec<(Duration, Event)>,
-    /// DATA bodies (the bytes between the DATA reply and the dot line).
+    /// DATA bodies (the bytes between the DATA reply and the dot line),
+    /// and BDAT chunks (exactly the n bytes after `BDAT n`).
     pub data: Vec<Vec<u8>>,
+    /// The client's bytes as each read() returned them (their
+    /// concatenation is [`Conn::raw`]): shows what arrived together.
+    pub reads: Vec<Vec<u8>>,
     pub end: End,
     /// Script mismatches and unexpected connections.
     pub errors: Vec<String>,
@@ -495,6 +510,7 @@ impl Conn {
             raw: Vec::new(),
             events: Vec::new(),
             data: Vec::new(),
+            reads: Vec::new(),
             end: End::Stopped,
             errors: Vec::new(),
             accepted_at: at,
@@ -1117,6 +1133,7 @@ impl Peer<'_> {
             Ok(0) => Err(End::ClientEof),
             Ok(n) => {
                 self.rec.raw.extend_from_slice(&chunk[..n]);
+                self.rec.reads.push(chunk[..n].to_vec());
                 self.buf.extend_from_slice(&chunk[..n]);
                 Ok(true)
             }
@@ -1166,6 +1183,17 @@ impl Peer<'_> {
             }
             body.extend_from_slice(&line);
         }
+    }
+
+    /// Reads exactly `n` bytes (a BDAT chunk) and records them.
+    fn read_chunk(&mut self, n: usize) -> Result<(), End> {
+        while self.buf.len() < n {
+            self.fill()?;
+        }
+        let chunk: Vec<u8> = self.buf.drain(..n).collect();
+        self.note(Event::Data(chunk.len()));
+        self.rec.data.push(chunk);
+        Ok(())
     }
 
     fn write(&mut self, bytes: &[u8]) {
@@ -1274,6 +1302,7 @@ impl Peer<'_> {
         let conn = self.rec.index;
         let mut counts: HashMap<Verb, usize> = HashMap::new();
         let mut accepted = 0usize;
+        let mut bdat_seen = 0usize;
         let mut reply = |p: &mut Self, verb: Verb, accepted: usize| {
             let n = counts.entry(verb).or_insert(0);
             let steps = r.steps_for(conn, verb, *n, accepted);
@@ -1289,6 +1318,30 @@ impl Peer<'_> {
                 Err(end) => return Halt::End(end),
             };
             let verb = Verb::of(&line);
+            if verb == Verb::Bdat {
+                let (size, last) = bdat_args(&line);
+                if let Err(end) = self.read_chunk(size) {
+                    return Halt::End(end);
+                }
+                let nth = bdat_seen;
+                bdat_seen += 1;
+                let result = if r.rule_for(conn, Verb::Bdat, nth).is_some() {
+                    let steps = r.steps_for(conn, Verb::Bdat, nth, accepted);
+                    self.steps(&steps).map(|()| steps)
+                } else if last {
+                    reply(self, Verb::Dot, accepted)
+                } else {
+                    let ok = vec![Step::send("250 2.0.0 Ok")];
+                    self.steps(&ok).map(|()| ok)
+                };
+                if let Err(h) = result {
+                    return h;
+                }
+                if last {
+                    accepted = 0;
+                }
+                continue;
+            }
             if matches!(verb, Verb::Mail | Verb::Rset | Verb::Helo)
                 || matches!(verb, Verb::Ehlo | Verb::Lhlo)
             {
@@ -1318,6 +1371,15 @@ impl Peer<'_> {
             }
         }
     }
+}
+
+/// `BDAT <size> [LAST]`: the size (0 if unreadable) and whether LAST.
+fn bdat_args(line: &[u8]) -> (usize, bool) {
+    let text = String::from_utf8_lossy(line);
+    let mut words = text.split_ascii_whitespace().skip(1);
+    let size = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+    let last = words.next().is_some_and(|w| w.eq_ignore_ascii_case("LAST"));
+    (size, last)
 }
 
 impl Stream {
