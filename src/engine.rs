@@ -27,6 +27,9 @@ use crate::{diag, report};
 /// thread), so a small explicit stack keeps thousands of them cheap.
 pub const STACK_SIZE: usize = 256 * 1024;
 
+/// The --hlog writer's stack (zlib compression is stack hungry).
+const HLOG_STACK_SIZE: usize = 4 << 20;
+
 /// Most jobs queued at once (one slot is a few words).
 const JOB_ROOM: usize = 1 << 16;
 
@@ -73,6 +76,11 @@ impl Shared {
             stopping: AtomicBool::new(false),
             plan,
         }
+    }
+
+    /// When the run began (for --duration and --rate).
+    fn started(&self) -> Instant {
+        self.stats.as_ref().map_or_else(Instant::now, |s| s.started)
     }
 
     /// Messages not yet claimed by any session.
@@ -181,6 +189,7 @@ pub fn run(plan: Plan) -> Result<(), Error> {
         }
         dispatch(&shared, &tx, queued);
         drop(tx);
+        watch(&shared, &handles);
         for handle in handles {
             handle.join().map_err(|_| Error::Internal("session died"))?;
         }
@@ -248,7 +257,7 @@ fn prefill(shared: &Shared, tx: &Sender<Job>, room: usize) -> u64 {
 /// --duration ends or a SIGINT stops it.
 fn dispatch(shared: &Shared, tx: &Sender<Job>, queued: u64) {
     let plan = &shared.plan;
-    let start = Instant::now();
+    let start = shared.started();
     let end = plan.ext.duration.map(|d| start + d);
     let mut schedule = plan.ext.rate.map(|(rate, arrival)| {
         crate::schedule::Schedule::new(start, rate, arrival)
@@ -271,6 +280,25 @@ fn dispatch(shared: &Shared, tx: &Sender<Job>, queued: u64) {
     }
     if stopped(end) {
         shared.stopping.store(true, Ordering::SeqCst);
+    }
+}
+
+/// With everything queued, a SIGINT or the end of --duration must still
+/// stop the sessions from taking queued jobs: watch for it until the
+/// sessions are done.
+fn watch<T>(shared: &Shared, sessions: &[thread::ScopedJoinHandle<'_, T>]) {
+    let ext = &shared.plan.ext;
+    let catches = ext.report.is_some() || ext.duration.is_some();
+    if !catches || shared.stopping.load(Ordering::SeqCst) {
+        return;
+    }
+    let end = ext.duration.map(|d| shared.started() + d);
+    while !sessions.iter().all(|h| h.is_finished()) {
+        if stopped(end) {
+            shared.stopping.store(true, Ordering::SeqCst);
+            return;
+        }
+        thread::sleep(TICK);
     }
 }
 
@@ -333,7 +361,8 @@ fn start_hlog<'s>(
         .map_err(Error::Spawn)?;
     thread::Builder::new()
         .name("hlog".into())
-        .stack_size(STACK_SIZE)
+        // Compressing a histogram needs far more stack than a session.
+        .stack_size(HLOG_STACK_SIZE)
         .spawn_scoped(scope, move || {
             let mut from = stats.started_wall;
             loop {

@@ -165,8 +165,13 @@ impl Session<'_> {
         if self.sh.plan.verbose > 0 {
             crate::diag::info(b".");
         }
+        // The headers first: their Message-Id counter must not see the
+        // look-ahead claim of the next message.
+        self.wire.clear();
+        self.headers(link);
+        let headers = std::mem::take(&mut self.wire);
         let next = self.next_group(link);
-        self.message_unlogged(link, &next)?;
+        self.send_message(link, headers, &next)?;
         let flow = self.end_of_data(link, g.accepted)?;
         Ok((flow, !next.is_empty()))
     }
@@ -196,7 +201,15 @@ impl Session<'_> {
         let written = self.write(link, &[&wire], Stage::Message);
         self.wire = wire;
         written?;
+        self.quiet_end(link)
+    }
+
+    /// Reads the end-of-data reply of a message nobody was to receive:
+    /// counted, never warned about (only a 421/521 matters).
+    fn quiet_end(&mut self, link: &mut Link) -> Result<Flow, Error> {
+        let started = Instant::now();
         let reply = self.reply(link, Stage::Message)?;
+        self.observe(Stage::Message, reply.code, started);
         self.fate(Fate::Rejected);
         let ok = reply.is_positive();
         Ok(match self.judge_quietly(true, Stage::Message, reply, ok)? {
@@ -215,13 +228,7 @@ impl Session<'_> {
             return self.end_of_data(link, g.accepted);
         }
         // Nothing to deliver: the BDAT reply only confirms it.
-        let reply = self.reply(link, Stage::Message)?;
-        let ok = reply.is_positive();
-        self.fate(Fate::Rejected);
-        Ok(match self.judge_quietly(true, Stage::Message, reply, ok)? {
-            Verdict::Closing => Flow::Closed,
-            _ => Flow::Go,
-        })
+        self.quiet_end(link)
     }
 
     /// Lock-step CHUNKING: `BDAT <n> LAST` and the message in one write.

@@ -80,6 +80,8 @@ pub struct Session<'a> {
     pub(crate) rec: Option<Recorder<'a>>,
     /// When the current message's transaction began (or was due).
     pub(crate) txn_start: Instant,
+    /// The current message goes out with BDAT (for the report's label).
+    pub(crate) bdat_now: bool,
     pub(crate) job: Job,
 }
 
@@ -96,6 +98,7 @@ pub fn run(jobs: &Jobs, n: usize) -> Result<(), Error> {
         wire: Vec::with_capacity(512),
         rec: sh.stats.as_ref().map(|st| st.recorder(n)),
         txn_start: Instant::now(),
+        bdat_now: false,
         job: Job { due: None },
     };
     while s.claim() {
@@ -123,6 +126,10 @@ impl Session<'_> {
         self.job = job;
         if let Some(r) = &mut self.rec {
             r.counts.attempted += 1;
+        }
+        if let (Some(due), Some(stats)) = (job.due, &self.sh.stats) {
+            // --rate: how far behind its schedule this message starts.
+            stats.schedule_lag(Instant::now().saturating_duration_since(due));
         }
         true
     }
@@ -175,6 +182,7 @@ impl Session<'_> {
         sent: bool,
     ) -> Result<(Flow, bool), Error> {
         self.txn_start = self.job.due.unwrap_or_else(Instant::now);
+        self.bdat_now = self.sh.plan.ext.chunking && link.caps.chunking;
         if self.pipelined(link) {
             return self.transaction_pipelined(link, sent);
         }
@@ -361,8 +369,19 @@ impl Session<'_> {
     ) -> Result<(), Error> {
         self.wire.clear();
         self.headers(link);
-        let sh = self.sh;
         let headers = std::mem::take(&mut self.wire);
+        self.send_message(link, headers, after)
+    }
+
+    /// Writes `headers`, the body with its dot, and `after` in one go;
+    /// `headers` becomes the wire buffer again.
+    pub(crate) fn send_message(
+        &mut self,
+        link: &mut Link,
+        headers: Vec<u8>,
+        after: &[u8],
+    ) -> Result<(), Error> {
+        let sh = self.sh;
         let bufs = [headers.as_slice(), &sh.plan.body, after];
         let written = self.write(link, &bufs, Stage::Message);
         self.wire = headers;
@@ -603,7 +622,7 @@ impl Session<'_> {
     /// A reply's code and the latency of its stage.
     pub(crate) fn observe(&mut self, stage: Stage, code: u16, since: Instant) {
         let Some(r) = &mut self.rec else { return };
-        let (name, phase) = stage_keys(stage, self.sh.plan.ext.chunking);
+        let (name, phase) = stage_keys(stage, self.bdat_now);
         r.code(name, code);
         if let Some(phase) = phase {
             r.latency(phase, since.elapsed());
