@@ -75,7 +75,22 @@ clean:
 	$(CARGO) clean
 	rm -rf $(REFERENCE) target/postfix
 
-bench soak fuzz sink-test:
+# The smtp-sink fault recipes (faults.md §5.2): our release binary
+# against Debian's smtp-sink, expected vs. actual exit status and stderr.
+sink-test: build reference
+	SMTP_SOURCE=$(SMTP_SOURCE) REFERENCE=$(REFERENCE) sh scripts/sink-test.sh
+
+# The #[ignore]d load tests (tests/load.rs, faults.md F34, F37) against
+# smtp-sink, one at a time so the timings are not skewed; peak RSS is
+# measured with GNU time.
+soak: reference
+	@test -x /usr/bin/time || apt-get install -y time || \
+		{ echo "make soak: /usr/bin/time is needed (package time)" >&2; \
+		  exit 1; }
+	$(CARGO) test --release --test integration -- --ignored \
+		--test-threads=1 --nocapture load::
+
+bench fuzz:
 	@echo "make $@: not yet implemented"
 
 help:
@@ -91,4 +106,6 @@ help:
 	@echo "                and documents every option"
 	@echo "  install       install into \$$(DESTDIR)\$$(PREFIX) (PREFIX=$(PREFIX))"
 	@echo "  clean         cargo clean, remove $(REFERENCE)"
-	@echo "  bench, soak, fuzz, sink-test: not yet implemented"
+	@echo "  sink-test     smtp-sink fault recipes (expected vs. actual)"
+	@echo "  soak          heavy load tests against smtp-sink (RSS, wall time)"
+	@echo "  bench, fuzz:  not yet implemented"

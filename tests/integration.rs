@@ -2,4 +2,6 @@
 //! declared here and shares `support`.
 
 mod differential;
+mod faults;
+mod load;
 mod support;
