@@ -102,8 +102,21 @@ bench: build
 	BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_SCALE=$(BENCH_SCALE) \
 		timeout $(BENCH_TIMEOUT_ALL) python3 benches/bench.py
 
-soak sink-test:
-	@echo "make $@: not yet implemented"
+# The smtp-sink fault recipes (faults.md §5.2): our release binary
+# against Debian's smtp-sink, expected vs. actual exit status and stderr.
+sink-test: build reference
+	SMTP_SOURCE=$(SMTP_SOURCE) REFERENCE=$(REFERENCE) sh scripts/sink-test.sh
+
+# The #[ignore]d load tests (tests/load.rs, faults.md F34, F37) against
+# smtp-sink, one at a time so the timings are not skewed; peak RSS is
+# measured with GNU time.
+soak: reference
+	@test -x /usr/bin/time || apt-get install -y time || \
+		{ echo "make soak: /usr/bin/time is needed (package time)" >&2; \
+		  exit 1; }
+	$(CARGO) test --release --test integration -- --ignored \
+		--test-threads=1 --nocapture load::
+
 
 help:
 	@echo "targets:"
@@ -112,7 +125,7 @@ help:
 	@echo "                (cargo nextest when installed, else cargo test)"
 	@echo "  reference     unpack Debian's postfix into $(REFERENCE)"
 	@echo "  differential  compare transcripts with the reference smtp-source"
-	@echo "  demo          run smtp-source against Debian's smtp-sink on loopback"
+	@echo "  demo          run smtp-source against examples/sink.rs on loopback"
 	@echo "  lint          cargo fmt --check and cargo clippy -D warnings"
 	@echo "  man           check that $(MANPAGE) renders without warnings"
 	@echo "                and documents every option"
@@ -121,4 +134,5 @@ help:
 	@echo "  bench         time ours against the reference smtp-source"
 	@echo "                (BENCH_ROUNDS=3, BENCH_SCALE=1.0); writes BENCHMARKS.md"
 	@echo "  fuzz          cargo +nightly fuzz, FUZZ_SECONDS per target"
-	@echo "  soak, sink-test: not yet implemented"
+	@echo "  sink-test     smtp-sink fault recipes (expected vs. actual)"
+	@echo "  soak          heavy load tests against smtp-sink (RSS, wall time)"

@@ -8,7 +8,7 @@
 //! work is gone, and its value at DATA time goes into Message-Id.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -122,6 +122,28 @@ impl Shared {
     }
 }
 
+/// Holds the sessions back until every one of them exists, so that a
+/// failed thread spawn ends the run before any traffic (F36).
+#[derive(Default)]
+struct Latch {
+    open: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Latch {
+    fn wait(&self) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        while !*open {
+            open = self.opened.wait(open).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn open(&self) {
+        *self.open.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.opened.notify_all();
+    }
+}
+
 /// A session's end of the job channel.
 pub struct Jobs<'a> {
     rx: Receiver<Job>,
@@ -166,6 +188,7 @@ pub fn run(plan: Plan) -> Result<(), Error> {
     let (tx, rx) = bounded::<Job>(room);
     let queued = prefill(&shared, &tx, room);
     let done = AtomicBool::new(false);
+    let start = Latch::default();
     thread::scope(|scope| {
         let mut handles = Vec::new();
         for n in 0..shared.plan.sessions as usize {
@@ -173,16 +196,23 @@ pub fn run(plan: Plan) -> Result<(), Error> {
                 rx: rx.clone(),
                 shared: &shared,
             };
+            let start = &start;
             let spawned = thread::Builder::new()
                 .name(format!("session-{n}"))
                 .stack_size(STACK_SIZE)
                 .spawn_scoped(scope, move || {
+                    start.wait();
                     if let Err(e) = session::run(&jobs, n) {
                         die(jobs.shared, e);
                     }
                 });
-            handles.push(spawned.map_err(Error::Spawn)?);
+            match spawned {
+                Ok(handle) => handles.push(handle),
+                // F36: fatal at once; no session has sent a byte yet.
+                Err(e) => die(&shared, Error::Spawn(e)),
+            }
         }
+        start.open();
         drop(rx);
         if let Some(path) = &shared.plan.ext.hlog {
             start_hlog(scope, &shared, path, &done)?;

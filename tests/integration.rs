@@ -4,6 +4,8 @@
 mod cli;
 mod differential;
 mod extensions;
+mod faults;
+mod load;
 mod properties;
 mod protocol;
 mod support;
