@@ -673,8 +673,13 @@ fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
     format!("harness panic: {msg}")
 }
 
-/// The body of every generated case test.
+/// The body of every generated case test. Under cargo-nextest every test
+/// is a process of its own, so each runs just its case; under cargo test
+/// the whole table runs once, in parallel, on first use.
 fn check(name: &str) {
+    if std::env::var_os("NEXTEST").is_some() {
+        return check_alone(name);
+    }
     let Some(all) = results() else {
         let _ = reference_or_skip(&format!("differential::cases::{name}"));
         return;
@@ -683,6 +688,21 @@ fn check(name: &str) {
         Some(Ok(())) => {}
         Some(Err(e)) => panic!("differential case {name}:\n{e}"),
         None => panic!("differential case {name} did not run"),
+    }
+}
+
+fn check_alone(name: &str) {
+    let Some(reference) =
+        reference_or_skip(&format!("differential::cases::{name}"))
+    else {
+        return;
+    };
+    let case = table().into_iter().find(|(n, _)| *n == name);
+    let Some((_, case)) = case else {
+        panic!("differential case {name} is not in the table");
+    };
+    if let Err(e) = run_case(name, &reference, &ours(), &case) {
+        panic!("differential case {name}:\n{e}");
     }
 }
 
