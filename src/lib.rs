@@ -19,7 +19,6 @@ pub mod lineio;
 pub mod longopts;
 pub mod message;
 pub mod net;
-pub mod pipeline;
 pub mod plan;
 pub mod reply;
 pub mod report;

@@ -13,9 +13,9 @@
 
 use std::time::Instant;
 
+use super::{Fate, Flow, Link, Session, Verdict};
 use crate::command::Command;
-use crate::error::Stage;
-use crate::session::{Fate, Flow, Link, Session, Verdict};
+use crate::error::{Error, Stage};
 
 /// What the group's MAIL and RCPT replies came to.
 struct GroupOutcome {
@@ -36,10 +36,7 @@ impl Session<'_> {
         if !sent {
             self.wire.clear();
             self.queue_group(link, bdat);
-            let wire = std::mem::take(&mut self.wire);
-            let written = self.write(link, &[&wire], Stage::Mail);
-            self.wire = wire;
-            written?;
+            self.flush_wire(link, Stage::Mail)?;
         }
         let Some(group) = self.group_replies(link)? else {
             return Ok((self.closed(), false));
@@ -197,10 +194,7 @@ impl Session<'_> {
     fn lone_dot(&mut self, link: &mut Link) -> Result<Flow, Error> {
         self.wire.clear();
         self.queue(Command::Dot);
-        let wire = std::mem::take(&mut self.wire);
-        let written = self.write(link, &[&wire], Stage::Message);
-        self.wire = wire;
-        written?;
+        self.flush_wire(link, Stage::Message)?;
         self.quiet_end(link)
     }
 
@@ -239,12 +233,7 @@ impl Session<'_> {
     ) -> Result<Flow, Error> {
         self.wire.clear();
         self.queue_bdat(link);
-        let wire = std::mem::take(&mut self.wire);
-        let written = self.write(link, &[&wire], Stage::Message);
-        self.wire = wire;
-        written?;
+        self.flush_wire(link, Stage::Message)?;
         self.end_of_data(link, accepted)
     }
 }
-
-use crate::error::Error;

@@ -6,6 +6,14 @@
 //! This is the only code that reads or writes a socket. Every read is a
 //! bounded line read against the stage deadline; every error names its
 //! stage. A session never prints a fatal error itself: it returns it.
+//!
+//! Submodules: `io` (command writes, reply reads, their errors),
+//! `pipeline` (PIPELINING and CHUNKING transactions), `measure` (the
+//! --report hooks).
+
+mod io;
+mod measure;
+mod pipeline;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -15,11 +23,11 @@ use crate::command::Command;
 use crate::diag;
 use crate::engine::{Job, Jobs, Shared};
 use crate::error::{reject_text, Error, Stage};
-use crate::lineio::{LineError, LineReader};
+use crate::lineio::LineReader;
 use crate::message::MessageId;
 use crate::net::{self, Conn, SocketOptions};
 use crate::plan::Greeting;
-use crate::reply::{self, Capabilities, Push, Reply, ReplyBuilder};
+use crate::reply::{self, Capabilities, Reply};
 use crate::stats::{ErrorClass, Phase, Recorder};
 
 /// The pause between connect attempts (the reference's usleep(10)).
@@ -392,37 +400,6 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// Writes `bufs` within the stage deadline; counts the bytes. A
-    /// failed message write looks for the server's reason (X7).
-    pub(crate) fn write(
-        &mut self,
-        link: &mut Link,
-        bufs: &[&[u8]],
-        stage: Stage,
-    ) -> Result<(), Error> {
-        let deadline = Instant::now() + self.sh.plan.timeout;
-        if let Some(r) = &mut self.rec {
-            r.counts.bytes_sent +=
-                bufs.iter().map(|b| b.len() as u64).sum::<u64>();
-        }
-        let Err(e) = link.conn.write_all_by(bufs, deadline) else {
-            return Ok(());
-        };
-        let class = io_class(&e);
-        self.error_class(class);
-        if class == ErrorClass::Timeout {
-            return Err(Error::Timeout { stage });
-        }
-        let said = (stage == Stage::Message).then(|| {
-            let wait = LAST_WORDS_WAIT.min(self.sh.plan.timeout);
-            read_reply(link, Instant::now() + wait).ok()
-        });
-        Err(Error::Lost {
-            stage,
-            server_said: said.flatten(),
-        })
-    }
-
     /// One reply (SMTP) or one per accepted recipient (LMTP, X3).
     pub(crate) fn end_of_data(
         &mut self,
@@ -521,82 +498,6 @@ impl Session<'_> {
         })
     }
 
-    /// Appends a command's wire text to `self.wire` (logged under -v).
-    pub(crate) fn queue(&mut self, cmd: Command) {
-        let start = self.wire.len();
-        cmd.write_wire(&mut self.wire);
-        if self.sh.plan.verbose > 0 {
-            diag::info(&self.wire[start..self.wire.len() - 2]);
-        }
-    }
-
-    /// Writes one command and reads its reply.
-    fn command(
-        &mut self,
-        link: &mut Link,
-        cmd: Command,
-        stage: Stage,
-    ) -> Result<Reply, Error> {
-        self.wire.clear();
-        self.queue(cmd);
-        let started = Instant::now();
-        let wire = std::mem::take(&mut self.wire);
-        let written = self.write(link, &[&wire], stage);
-        self.wire = wire;
-        written?;
-        let reply = self.reply(link, stage)?;
-        self.observe(stage, reply.code, started);
-        Ok(reply)
-    }
-
-    /// Reads one reply within the stage deadline.
-    pub(crate) fn reply(
-        &mut self,
-        link: &mut Link,
-        stage: Stage,
-    ) -> Result<Reply, Error> {
-        let deadline = Instant::now() + self.sh.plan.timeout;
-        read_reply(link, deadline).map_err(|e| self.read_error(e, stage))
-    }
-
-    fn read_error(&mut self, e: ReadError, stage: Stage) -> Error {
-        let verbose = self.sh.plan.verbose > 0;
-        match e {
-            ReadError::Line(LineError::Timeout) => {
-                if verbose {
-                    diag::info(b"smtp_get: timeout");
-                }
-                self.error_class(ErrorClass::Timeout);
-                Error::Timeout { stage }
-            }
-            ReadError::Line(LineError::TooLong) => Error::TooLong {
-                stage,
-                lines: false,
-            },
-            ReadError::TooManyLines => Error::TooLong { stage, lines: true },
-            ReadError::Line(LineError::Eof) => self.lost(stage, false),
-            ReadError::Line(LineError::Io(e)) => {
-                self.lost(stage, io_class(&e) == ErrorClass::Reset)
-            }
-        }
-    }
-
-    fn lost(&mut self, stage: Stage, reset: bool) -> Error {
-        if self.sh.plan.verbose > 0 {
-            diag::info(b"smtp_get: EOF");
-        }
-        let class = if reset {
-            ErrorClass::Reset
-        } else {
-            ErrorClass::Lost
-        };
-        self.error_class(class);
-        Error::Lost {
-            stage,
-            server_said: None,
-        }
-    }
-
     /// The -w/-R pause between messages (whole seconds; -R uniform in
     /// 0..=interval, X14).
     fn delay(&self) {
@@ -610,108 +511,4 @@ impl Session<'_> {
         };
         std::thread::sleep(Duration::from_secs(secs));
     }
-
-    // Measurement hooks: no-ops unless the run measures.
-
-    pub(crate) fn latency(&mut self, phase: Phase, since: Instant) {
-        if let Some(r) = &mut self.rec {
-            r.latency(phase, since.elapsed());
-        }
-    }
-
-    /// A reply's code and the latency of its stage.
-    pub(crate) fn observe(&mut self, stage: Stage, code: u16, since: Instant) {
-        let Some(r) = &mut self.rec else { return };
-        let (name, phase) = stage_keys(stage, self.bdat_now);
-        r.code(name, code);
-        if let Some(phase) = phase {
-            r.latency(phase, since.elapsed());
-        }
-    }
-
-    pub(crate) fn rcpts(&mut self, accepted: u32) {
-        let sent = self.sh.plan.recipients;
-        if let Some(r) = &mut self.rec {
-            r.counts.rcpt_sent += u64::from(sent);
-            r.counts.rcpt_accepted += u64::from(accepted);
-        }
-    }
-
-    pub(crate) fn fate(&mut self, fate: Fate) {
-        if let Some(r) = &mut self.rec {
-            match fate {
-                Fate::Accepted => r.counts.accepted += 1,
-                Fate::Rejected => r.counts.rejected += 1,
-                Fate::Failed => r.counts.failed += 1,
-            }
-        }
-    }
-
-    fn error_class(&mut self, class: ErrorClass) {
-        if let Some(r) = &mut self.rec {
-            r.counts.error(class);
-        }
-    }
-
-    fn flush_stats(&mut self) {
-        if let Some(r) = &mut self.rec {
-            r.flush();
-        }
-    }
-}
-
-/// The report's command name and latency phase of a stage's reply.
-fn stage_keys(stage: Stage, chunking: bool) -> (&'static str, Option<Phase>) {
-    match stage {
-        Stage::Banner => ("banner", Some(Phase::Banner)),
-        Stage::Helo => ("HELO", Some(Phase::Helo)),
-        Stage::Ehlo => ("EHLO", Some(Phase::Helo)),
-        Stage::Lhlo => ("LHLO", Some(Phase::Helo)),
-        Stage::Mail => ("MAIL", Some(Phase::Mail)),
-        Stage::Rcpt => ("RCPT", Some(Phase::Rcpt)),
-        Stage::Data => ("DATA", Some(Phase::Data)),
-        Stage::Message if chunking => ("BDAT", Some(Phase::EndOfData)),
-        Stage::Message => ("end_of_data", Some(Phase::EndOfData)),
-        Stage::Rset => ("RSET", None),
-        Stage::Quit => ("QUIT", Some(Phase::Quit)),
-    }
-}
-
-/// The report's class of an I/O error.
-fn io_class(e: &std::io::Error) -> ErrorClass {
-    use std::io::ErrorKind as K;
-    match e.kind() {
-        K::TimedOut | K::WouldBlock => ErrorClass::Timeout,
-        K::ConnectionReset | K::ConnectionAborted => ErrorClass::Reset,
-        _ => ErrorClass::Lost,
-    }
-}
-
-/// Why a reply could not be read.
-enum ReadError {
-    Line(LineError),
-    TooManyLines,
-}
-
-/// Reads the lines of one reply (logging each under -v).
-fn read_reply(link: &mut Link, deadline: Instant) -> Result<Reply, ReadError> {
-    let mut builder = ReplyBuilder::new();
-    loop {
-        let line = link
-            .reader
-            .read_line(&mut link.conn, deadline)
-            .map_err(ReadError::Line)?;
-        if diag::verbose() > 0 {
-            diag::info(&[&b"<<< "[..], line].concat());
-        }
-        match builder.push_line(line) {
-            Push::More => {}
-            Push::Done => break,
-            Push::TooManyLines => return Err(ReadError::TooManyLines),
-        }
-    }
-    if builder.mixed_codes() && diag::verbose() > 1 {
-        diag::info(b"warning: reply lines carry different codes");
-    }
-    Ok(builder.finish())
 }

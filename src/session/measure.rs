@@ -1,0 +1,74 @@
+//! session::measure: what a session tells the run report. Every hook is
+//! a no-op unless the run measures (--report and friends), so the
+//! drop-in path pays one branch.
+
+use std::time::Instant;
+
+use super::{Fate, Session};
+use crate::error::Stage;
+use crate::stats::{ErrorClass, Phase};
+
+impl Session<'_> {
+    pub(crate) fn latency(&mut self, phase: Phase, since: Instant) {
+        if let Some(r) = &mut self.rec {
+            r.latency(phase, since.elapsed());
+        }
+    }
+
+    /// A reply's code and the latency of its stage.
+    pub(crate) fn observe(&mut self, stage: Stage, code: u16, since: Instant) {
+        let Some(r) = &mut self.rec else { return };
+        let (name, phase) = stage_keys(stage, self.bdat_now);
+        r.code(name, code);
+        if let Some(phase) = phase {
+            r.latency(phase, since.elapsed());
+        }
+    }
+
+    pub(crate) fn rcpts(&mut self, accepted: u32) {
+        let sent = self.sh.plan.recipients;
+        if let Some(r) = &mut self.rec {
+            r.counts.rcpt_sent += u64::from(sent);
+            r.counts.rcpt_accepted += u64::from(accepted);
+        }
+    }
+
+    pub(crate) fn fate(&mut self, fate: Fate) {
+        if let Some(r) = &mut self.rec {
+            match fate {
+                Fate::Accepted => r.counts.accepted += 1,
+                Fate::Rejected => r.counts.rejected += 1,
+                Fate::Failed => r.counts.failed += 1,
+            }
+        }
+    }
+
+    pub(super) fn error_class(&mut self, class: ErrorClass) {
+        if let Some(r) = &mut self.rec {
+            r.counts.error(class);
+        }
+    }
+
+    pub(super) fn flush_stats(&mut self) {
+        if let Some(r) = &mut self.rec {
+            r.flush();
+        }
+    }
+}
+
+/// The report's command name and latency phase of a stage's reply.
+fn stage_keys(stage: Stage, chunking: bool) -> (&'static str, Option<Phase>) {
+    match stage {
+        Stage::Banner => ("banner", Some(Phase::Banner)),
+        Stage::Helo => ("HELO", Some(Phase::Helo)),
+        Stage::Ehlo => ("EHLO", Some(Phase::Helo)),
+        Stage::Lhlo => ("LHLO", Some(Phase::Helo)),
+        Stage::Mail => ("MAIL", Some(Phase::Mail)),
+        Stage::Rcpt => ("RCPT", Some(Phase::Rcpt)),
+        Stage::Data => ("DATA", Some(Phase::Data)),
+        Stage::Message if chunking => ("BDAT", Some(Phase::EndOfData)),
+        Stage::Message => ("end_of_data", Some(Phase::EndOfData)),
+        Stage::Rset => ("RSET", None),
+        Stage::Quit => ("QUIT", Some(Phase::Quit)),
+    }
+}
