@@ -37,6 +37,9 @@ impl Session<'_> {
             self.wire.clear();
             self.queue_group(link, bdat);
             self.flush_wire(link, Stage::Mail)?;
+            if bdat {
+                self.count_sent();
+            }
         }
         let Some(group) = self.group_replies(link)? else {
             return Ok((self.closed(), false));
@@ -83,6 +86,11 @@ impl Session<'_> {
         self.queue(Command::BdatLast(size));
         self.wire.append(&mut headers);
         self.wire.extend_from_slice(&raw);
+    }
+
+    /// -c counts a BDAT message once its chunk is written, as DATA
+    /// counts once the dot is.
+    fn count_sent(&self) {
         if self.sh.plan.count {
             crate::diag::count_message();
         }
@@ -234,6 +242,7 @@ impl Session<'_> {
         self.wire.clear();
         self.queue_bdat(link);
         self.flush_wire(link, Stage::Message)?;
+        self.count_sent();
         self.end_of_data(link, accepted)
     }
 }
