@@ -90,6 +90,8 @@ pub struct Session<'a> {
     pub(crate) txn_start: Instant,
     /// The current message goes out with BDAT (for the report's label).
     pub(crate) bdat_now: bool,
+    /// When the pipelined group now being answered was written.
+    pub(crate) group_sent: Instant,
     pub(crate) job: Job,
 }
 
@@ -107,6 +109,7 @@ pub fn run(jobs: &Jobs, n: usize) -> Result<(), Error> {
         rec: sh.stats.as_ref().map(|st| st.recorder(n)),
         txn_start: Instant::now(),
         bdat_now: false,
+        group_sent: Instant::now(),
         job: Job { due: None },
     };
     while s.claim() {
@@ -189,7 +192,13 @@ impl Session<'_> {
         link: &mut Link,
         sent: bool,
     ) -> Result<(Flow, bool), Error> {
-        self.txn_start = self.job.due.unwrap_or_else(Instant::now);
+        // A look-ahead group (pipelining) began when it was written.
+        let began = if sent {
+            self.group_sent
+        } else {
+            Instant::now()
+        };
+        self.txn_start = self.job.due.unwrap_or(began);
         self.bdat_now = self.sh.plan.ext.chunking && link.caps.chunking;
         if self.pipelined(link) {
             return self.transaction_pipelined(link, sent);

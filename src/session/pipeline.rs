@@ -36,6 +36,7 @@ impl Session<'_> {
         if !sent {
             self.wire.clear();
             self.queue_group(link, bdat);
+            self.group_sent = Instant::now();
             self.flush_wire(link, Stage::Mail)?;
             if bdat {
                 self.count_sent();
@@ -101,7 +102,8 @@ impl Session<'_> {
         &mut self,
         link: &mut Link,
     ) -> Result<Option<GroupOutcome>, Error> {
-        let started = Instant::now();
+        // Replies of a group count from when the group was written.
+        let started = self.group_sent;
         let mail = self.reply(link, Stage::Mail)?;
         self.observe(Stage::Mail, mail.code, started);
         let ok = mail.is_positive();
@@ -150,7 +152,7 @@ impl Session<'_> {
         link: &mut Link,
         g: GroupOutcome,
     ) -> Result<(Flow, bool), Error> {
-        let started = Instant::now();
+        let started = self.group_sent;
         let reply = self.reply(link, Stage::Data)?;
         self.observe(Stage::Data, reply.code, started);
         let go = reply.code == 354;
@@ -176,7 +178,11 @@ impl Session<'_> {
         self.headers(link);
         let headers = std::mem::take(&mut self.wire);
         let next = self.next_group(link);
+        let sent_at = Instant::now();
         self.send_message(link, headers, &next)?;
+        if !next.is_empty() {
+            self.group_sent = sent_at;
+        }
         let flow = self.end_of_data(link, g.accepted)?;
         Ok((flow, !next.is_empty()))
     }
