@@ -243,6 +243,72 @@ fn f02_syn_dropped_connect_times_out() {
     assert_fatal_at_t(&out, "connect: Connection timed out");
 }
 
+// X9: sessions connect independently. Four sessions against a listener
+// that drops SYNs, two attempts each (-C 2): all four first attempts are
+// in flight together, so four warnings come at T and the fatal at 2T.
+// One connect at a time (the reference, or --max-connecting=1) cannot
+// show four warnings before 4T.
+#[test]
+fn x9_independent_connects() {
+    let Some((_l, _fill, addr)) = full_listener() else {
+        eprintln!("SKIP x9: the listen queue never dropped a SYN");
+        return;
+    };
+    let timed_out = warning("connect: Connection timed out");
+    let out = cmd(&["-s", "4", "-m", "4", "-C", "2"])
+        .arg(addr.to_string())
+        .run();
+    let err = out.stderr_text();
+    assert_eq!(err.matches(timed_out.as_str()).count(), 4, "{err}");
+    assert!(
+        err.ends_with(&fatal("connect: Connection timed out")),
+        "{err}"
+    );
+    out.assert_status(1);
+    assert!(
+        out.elapsed >= T_MIN * 2 && out.elapsed < T_MIN * 2 + T_MAX / 2,
+        "expected the fatal at 2T: {:?}",
+        out.elapsed
+    );
+    // With one connect in flight the same run is serialized: each
+    // warning costs T of its own before the fatal.
+    let out = cmd(&["--max-connecting=1", "-s", "4", "-m", "4", "-C", "2"])
+        .arg(addr.to_string())
+        .run();
+    let warnings = out.stderr_text().matches(timed_out.as_str()).count();
+    out.assert_status(1);
+    assert!(
+        out.elapsed >= T_MIN * (warnings as u32 + 1),
+        "{warnings} warnings in {:?}",
+        out.elapsed
+    );
+}
+
+// X14: -R waits a uniformly drawn whole number of seconds in
+// 0..=interval before each message but the first (and after the last).
+#[test]
+fn x14_random_delay_whole_seconds() {
+    let srv = FakeServer::responder();
+    let out = cmd(&["-R", "1", "-m", "4"]).arg(srv.endpoint()).run();
+    let tr = srv.finish();
+    out.assert_status(0).assert_stderr("");
+    assert_eq!(tr.len(), 4, "{}", tr.render());
+    let at: Vec<f64> = tr
+        .conns
+        .iter()
+        .map(|c| c.accepted_at.as_secs_f64())
+        .collect();
+    for pair in at.windows(2) {
+        let gap = pair[1] - pair[0];
+        let whole = gap.round();
+        assert!(
+            (0.0..=1.0).contains(&whole) && (gap - whole).abs() < 0.3,
+            "gaps must be 0 or 1 s: {at:?}"
+        );
+    }
+    assert!(out.elapsed.as_secs_f64() < 4.0 + 1.5, "{:?}", out.elapsed);
+}
+
 // Fault F3: unix: path missing, a stale socket file, no permission.
 #[test]
 fn f03_unix_missing_stale_noperm() {

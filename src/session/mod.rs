@@ -510,14 +510,44 @@ impl Session<'_> {
     /// The -w/-R pause between messages (whole seconds; -R uniform in
     /// 0..=interval, X14).
     fn delay(&self) {
-        let secs = match self.sh.plan.delay {
-            Delay::None => return,
-            Delay::Fixed(n) => u64::from(n),
-            Delay::Random(n) => {
-                use rand::Rng;
-                rand::thread_rng().gen_range(0..=u64::from(n))
-            }
-        };
-        std::thread::sleep(Duration::from_secs(secs));
+        let secs = delay_seconds(self.sh.plan.delay, &mut rand::thread_rng());
+        if secs > 0 {
+            std::thread::sleep(Duration::from_secs(secs));
+        }
+    }
+}
+
+/// The -w/-R pause in whole seconds: -w exactly, -R uniform in
+/// 0..=interval (X14: any uniform draw, not glibc's rand()).
+pub(crate) fn delay_seconds(delay: Delay, rng: &mut impl rand::Rng) -> u64 {
+    match delay {
+        Delay::None => 0,
+        Delay::Fixed(n) => u64::from(n),
+        Delay::Random(n) => rng.gen_range(0..=u64::from(n)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn random_delay_is_uniform_over_whole_seconds() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(14);
+        let mut seen = [0u32; 4];
+        for _ in 0..40_000 {
+            seen[delay_seconds(Delay::Random(3), &mut rng) as usize] += 1;
+        }
+        for n in seen {
+            assert!((9_400..10_600).contains(&n), "{seen:?}");
+        }
+    }
+
+    #[test]
+    fn fixed_and_no_delay() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        assert_eq!(delay_seconds(Delay::Fixed(2), &mut rng), 2);
+        assert_eq!(delay_seconds(Delay::None, &mut rng), 0);
     }
 }
