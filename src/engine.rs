@@ -189,6 +189,9 @@ pub fn run(plan: Plan) -> Result<(), Error> {
     let queued = prefill(&shared, &tx, room);
     let done = AtomicBool::new(false);
     let start = Latch::default();
+    // Every session holds a sender; the receiver learns at once when the
+    // last session has ended.
+    let (alive, all_done) = bounded::<()>(0);
     thread::scope(|scope| {
         let mut handles = Vec::new();
         for n in 0..shared.plan.sessions as usize {
@@ -197,6 +200,7 @@ pub fn run(plan: Plan) -> Result<(), Error> {
                 shared: &shared,
             };
             let start = &start;
+            let alive = alive.clone();
             let spawned = thread::Builder::new()
                 .name(format!("session-{n}"))
                 .stack_size(STACK_SIZE)
@@ -205,6 +209,7 @@ pub fn run(plan: Plan) -> Result<(), Error> {
                     if let Err(e) = session::run(&jobs, n) {
                         die(jobs.shared, e);
                     }
+                    drop(alive);
                 });
             match spawned {
                 Ok(handle) => handles.push(handle),
@@ -214,12 +219,13 @@ pub fn run(plan: Plan) -> Result<(), Error> {
         }
         start.open();
         drop(rx);
+        drop(alive);
         if let Some(path) = &shared.plan.ext.hlog {
             start_hlog(scope, &shared, path, &done)?;
         }
         dispatch(&shared, &tx, queued);
         drop(tx);
-        watch(&shared, &handles);
+        watch(&shared, &all_done);
         for handle in handles {
             handle.join().map_err(|_| Error::Internal("session died"))?;
         }
@@ -316,19 +322,19 @@ fn dispatch(shared: &Shared, tx: &Sender<Job>, queued: u64) {
 /// With everything queued, a SIGINT or the end of --duration must still
 /// stop the sessions from taking queued jobs: watch for it until the
 /// sessions are done.
-fn watch<T>(shared: &Shared, sessions: &[thread::ScopedJoinHandle<'_, T>]) {
+fn watch(shared: &Shared, all_done: &Receiver<()>) {
     let ext = &shared.plan.ext;
     let catches = ext.report.is_some() || ext.duration.is_some();
     if !catches || shared.stopping.load(Ordering::SeqCst) {
         return;
     }
     let end = ext.duration.map(|d| shared.started() + d);
-    while !sessions.iter().all(|h| h.is_finished()) {
+    // Disconnected: every session has ended (no TICK of idle waiting).
+    while all_done.recv_timeout(TICK).is_err_and(|e| e.is_timeout()) {
         if stopped(end) {
             shared.stopping.store(true, Ordering::SeqCst);
             return;
         }
-        thread::sleep(TICK);
     }
 }
 
