@@ -108,7 +108,13 @@ impl LineReader {
             match lf {
                 Some(at) => {
                     self.start += at + 1;
-                    let len = strip_crs(&self.line).len();
+                    // A cut line keeps its trailing CRs, as 3.7.11 shows
+                    // them (`…x?` for `…x\r` cut at the limit).
+                    let len = if discarded == 0 {
+                        strip_crs(&self.line).len()
+                    } else {
+                        self.line.len()
+                    };
                     return Ok(&self.line[..len]);
                 }
                 None => self.start = self.end,
@@ -203,6 +209,20 @@ mod tests {
         let got = lines(&data, vec![4096; 10]);
         assert_eq!(got[0].len(), LINE_LIMIT);
         assert_eq!(got[1], b"250 next");
+    }
+
+    #[test]
+    fn cut_line_keeps_its_trailing_cr() {
+        // Observed in 3.7.11: 550 + 10235 x + CR, then "yy" beyond the
+        // limit, shows the CR ('?'); with nothing beyond it, it is
+        // stripped.
+        let mut cut = b"550 ".to_vec();
+        cut.extend(std::iter::repeat_n(b'x', 10235));
+        cut.push(b'\r');
+        let whole = [&cut[..], b"\n"].concat();
+        let longer = [&cut[..], b"yy\r\n"].concat();
+        assert_eq!(lines(&longer, vec![4096; 10])[0], cut);
+        assert_eq!(lines(&whole, vec![4096; 10])[0], &cut[..cut.len() - 1]);
     }
 
     #[test]

@@ -331,6 +331,15 @@ cases! {
         r().on_raw(Verb::Banner, b"220 a\r\n250 extra\r\n")),
     reply_long_line =>
         with(&[], Verb::Rcpt, &format!("550 {}", "x".repeat(20000))),
+    // A line cut at the limit right after a CR keeps it ('?'), even when
+    // only another CR was cut; when the CR is the limit's last byte and
+    // LF follows, it is stripped as usual.
+    reply_cut_after_cr => with(&["-v"], Verb::Rcpt,
+        &format!("550 {}\ryy", "x".repeat(10235))),
+    reply_cut_between_crs => with(&["-v"], Verb::Rcpt,
+        &format!("550 {}\r", "x".repeat(10235))),
+    reply_cr_at_limit => with(&["-v"], Verb::Rcpt,
+        &format!("550 {}", "x".repeat(10235))),
     reply_long_multiline => c(&[]).resp(on(Verb::Rcpt, &format!(
         "250-{}\r\n250-{}\r\n250-{}\r\n550 end",
         "a".repeat(6000), "b".repeat(6000), "c".repeat(6000)))),

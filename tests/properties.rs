@@ -43,7 +43,8 @@ fn model_strip(line: &[u8]) -> &[u8] {
     &line[..end]
 }
 
-/// Split at LF, cap at `cap` (when given), strip trailing CRs; a line
+/// Split at LF, cap at `cap` (when given), strip trailing CRs unless the
+/// line was cut; a line
 /// more than `DISCARD_LIMIT` over the cap ends reading (X2).
 fn model_lines(data: &[u8], cap: Option<usize>) -> (Vec<&[u8]>, Outcome) {
     let mut out = Vec::new();
@@ -57,7 +58,10 @@ fn model_lines(data: &[u8], cap: Option<usize>) -> (Vec<&[u8]>, Outcome) {
         let Some(lf) = lf else {
             return (out, Outcome::Incomplete);
         };
-        out.push(model_strip(&rest[..cap.map_or(lf, |c| lf.min(c))]));
+        let keep = cap.map_or(lf, |c| lf.min(c));
+        // A cut line keeps its trailing CRs (as 3.7.11 does).
+        let kept = &rest[..keep];
+        out.push(if keep < lf { kept } else { model_strip(kept) });
         rest = &rest[lf + 1..];
     }
 }

@@ -96,7 +96,7 @@ fn model_strip(line: &[u8]) -> &[u8] {
 }
 
 /// The lines a reader should return: split at LF, cap at `cap` (when
-/// given), strip trailing CRs. The last element says how reading ends.
+/// given), strip trailing CRs unless the line was cut. The last element says how reading ends.
 pub fn model_lines(data: &[u8], cap: Option<usize>) -> (Vec<&[u8]>, Outcome) {
     let mut out = Vec::new();
     let mut rest = data;
@@ -109,8 +109,10 @@ pub fn model_lines(data: &[u8], cap: Option<usize>) -> (Vec<&[u8]>, Outcome) {
         let Some(lf) = lf else {
             return (out, Outcome::Incomplete);
         };
-        let kept = &rest[..cap.map_or(lf, |c| lf.min(c))];
-        out.push(model_strip(kept));
+        let keep = cap.map_or(lf, |c| lf.min(c));
+        // A cut line keeps its trailing CRs (as 3.7.11 does).
+        let kept = &rest[..keep];
+        out.push(if keep < lf { kept } else { model_strip(kept) });
         rest = &rest[lf + 1..];
     }
 }
