@@ -65,6 +65,8 @@ pub struct Args {
     pub endpoint: Vec<u8>,
     /// Whether -m was given (--duration treats it as an upper bound).
     pub messages_given: bool,
+    /// Whether -r was given (3.9 numbering turns on with it).
+    pub recipients_given: bool,
     /// Long options: our extensions.
     pub long: LongArgs,
 }
@@ -103,6 +105,7 @@ impl Args {
             verbose: 0,
             endpoint: Vec::new(),
             messages_given: false,
+            recipients_given: false,
             long: LongArgs::default(),
         }
     }
@@ -243,7 +246,10 @@ fn with_arg(args: &mut Args, opt: u8, value: Vec<u8>) -> Result<(), Error> {
             check_myhostname(&value)?;
             args.myhostname = Some(value);
         }
-        b'r' => args.recipients = positive(&value, "recipient count")?,
+        b'r' => {
+            args.recipients = positive(&value, "recipient count")?;
+            args.recipients_given = true;
+        }
         b'R' => {
             if matches!(args.delay, Delay::Fixed(_)) {
                 return Err(fatal(DELAY_CONFLICT));
@@ -388,6 +394,8 @@ Extensions (long options):
   --arrival=uniform|poisson
                           spacing of --rate arrivals (default uniform)
   --duration=SECONDS      run for a time (-m, if given, is an upper bound)
+  --numbering=3.7|3.9     recipient numbering of Postfix 3.7 (default)
+                          or 3.9 (number appended to the local part)
   --help, --version
 ";
 

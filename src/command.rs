@@ -11,15 +11,59 @@ pub enum Command<'a> {
     Ehlo(&'a [u8]),
     Lhlo(&'a [u8]),
     Mail(&'a [u8]),
-    /// Recipient, with the number put in front of it when numbering is on
-    /// (3.7 semantics: `RCPT TO:<3foo@vm>`).
-    Rcpt(Option<u64>, &'a [u8]),
+    Rcpt(RcptAddr<'a>),
     Data,
     /// `BDAT <size> LAST` (RFC 3030): the whole message in one chunk.
     BdatLast(usize),
     Dot,
     Rset,
     Quit,
+}
+
+/// A recipient address as RCPT TO sends it (without the brackets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RcptAddr<'a> {
+    /// Postfix 3.7: the number, if any, in front (`3foo@vm`).
+    Prefixed(Option<u64>, &'a [u8]),
+    /// Postfix 3.9 (--numbering=3.9): the number appended to the local
+    /// part, before the last `@` (`foo0@vm`).
+    Suffixed {
+        local: &'a [u8],
+        number: u64,
+        domain: &'a [u8],
+    },
+}
+
+impl RcptAddr<'_> {
+    /// Appends the address.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        match *self {
+            RcptAddr::Prefixed(number, to) => {
+                if let Some(n) = number {
+                    out.extend_from_slice(n.to_string().as_bytes());
+                }
+                out.extend_from_slice(to);
+            }
+            RcptAddr::Suffixed {
+                local,
+                number,
+                domain,
+            } => {
+                out.extend_from_slice(local);
+                out.extend_from_slice(number.to_string().as_bytes());
+                out.extend_from_slice(domain);
+            }
+        }
+    }
+}
+
+/// Splits a recipient at its last `@` into local part and `@domain`
+/// (3.9 numbering); without `@` the domain is empty.
+pub fn split_recipient(to: &[u8]) -> (&[u8], &[u8]) {
+    match to.iter().rposition(|&b| b == b'@') {
+        Some(at) => to.split_at(at),
+        None => (to, &[]),
+    }
 }
 
 impl Command<'_> {
@@ -30,12 +74,9 @@ impl Command<'_> {
             Command::Ehlo(name) => join(out, b"EHLO ", name, b""),
             Command::Lhlo(name) => join(out, b"LHLO ", name, b""),
             Command::Mail(from) => join(out, b"MAIL FROM:<", from, b">"),
-            Command::Rcpt(number, to) => {
+            Command::Rcpt(addr) => {
                 out.extend_from_slice(b"RCPT TO:<");
-                if let Some(n) = number {
-                    out.extend_from_slice(n.to_string().as_bytes());
-                }
-                out.extend_from_slice(to);
+                addr.write(out);
                 out.push(b'>');
             }
             Command::Data => out.extend_from_slice(b"DATA"),
@@ -77,11 +118,11 @@ mod tests {
         assert_eq!(wire(Command::Lhlo(b"vm")), b"LHLO vm\r\n");
         assert_eq!(wire(Command::Mail(b"foo@vm")), b"MAIL FROM:<foo@vm>\r\n");
         assert_eq!(
-            wire(Command::Rcpt(None, b"foo@vm")),
+            wire(Command::Rcpt(RcptAddr::Prefixed(None, b"foo@vm"))),
             b"RCPT TO:<foo@vm>\r\n"
         );
         assert_eq!(
-            wire(Command::Rcpt(Some(12), b"foo@vm")),
+            wire(Command::Rcpt(RcptAddr::Prefixed(Some(12), b"foo@vm"))),
             b"RCPT TO:<12foo@vm>\r\n"
         );
         assert_eq!(wire(Command::Data), b"DATA\r\n");
@@ -93,11 +134,29 @@ mod tests {
     }
 
     #[test]
+    fn numbering_39_appends_to_the_local_part() {
+        let (local, domain) = split_recipient(b"a@b@x.ex");
+        let addr = RcptAddr::Suffixed {
+            local,
+            number: 7,
+            domain,
+        };
+        assert_eq!(wire(Command::Rcpt(addr)), b"RCPT TO:<a@b7@x.ex>\r\n");
+        let (local, domain) = split_recipient(b"foo");
+        let addr = RcptAddr::Suffixed {
+            local,
+            number: 0,
+            domain,
+        };
+        assert_eq!(wire(Command::Rcpt(addr)), b"RCPT TO:<foo0>\r\n");
+    }
+
+    #[test]
     fn arguments_are_verbatim() {
         assert_eq!(wire(Command::Mail(b"<a@b>")), b"MAIL FROM:<<a@b>>\r\n");
         assert_eq!(wire(Command::Mail(b"")), b"MAIL FROM:<>\r\n");
         assert_eq!(
-            wire(Command::Rcpt(None, b"x y@z")),
+            wire(Command::Rcpt(RcptAddr::Prefixed(None, b"x y@z"))),
             b"RCPT TO:<x y@z>\r\n"
         );
     }

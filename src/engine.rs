@@ -50,7 +50,7 @@ pub struct Shared {
     pub plan: Plan,
     /// The reference's M: messages not yet claimed (may go negative).
     budget: AtomicI64,
-    /// -N: the next recipient number (3.7 starts at 1).
+    /// -N (or 3.9 numbering): the next recipient number.
     pub rcpt_seq: AtomicU64,
     /// The Date: value, made once at the first DATA (spec §4.2).
     date: OnceLock<Vec<u8>>,
@@ -68,7 +68,10 @@ impl Shared {
         let stats = plan.ext.measure.then(|| Stats::new(plan.sessions));
         Shared {
             budget: AtomicI64::new(plan.messages.min(i64::MAX as u64) as i64),
-            rcpt_seq: AtomicU64::new(1),
+            // 3.7 numbers from 1, 3.9 from 0.
+            rcpt_seq: AtomicU64::new(u64::from(
+                plan.numbering != crate::plan::Numbering::Appended,
+            )),
             date: OnceLock::new(),
             gate: Gate::new(plan.max_connecting),
             pid: std::process::id(),

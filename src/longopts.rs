@@ -27,6 +27,16 @@ pub enum Arrival {
     Poisson,
 }
 
+/// Recipient numbering scheme (spec §11-12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Numbering {
+    /// Postfix 3.7 (the default): numbers in front, `-r` counts down.
+    Postfix37,
+    /// Postfix 3.9: with -N or -r, a global count from 0 appended to
+    /// the local part; To: names the last recipient sent.
+    Postfix39,
+}
+
 /// Settings made by long options.
 #[derive(Debug, Clone)]
 pub struct LongArgs {
@@ -44,6 +54,7 @@ pub struct LongArgs {
     pub rate: Option<f64>,
     pub arrival: Arrival,
     pub duration: Option<Duration>,
+    pub numbering: Numbering,
 }
 
 impl Default for LongArgs {
@@ -60,6 +71,7 @@ impl Default for LongArgs {
             rate: None,
             arrival: Arrival::Uniform,
             duration: None,
+            numbering: Numbering::Postfix37,
         }
     }
 }
@@ -73,6 +85,7 @@ const VALUED: &[&[u8]] = &[
     b"rate",
     b"arrival",
     b"duration",
+    b"numbering",
 ];
 
 /// What a long option asked for.
@@ -181,6 +194,13 @@ fn valued(args: &mut LongArgs, name: &[u8], v: Vec<u8>) -> Result<(), Error> {
             }
         }
         b"duration" => args.duration = Some(seconds(&v, "--duration")?),
+        b"numbering" => {
+            args.numbering = match &v[..] {
+                b"3.7" => Numbering::Postfix37,
+                b"3.9" => Numbering::Postfix39,
+                _ => return Err(bad("--numbering", &v)),
+            }
+        }
         _ => return Err(unknown()),
     }
     Ok(())

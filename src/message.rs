@@ -79,9 +79,17 @@ pub struct MessageId {
 
 impl HeaderTemplate {
     /// Appends From/To/Date/Message-Id/[Subject] and the blank line.
-    pub fn write(&self, date: &[u8], id: MessageId, out: &mut Vec<u8>) {
+    /// `to` replaces the plan's recipient (3.9 numbering names the last
+    /// recipient sent).
+    pub fn write(
+        &self,
+        to: Option<&[u8]>,
+        date: &[u8],
+        id: MessageId,
+        out: &mut Vec<u8>,
+    ) {
         header(out, b"From: <", &self.from, b">");
-        header(out, b"To: <", &self.to, b">");
+        header(out, b"To: <", to.unwrap_or(&self.to), b">");
         header(out, b"Date: ", date, b"");
         // %04x of C ints: negative values print as 32-bit two's
         // complement (`-m 1 -s 3` gives fffffffe).
@@ -214,7 +222,7 @@ mod tests {
             fd: 3,
             counter: -2,
         };
-        t.write(b"D", id, &mut out);
+        t.write(None, b"D", id, &mut out);
         assert_eq!(
             out,
             b"From: <foo@vm>\r\nTo: <bar@vm>\r\nDate: D\r\n\

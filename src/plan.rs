@@ -14,7 +14,7 @@ use crate::cli::{Args, Delay};
 use crate::endpoint::{self, Spec};
 use crate::error::Error;
 use crate::hostname;
-use crate::longopts::{Arrival, ReportFormat};
+use crate::longopts::{self, Arrival, ReportFormat};
 use crate::message::{self, HeaderTemplate, DEFAULT_BODY, DOT};
 use crate::sys;
 
@@ -65,7 +65,7 @@ pub struct Plan {
     pub sender: Vec<u8>,
     pub recipient: Vec<u8>,
     pub recipients: u32,
-    pub numbered: bool,
+    pub numbering: Numbering,
     /// Per-message headers; None with -o or -F.
     pub headers: Option<HeaderTemplate>,
     /// The body with the end-of-data dot appended, shared by all.
@@ -114,7 +114,7 @@ pub fn build(args: &Args, env_timeout: Option<&[u8]>) -> Result<Plan, Error> {
         sender,
         recipient,
         recipients: args.recipients,
-        numbered: args.numbered,
+        numbering: numbering(args),
         headers,
         body: content,
         raw_body,
@@ -141,6 +141,30 @@ fn greeting(args: &Args) -> Greeting {
         (false, true, _) => Greeting::Lhlo,
         (false, false, true) => Greeting::Ehlo,
         (false, false, false) => Greeting::Helo,
+    }
+}
+
+/// How RCPT addresses are numbered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Numbering {
+    /// 3.7 without -N: `-r 3` sends `3foo`, `2foo`, `foo`.
+    CountDown,
+    /// 3.7 -N: a global sequence from 1 in front of every recipient.
+    Sequence,
+    /// 3.9 with -N or -r: a global count from 0 appended to the local
+    /// part; To: carries the last numbered address.
+    Appended,
+    /// 3.9 without -N and -r: the address as given.
+    Plain,
+}
+
+fn numbering(args: &Args) -> Numbering {
+    let on = args.numbered || args.recipients_given;
+    match (args.long.numbering, args.numbered, on) {
+        (longopts::Numbering::Postfix37, true, _) => Numbering::Sequence,
+        (longopts::Numbering::Postfix37, false, _) => Numbering::CountDown,
+        (longopts::Numbering::Postfix39, _, true) => Numbering::Appended,
+        (longopts::Numbering::Postfix39, _, false) => Numbering::Plain,
     }
 }
 

@@ -1621,3 +1621,85 @@ fn report_does_not_change_count_output() {
     plain.assert_stdout(b"1\r2\r3\r\n");
     assert!(out.stdout_text().starts_with("1\r2\r3\r\n{"));
 }
+
+// ---------------------------------------------------------------------------
+// --numbering=3.9 (spec §11-12): number appended to the local part, a
+// global count from 0, on with -N or -r; To: names the last recipient.
+
+/// The RCPT commands and To: headers of each connection.
+fn rcpts_and_to(tr: &Transcript) -> Vec<(Vec<String>, Vec<String>)> {
+    tr.conns
+        .iter()
+        .map(|c| {
+            let rcpts = c
+                .commands()
+                .into_iter()
+                .filter(|l| l.starts_with("RCPT TO:"))
+                .collect();
+            let to = c
+                .data
+                .iter()
+                .flat_map(|d| d.split(|&b| b == b'\n'))
+                .filter(|l| l.starts_with(b"To: "))
+                .map(|l| String::from_utf8_lossy(l).trim_end().to_string())
+                .collect();
+            (rcpts, to)
+        })
+        .collect()
+}
+
+#[test]
+fn numbering_39_appends_to_the_local_part() {
+    let args = ["--numbering=3.9", "-r", "3", "-m", "2", "-t", "bar@x.ex"];
+    let (out, tr) = run(&args, Responder::new());
+    out.assert_status(0).assert_stderr("");
+    assert_conns(&tr, 2);
+    let rcpt = |n: u32| format!("RCPT TO:<bar{n}@x.ex>");
+    assert_eq!(
+        rcpts_and_to(&tr),
+        [
+            (
+                vec![rcpt(0), rcpt(1), rcpt(2)],
+                vec!["To: <bar2@x.ex>".to_string()]
+            ),
+            (
+                vec![rcpt(3), rcpt(4), rcpt(5)],
+                vec!["To: <bar5@x.ex>".to_string()]
+            ),
+        ]
+    );
+}
+
+#[test]
+fn numbering_39_is_off_without_n_or_r() {
+    let args = ["--numbering=3.9", "-t", "bar@x.ex"];
+    let (out, tr) = run(&args, Responder::new());
+    out.assert_status(0);
+    assert_eq!(
+        rcpts_and_to(&tr),
+        [(
+            vec!["RCPT TO:<bar@x.ex>".to_string()],
+            vec!["To: <bar@x.ex>".to_string()]
+        )]
+    );
+}
+
+#[test]
+fn numbering_39_r1_or_n_turns_it_on() {
+    for flag in [["-r", "1"], ["-N", "-o"]] {
+        let args = ["--numbering=3.9", flag[0], flag[1], "-t", "foo"];
+        let (out, tr) = run(&args, Responder::new());
+        out.assert_status(0);
+        let (rcpts, _) = &rcpts_and_to(&tr)[0];
+        assert_eq!(rcpts, &["RCPT TO:<foo0>".to_string()], "{flag:?}");
+    }
+}
+
+#[test]
+fn numbering_37_is_the_default() {
+    let (out, tr) = run(&["-r", "2", "-t", "bar@x.ex"], Responder::new());
+    out.assert_status(0);
+    let (rcpts, to) = &rcpts_and_to(&tr)[0];
+    assert_eq!(rcpts, &["RCPT TO:<2bar@x.ex>", "RCPT TO:<bar@x.ex>"]);
+    assert_eq!(to, &["To: <bar@x.ex>"]);
+}

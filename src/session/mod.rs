@@ -19,14 +19,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::cli::Delay;
-use crate::command::Command;
+use crate::command::{split_recipient, Command, RcptAddr};
 use crate::diag;
 use crate::engine::{Job, Jobs, Shared};
 use crate::error::{reject_text, Error, Stage};
 use crate::lineio::LineReader;
 use crate::message::MessageId;
 use crate::net::{self, Conn, SocketOptions};
-use crate::plan::Greeting;
+use crate::plan::{Greeting, Numbering, Plan};
 use crate::reply::{self, Capabilities, Reply};
 use crate::stats::{ErrorClass, Phase, Recorder};
 
@@ -92,6 +92,8 @@ pub struct Session<'a> {
     pub(crate) bdat_now: bool,
     /// When the pipelined group now being answered was written.
     pub(crate) group_sent: Instant,
+    /// 3.9 numbering: the last recipient sent, for To:.
+    last_rcpt: Vec<u8>,
     pub(crate) job: Job,
 }
 
@@ -110,6 +112,7 @@ pub fn run(jobs: &Jobs, n: usize) -> Result<(), Error> {
         txn_start: Instant::now(),
         bdat_now: false,
         group_sent: Instant::now(),
+        last_rcpt: Vec::new(),
         job: Job { due: None },
     };
     while s.claim() {
@@ -324,8 +327,9 @@ impl Session<'_> {
     /// Sends the RCPTs; Some(accepted count), or None after a 421/521.
     fn recipients(&mut self, link: &mut Link) -> Result<Option<u32>, Error> {
         let mut accepted = 0;
+        let sh = self.sh;
         for number in self.rcpt_numbers() {
-            let cmd = Command::Rcpt(number, &self.sh.plan.recipient);
+            let cmd = Command::Rcpt(self.rcpt_addr(&sh.plan, number));
             match self.step(link, cmd, Stage::Rcpt)? {
                 Verdict::Ok => accepted += 1,
                 Verdict::Rejected => {}
@@ -336,20 +340,44 @@ impl Session<'_> {
         Ok(Some(accepted))
     }
 
-    /// The numbers put in front of this transaction's recipients.
+    /// The numbers of this transaction's recipients.
     pub(crate) fn rcpt_numbers(&self) -> Vec<Option<u64>> {
         let plan = &self.sh.plan;
+        let seq = || Some(self.sh.rcpt_seq.fetch_add(1, Ordering::Relaxed));
         (1..=plan.recipients)
             .rev()
-            .map(|left| {
-                if plan.numbered {
-                    Some(self.sh.rcpt_seq.fetch_add(1, Ordering::Relaxed))
-                } else {
-                    // 3.7 count-down: `3foo`, `2foo`, then plain `foo`.
-                    (left > 1).then_some(u64::from(left))
-                }
+            .map(|left| match plan.numbering {
+                Numbering::Sequence | Numbering::Appended => seq(),
+                // 3.7 count-down: `3foo`, `2foo`, then plain `foo`.
+                Numbering::CountDown => (left > 1).then_some(u64::from(left)),
+                Numbering::Plain => None,
             })
             .collect()
+    }
+
+    /// The address of one RCPT; with 3.9 numbering it is remembered for
+    /// the To: header.
+    pub(crate) fn rcpt_addr<'p>(
+        &mut self,
+        plan: &'p Plan,
+        number: Option<u64>,
+    ) -> RcptAddr<'p> {
+        let addr = match (plan.numbering, number) {
+            (Numbering::Appended, Some(number)) => {
+                let (local, domain) = split_recipient(&plan.recipient);
+                RcptAddr::Suffixed {
+                    local,
+                    number,
+                    domain,
+                }
+            }
+            _ => RcptAddr::Prefixed(number, &plan.recipient),
+        };
+        if plan.numbering == Numbering::Appended {
+            self.last_rcpt.clear();
+            addr.write(&mut self.last_rcpt);
+        }
+        addr
     }
 
     /// Appends the headers of this message to `self.wire`.
@@ -361,7 +389,9 @@ impl Session<'_> {
                 fd: link.conn.fd(),
                 counter: sh.unclaimed(),
             };
-            headers.write(sh.date(), id, &mut self.wire);
+            let to = (sh.plan.numbering == Numbering::Appended)
+                .then_some(self.last_rcpt.as_slice());
+            headers.write(to, sh.date(), id, &mut self.wire);
         }
     }
 

@@ -66,7 +66,8 @@ impl Session<'_> {
         let plan = &self.sh.plan;
         self.queue(Command::Mail(&plan.sender));
         for number in self.rcpt_numbers() {
-            self.queue(Command::Rcpt(number, &plan.recipient));
+            let addr = self.rcpt_addr(plan, number);
+            self.queue(Command::Rcpt(addr));
         }
         if bdat {
             self.queue_bdat(link);
