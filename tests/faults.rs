@@ -872,6 +872,90 @@ fn f27_peer_stops_reading() {
     assert!(tr.conn(0).raw.len() < 20_000_000, "{}", tr.render());
 }
 
+// Fault F27, second half: a session whose peer stopped reading blocks
+// only itself. Two sessions, 20 MB messages: the first connection's
+// server stops reading after 354, the second reads everything at once;
+// the second message and its QUIT must be done long before the first
+// session's write deadline (T = 3 s here) ends the run.
+#[test]
+fn f27_stuck_session_does_not_slow_others() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let started = Instant::now();
+    let server = crate::support::spawn("f27-server", move || {
+        let mut conns = Vec::new();
+        let mut fast_done = None;
+        for n in 0..2 {
+            let (stream, _) = listener.accept().expect("accept");
+            stream
+                .set_read_timeout(Some(Duration::from_secs(8)))
+                .expect("timeout");
+            let mut w = stream.try_clone().expect("clone");
+            let mut r = BufReader::with_capacity(1 << 20, stream);
+            let mut line = Vec::new();
+            let mut say = |w: &mut TcpStream, text: &[u8]| {
+                let _ = w.write_all(text);
+            };
+            say(&mut w, b"220 f27\r\n");
+            for reply in [&b"250 hi\r\n"[..], b"250 ok\r\n", b"250 ok\r\n"] {
+                line.clear();
+                let _ = r.read_until(b'\n', &mut line);
+                say(&mut w, reply);
+            }
+            line.clear();
+            let _ = r.read_until(b'\n', &mut line); // DATA
+            say(&mut w, b"354 go\r\n");
+            if n == 0 {
+                conns.push(r); // stop reading: hold it open
+                continue;
+            }
+            loop {
+                line.clear();
+                match r.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) if line == b".\r\n" => break,
+                    Ok(_) => {}
+                }
+            }
+            say(&mut w, b"250 queued\r\n");
+            line.clear();
+            let _ = r.read_until(b'\n', &mut line); // QUIT
+            say(&mut w, b"221 bye\r\n");
+            fast_done = Some((started.elapsed(), line.clone()));
+            conns.push(r);
+        }
+        // Keep the stuck connection open until the client gives up.
+        std::thread::sleep(Duration::from_secs(4));
+        drop(conns);
+        fast_done
+    });
+    let out = ours()
+        .cmd()
+        .args(["-s", "2", "-m", "2", "-l", "20000000"])
+        .arg(addr.to_string())
+        .stage_timeout(3)
+        .timeout(LIMIT)
+        .run();
+    let (fast, quit) = server
+        .join()
+        .expect("server")
+        .expect("fast connection done");
+    out.assert_status(1)
+        .assert_stderr(&fatal("timeout while sending message"));
+    assert_eq!(quit, b"QUIT\r\n");
+    assert!(
+        fast < Duration::from_millis(2500),
+        "the other session took {fast:?}"
+    );
+    assert!(
+        out.elapsed >= Duration::from_millis(2700),
+        "{:?}",
+        out.elapsed
+    );
+}
+
 // Fault F28: the end-of-data reply comes after T.
 #[test]
 fn f28_end_of_data_reply_delayed() {
