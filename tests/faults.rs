@@ -895,7 +895,7 @@ fn f27_stuck_session_does_not_slow_others() {
             let mut w = stream.try_clone().expect("clone");
             let mut r = BufReader::with_capacity(1 << 20, stream);
             let mut line = Vec::new();
-            let mut say = |w: &mut TcpStream, text: &[u8]| {
+            let say = |w: &mut TcpStream, text: &[u8]| {
                 let _ = w.write_all(text);
             };
             say(&mut w, b"220 f27\r\n");
