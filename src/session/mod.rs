@@ -231,6 +231,7 @@ impl Session<'_> {
         let opts = SocketOptions {
             window: plan.window,
             keepalive: plan.keepalive,
+            yield_first: plan.sessions > 1,
         };
         loop {
             let started = Instant::now();
@@ -494,6 +495,8 @@ impl Session<'_> {
 
     /// QUIT; its reply is best effort (X5), then the socket is closed.
     fn quit(&mut self, link: &mut Link) {
+        // Nothing waits on the QUIT reply: no point yielding for it.
+        link.conn.set_yield(false);
         let outcome = self.command(link, Command::Quit, Stage::Quit);
         if let Err(e) = outcome {
             if self.sh.plan.verbose > 0 {
