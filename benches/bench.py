@@ -806,7 +806,7 @@ def main():
     out.append("Medians over the rounds. msg/s = messages ÷ median wall time; "
                "the throughput ratio is ours msg/s ÷ reference msg/s. CPU is the "
                "client's user+sys (wait4). Syscalls per message: `strace -f -c` "
-               "total calls ÷ messages, on a separate run with m/10 (at least 2 per session). RSS is the "
+               "total calls ÷ messages, on a separate run with m/10 (at least 10 per session, at most m). RSS is the "
                "client's ru_maxrss (median). Targets: throughput ≥ %.2f×, "
                "syscalls/msg ≤ %.1f×, peak RSS at `-s 1000` ≤ %.1f× the reference."
                % (TARGET_THROUGHPUT, TARGET_SYSCALLS, TARGET_RSS))
@@ -848,6 +848,11 @@ def main():
     for n in NOTES:
         out.append("- " + n)
     out.append("")
+    # What the figures mean (written by hand, kept across runs).
+    analysis = os.path.join(ROOT, "benches", "analysis.md")
+    if os.path.exists(analysis):
+        with open(analysis) as f:
+            out.append(f.read())
     with open(os.path.join(ROOT, OUTPUT), "w") as f:
         f.write("\n".join(out))
     log("bench: wrote %s (%.0f s)" % (OUTPUT, elapsed))
