@@ -792,7 +792,7 @@ def main():
                % (os.path.relpath(REF, ROOT), os.path.relpath(SINK, ROOT)))
     out.append("- BENCH_ROUNDS=%d (each client, alternating order), BENCH_SCALE=%g, "
                "RLIMIT_NOFILE=%d, strace: %s" % (ROUNDS, SCALE, nofile,
-                                                  "yes (m/10, at least 2×sessions)" if strace else "n/a"))
+                                                  "yes (m/10, at least 10×sessions)" if strace else "n/a"))
     out.append("")
     out.append("## Machine")
     out.append("")
