@@ -15,6 +15,7 @@
 #![allow(dead_code)]
 
 pub mod fake_server;
+pub mod model;
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
