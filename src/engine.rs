@@ -67,7 +67,14 @@ impl Shared {
     pub fn new(plan: Plan) -> Self {
         let stats = plan.ext.measure.then(|| Stats::new(plan.sessions));
         Shared {
-            budget: AtomicI64::new(plan.messages.min(i64::MAX as u64) as i64),
+            // The reference starts every session at once, and each takes
+            // one from M before any connects: take them all here, so the
+            // Message-Id counter never depends on thread scheduling
+            // (`-m 1 -s 3` shows fffffffe, always).
+            budget: AtomicI64::new(
+                plan.messages.min(i64::MAX as u64 / 2) as i64
+                    - i64::from(plan.sessions),
+            ),
             // 3.7 numbers from 1, 3.9 from 0.
             rcpt_seq: AtomicU64::new(u64::from(
                 plan.numbering != crate::plan::Numbering::Appended,
@@ -155,14 +162,17 @@ pub struct Jobs<'a> {
 
 impl Jobs<'_> {
     /// Takes the next message, waiting for one if the channel is open.
-    /// Takes one from the budget either way, as the reference does.
-    pub fn claim(&self) -> Option<Job> {
+    /// Takes one from the budget either way, as the reference does; a
+    /// session's first claim was already taken when the run started.
+    pub fn claim(&self, first: bool) -> Option<Job> {
         let job = if self.shared.stopping.load(Ordering::SeqCst) {
             None
         } else {
             self.rx.recv().ok()
         };
-        self.shared.budget.fetch_sub(1, Ordering::SeqCst);
+        if !first {
+            self.shared.budget.fetch_sub(1, Ordering::SeqCst);
+        }
         job
     }
 

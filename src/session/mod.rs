@@ -94,6 +94,9 @@ pub struct Session<'a> {
     pub(crate) group_sent: Instant,
     /// 3.9 numbering: the last recipient sent, for To:.
     last_rcpt: Vec<u8>,
+    /// Whether this session has claimed before (the first claim was
+    /// counted at the start of the run).
+    claimed: bool,
     pub(crate) job: Job,
 }
 
@@ -113,6 +116,7 @@ pub fn run(jobs: &Jobs, n: usize) -> Result<(), Error> {
         bdat_now: false,
         group_sent: Instant::now(),
         last_rcpt: Vec::new(),
+        claimed: false,
         job: Job { due: None },
     };
     while s.claim() {
@@ -129,7 +133,9 @@ pub fn run(jobs: &Jobs, n: usize) -> Result<(), Error> {
 impl Session<'_> {
     /// Takes the next job, if any.
     fn claim(&mut self) -> bool {
-        match self.jobs.claim() {
+        let first = !self.claimed;
+        self.claimed = true;
+        match self.jobs.claim(first) {
             Some(job) => self.take(job),
             None => false,
         }
