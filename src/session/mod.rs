@@ -208,11 +208,21 @@ impl Session<'_> {
             Instant::now()
         };
         self.txn_start = self.job.due.unwrap_or(began);
-        self.bdat_now = self.sh.plan.ext.chunking && link.caps.chunking;
-        if self.pipelined(link) {
+        let pipelined = self.pipelined(link);
+        self.bdat_now = self.bdat_offered(link);
+        if pipelined {
             return self.transaction_pipelined(link, sent);
         }
         Ok((self.transaction(link)?, false))
+    }
+
+    /// Whether this message goes out with BDAT: asked for and offered.
+    fn bdat_offered(&self, link: &Link) -> bool {
+        let want = self.sh.plan.ext.chunking;
+        if want && !link.caps.chunking {
+            self.note_fallback(b"server does not offer CHUNKING");
+        }
+        want && link.caps.chunking
     }
 
     fn pipelined(&self, link: &Link) -> bool {
@@ -314,11 +324,8 @@ impl Session<'_> {
             Some(0) => return self.rejected_then_rset(link),
             Some(n) => n,
         };
-        if self.sh.plan.ext.chunking {
-            if link.caps.chunking {
-                return self.bdat(link, accepted);
-            }
-            self.note_fallback(b"server does not offer CHUNKING");
+        if self.bdat_now {
+            return self.bdat(link, accepted);
         }
         let reply = self.command(link, Command::Data, Stage::Data)?;
         let is_354 = reply.code == 354;
@@ -327,7 +334,7 @@ impl Session<'_> {
             Verdict::Rejected => return self.rejected_then_rset(link),
             Verdict::Closing => return Ok(self.closed()),
         }
-        self.message(link, &[])?;
+        self.message(link)?;
         self.end_of_data(link, accepted)
     }
 
@@ -402,29 +409,15 @@ impl Session<'_> {
         }
     }
 
-    /// Headers, body and dot in one write (plus `after`, pipelining's
-    /// next group); then -c counts the message.
-    pub(crate) fn message(
-        &mut self,
-        link: &mut Link,
-        after: &[u8],
-    ) -> Result<(), Error> {
+    /// Headers, body and dot in one write; then -c counts the message.
+    fn message(&mut self, link: &mut Link) -> Result<(), Error> {
         if self.sh.plan.verbose > 0 {
             diag::info(b".");
         }
-        self.message_unlogged(link, after)
-    }
-
-    /// `message` for callers that already logged the dot.
-    pub(crate) fn message_unlogged(
-        &mut self,
-        link: &mut Link,
-        after: &[u8],
-    ) -> Result<(), Error> {
         self.wire.clear();
         self.headers(link);
         let headers = std::mem::take(&mut self.wire);
-        self.send_message(link, headers, after)
+        self.send_message(link, headers, &[])
     }
 
     /// Writes `headers`, the body with its dot, and `after` in one go;

@@ -32,7 +32,7 @@ impl Session<'_> {
         link: &mut Link,
         sent: bool,
     ) -> Result<(Flow, bool), Error> {
-        let bdat = self.bdat_offered(link);
+        let bdat = self.bdat_now;
         if !sent {
             self.wire.clear();
             self.queue_group(link, bdat);
@@ -50,14 +50,6 @@ impl Session<'_> {
             return Ok((flow, false));
         }
         self.data_reply(link, group)
-    }
-
-    fn bdat_offered(&self, link: &Link) -> bool {
-        let want = self.sh.plan.ext.chunking;
-        if want && !link.caps.chunking {
-            self.note_fallback(b"server does not offer CHUNKING");
-        }
-        want && link.caps.chunking
     }
 
     /// Appends MAIL, the RCPTs and DATA (or BDAT with the message) to
