@@ -23,7 +23,7 @@ TEST_CMD := $(CARGO) test --workspace --all-targets
 endif
 
 .PHONY: all build test reference differential demo lint man install \
-	clean bench soak fuzz sink-test help
+	clean bench soak fuzz sink-test interop help
 
 all: build
 
@@ -107,6 +107,12 @@ bench: build
 sink-test: build reference
 	SMTP_SOURCE=$(SMTP_SOURCE) REFERENCE=$(REFERENCE) sh scripts/sink-test.sh
 
+# Our release binary against servers nobody here wrote: Debian's Postfix
+# and Dovecot LMTP (apt-get installs them, no service is started) and
+# aiosmtpd (pip), all on loopback under target/interop. Root only.
+interop: build
+	SMTP_SOURCE=$(SMTP_SOURCE) bash scripts/interop/run.sh
+
 # The #[ignore]d load tests (tests/load.rs, faults.md F34, F37) against
 # smtp-sink, one at a time so the timings are not skewed; peak RSS is
 # measured with GNU time.
@@ -135,4 +141,6 @@ help:
 	@echo "                (BENCH_ROUNDS=3, BENCH_SCALE=1.0); writes BENCHMARKS.md"
 	@echo "  fuzz          cargo +nightly fuzz, FUZZ_SECONDS per target"
 	@echo "  sink-test     smtp-sink fault recipes (expected vs. actual)"
+	@echo "  interop       TLS, AUTH, XCLIENT, PROXY, LMTP against real Postfix,"
+	@echo "                Dovecot and aiosmtpd (root; installs them)"
 	@echo "  soak          heavy load tests against smtp-sink (RSS, wall time)"
