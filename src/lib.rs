@@ -27,3 +27,4 @@ pub mod session;
 pub mod stats;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod work;

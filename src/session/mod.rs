@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 use crate::cli::Delay;
 use crate::command::{split_recipient, Command, RcptAddr};
 use crate::diag;
-use crate::engine::{Job, Jobs, Shared};
 use crate::error::{reject_text, Error, Stage};
 use crate::lineio::LineReader;
 use crate::message::MessageId;
@@ -29,6 +28,7 @@ use crate::net::{self, Conn, SocketOptions};
 use crate::plan::{Greeting, Numbering, Plan};
 use crate::reply::{self, Capabilities, Reply};
 use crate::stats::{ErrorClass, Phase, Recorder};
+use crate::work::{Job, Jobs, Shared};
 
 /// The pause between connect attempts (the reference's usleep(10)).
 const RETRY_PAUSE: Duration = Duration::from_micros(10);
