@@ -3,24 +3,21 @@
 //! --rate schedule, or until --duration ends), keeps the global message
 //! budget, and waits for the sessions to finish.
 //!
-//! The budget is the reference's counter M (spec §2.1): every claim,
-//! successful or not, takes one from it, so it goes negative once the
-//! work is gone, and its value at DATA time goes into Message-Id.
+//! What the engine and the sessions share (`Shared`, `Jobs`, `Job`)
+//! lives in `work`.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{bounded, Receiver, SendTimeoutError, Sender};
 
 use crate::error::Error;
-use crate::message;
-use crate::net::Gate;
 use crate::plan::Plan;
 use crate::session;
-use crate::stats::Stats;
 use crate::sys;
+use crate::work::{Job, Jobs, Shared};
 use crate::{diag, report};
 
 /// Session threads run shallow code (name resolution stays in the main
@@ -36,101 +33,6 @@ const JOB_ROOM: usize = 1 << 16;
 /// How often the dispatcher looks at SIGINT and the clock while it
 /// waits for room in the channel.
 const TICK: Duration = Duration::from_millis(50);
-
-/// One message to send.
-#[derive(Debug, Clone, Copy)]
-pub struct Job {
-    /// --rate: when it was meant to start; latency counts from here, so a
-    /// stalled server shows as latency (no coordinated omission).
-    pub due: Option<Instant>,
-}
-
-/// What every session shares: the plan and the run's counters.
-pub struct Shared {
-    pub plan: Plan,
-    /// The reference's M: messages not yet claimed (may go negative).
-    budget: AtomicI64,
-    /// -N (or 3.9 numbering): the next recipient number.
-    pub rcpt_seq: AtomicU64,
-    /// The Date: value, made once at the first DATA (spec §4.2).
-    date: OnceLock<Vec<u8>>,
-    pub gate: Gate,
-    pub pid: u32,
-    /// Measurements, when the run measures (--report and friends).
-    pub stats: Option<Stats>,
-    /// Set when dispatching stops early (--duration over, SIGINT):
-    /// queued jobs are then left alone.
-    stopping: AtomicBool,
-}
-
-impl Shared {
-    pub fn new(plan: Plan) -> Self {
-        let stats = plan.ext.measure.then(|| Stats::new(plan.sessions));
-        Shared {
-            // The reference starts every session at once, and each takes
-            // one from M before any connects: take them all here, so the
-            // Message-Id counter never depends on thread scheduling
-            // (`-m 1 -s 3` shows fffffffe, always).
-            budget: AtomicI64::new(
-                plan.messages.min(i64::MAX as u64 / 2) as i64
-                    - i64::from(plan.sessions),
-            ),
-            // 3.7 numbers from 1, 3.9 from 0.
-            rcpt_seq: AtomicU64::new(u64::from(
-                plan.numbering != crate::plan::Numbering::Appended,
-            )),
-            date: OnceLock::new(),
-            gate: Gate::new(plan.max_connecting),
-            pid: std::process::id(),
-            stats,
-            stopping: AtomicBool::new(false),
-            plan,
-        }
-    }
-
-    /// When the run began (for --duration and --rate).
-    fn started(&self) -> Instant {
-        self.stats.as_ref().map_or_else(Instant::now, |s| s.started)
-    }
-
-    /// Messages not yet claimed by any session.
-    pub fn unclaimed(&self) -> i64 {
-        self.budget.load(Ordering::SeqCst)
-    }
-
-    pub fn date(&self) -> &[u8] {
-        self.date.get_or_init(|| {
-            let now = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
-            message::date_value(&sys::localtime(now))
-        })
-    }
-
-    /// The report of the run so far.
-    fn summary(&self, fatal: Option<&Error>) -> Option<report::Summary> {
-        let stats = self.stats.as_ref()?;
-        let (counts, latency) = stats.snapshot();
-        let (max_lag, final_lag) = stats.lags();
-        Some(report::Summary {
-            start: stats.started_wall,
-            elapsed: stats.started.elapsed(),
-            counts,
-            latency,
-            schedule: self.plan.ext.rate.map(|(rate, arrival)| {
-                report::Schedule {
-                    rate,
-                    arrival,
-                    max_lag,
-                    final_lag,
-                }
-            }),
-            completed: fatal.is_none(),
-            fatal: fatal
-                .map(|e| String::from_utf8_lossy(&e.text()).into_owned()),
-        })
-    }
-}
 
 /// Holds the sessions back until every one of them exists, so that a
 /// failed thread spawn ends the run before any traffic (F36).
@@ -154,40 +56,6 @@ impl Latch {
     }
 }
 
-/// A session's end of the job channel.
-pub struct Jobs<'a> {
-    rx: Receiver<Job>,
-    pub shared: &'a Shared,
-}
-
-impl Jobs<'_> {
-    /// Takes the next message, waiting for one if the channel is open.
-    /// Takes one from the budget either way, as the reference does; a
-    /// session's first claim was already taken when the run started.
-    pub fn claim(&self, first: bool) -> Option<Job> {
-        let job = if self.shared.stopping.load(Ordering::SeqCst) {
-            None
-        } else {
-            self.rx.recv().ok()
-        };
-        if !first {
-            self.shared.budget.fetch_sub(1, Ordering::SeqCst);
-        }
-        job
-    }
-
-    /// Takes a message only if one is ready now (pipelining's look-ahead
-    /// with -d); the budget moves only when one is taken.
-    pub fn try_claim(&self) -> Option<Job> {
-        if self.shared.stopping.load(Ordering::SeqCst) {
-            return None;
-        }
-        let job = self.rx.try_recv().ok()?;
-        self.shared.budget.fetch_sub(1, Ordering::SeqCst);
-        Some(job)
-    }
-}
-
 /// Runs all sessions to the end. A fatal session error ends the process
 /// from inside its thread, as one fatal error ends the reference.
 pub fn run(plan: Plan) -> Result<(), Error> {
@@ -197,6 +65,8 @@ pub fn run(plan: Plan) -> Result<(), Error> {
         let _ = sys::catch_interrupt();
     }
     let shared = Shared::new(plan);
+    // A bad --hlog path ends the run before any connection.
+    let hlog = open_hlog(&shared)?;
     let room = shared.plan.messages.clamp(1, JOB_ROOM as u64) as usize;
     let (tx, rx) = bounded::<Job>(room);
     let queued = prefill(&shared, &tx, room);
@@ -233,8 +103,8 @@ pub fn run(plan: Plan) -> Result<(), Error> {
         start.open();
         drop(rx);
         drop(alive);
-        if let Some(path) = &shared.plan.ext.hlog {
-            start_hlog(scope, &shared, path, &done)?;
+        if let Some(log) = hlog {
+            start_hlog(scope, &shared, log, &done)?;
         }
         dispatch(&shared, &tx, queued);
         drop(tx);
@@ -385,19 +255,18 @@ fn send(tx: &Sender<Job>, job: Job, end: Option<Instant>) -> bool {
     }
 }
 
-/// --hlog: a thread that writes one interval of transaction latency a
-/// second until the sessions are done.
-fn start_hlog<'s>(
-    scope: &'s thread::Scope<'s, '_>,
-    shared: &'s Shared,
-    path: &[u8],
-    done: &'s AtomicBool,
-) -> Result<(), Error> {
+/// The open --hlog log, its header written; None without --hlog.
+fn open_hlog(
+    shared: &Shared,
+) -> Result<Option<report::HistogramLog<std::fs::File>>, Error> {
     use std::os::unix::ffi::OsStrExt;
-    let stats = shared.stats.as_ref().ok_or(Error::Internal("no stats"))?;
+    let (Some(path), Some(stats)) = (&shared.plan.ext.hlog, &shared.stats)
+    else {
+        return Ok(None);
+    };
     let os = std::ffi::OsStr::from_bytes(path);
-    let file = std::fs::File::create(os).map_err(|e| {
-        let mut fatal = b"open ".to_vec();
+    let failed = |what: &[u8], e: std::io::Error| {
+        let mut fatal = what.to_vec();
         fatal.extend_from_slice(path);
         fatal.extend_from_slice(b": ");
         fatal.extend_from_slice(crate::error::io_text(&e).as_bytes());
@@ -405,9 +274,22 @@ fn start_hlog<'s>(
             warning: None,
             fatal,
         }
-    })?;
-    let mut log = report::HistogramLog::begin(file, stats.started_wall)
-        .map_err(Error::Spawn)?;
+    };
+    let file = std::fs::File::create(os).map_err(|e| failed(b"open ", e))?;
+    report::HistogramLog::begin(file, stats.started_wall)
+        .map(Some)
+        .map_err(|e| failed(b"write ", e))
+}
+
+/// --hlog: a thread that writes one interval of transaction latency a
+/// second until the sessions are done.
+fn start_hlog<'s>(
+    scope: &'s thread::Scope<'s, '_>,
+    shared: &'s Shared,
+    mut log: report::HistogramLog<std::fs::File>,
+    done: &'s AtomicBool,
+) -> Result<(), Error> {
+    let stats = shared.stats.as_ref().ok_or(Error::Internal("no stats"))?;
     thread::Builder::new()
         .name("hlog".into())
         // Compressing a histogram needs far more stack than a session.

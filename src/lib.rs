@@ -27,3 +27,5 @@ pub mod session;
 pub mod stats;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod transport;
+pub mod work;

@@ -819,20 +819,26 @@ fn chunking_file_with_leading_dots_is_not_stuffed() {
 }
 
 #[test]
-fn chunking_pipelined_group_with_content_is_one_write() {
-    let (out, tr) =
-        run(&["--chunking", "--pipelining", "-r", "2"], esmtp(EHLO_BOTH));
+fn chunking_pipelined_envelope_first_then_one_write_per_message() {
+    // A BDAT chunk joins the MAIL/RCPT group only once the server has
+    // accepted a MAIL on this connection: the first envelope goes alone.
+    let (out, tr) = run(
+        &["--chunking", "--pipelining", "-r", "2", "-d", "-m", "2"],
+        esmtp(EHLO_BOTH),
+    );
     assert_clean(&out);
     assert_conns(&tr, 1);
-    let n = assert_chunk(&tr, 0, 0, &content("0000"));
-    let group = format!(
-        "MAIL FROM:<{}>\r\n{}{}",
-        foo(),
-        rcpts(2),
-        bdat(n, &content("0000"))
+    let envelope = format!("MAIL FROM:<{}>\r\n{}", foo(), rcpts(2));
+    let n0 = assert_chunk(&tr, 0, 0, &content("0001"));
+    let n1 = assert_chunk(&tr, 0, 1, &content("0000"));
+    let first = format!("{envelope}{}", bdat(n0, &content("0001")));
+    let second = format!("{envelope}{}", bdat(n1, &content("0000")));
+    tr.assert_client_sent(
+        0,
+        format!("{}{first}{second}QUIT\r\n", ehlo()).as_bytes(),
     );
-    tr.assert_client_sent(0, format!("{}{group}QUIT\r\n", ehlo()).as_bytes());
-    assert_one_read(&tr, 0, &group);
+    assert_one_read(&tr, 0, &envelope);
+    assert_one_read(&tr, 0, &second);
 }
 
 #[test]

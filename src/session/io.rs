@@ -14,20 +14,31 @@ use crate::reply::{Push, Reply, ReplyBuilder};
 use crate::stats::ErrorClass;
 
 impl Session<'_> {
-    /// Writes `bufs` within the stage deadline; counts the bytes. A
-    /// failed message write looks for the server's reason (X7).
-    pub(crate) fn write(
+    /// Writes the wire buffer within the stage deadline.
+    pub(crate) fn flush_wire(
         &mut self,
         link: &mut Link,
-        bufs: &[&[u8]],
         stage: Stage,
     ) -> Result<(), Error> {
         let deadline = Instant::now() + self.sh.plan.timeout;
+        let result = link.conn.write_all_by(&[&self.wire], deadline);
+        self.written(link, self.wire.len(), result, stage)
+    }
+
+    /// Counts what a write sent and turns its failure into the stage's
+    /// error. A failed message write looks for the server's reason
+    /// (the reply it may have sent before it stopped reading).
+    pub(crate) fn written(
+        &mut self,
+        link: &mut Link,
+        len: usize,
+        result: std::io::Result<()>,
+        stage: Stage,
+    ) -> Result<(), Error> {
         if let Some(r) = &mut self.rec {
-            r.counts.bytes_sent +=
-                bufs.iter().map(|b| b.len() as u64).sum::<u64>();
+            r.counts.bytes_sent += len as u64;
         }
-        let Err(e) = link.conn.write_all_by(bufs, deadline) else {
+        let Err(e) = result else {
             return Ok(());
         };
         let class = io_class(&e);
@@ -52,18 +63,6 @@ impl Session<'_> {
         if self.sh.plan.verbose > 0 {
             diag::info(&self.wire[start..self.wire.len() - 2]);
         }
-    }
-
-    /// Writes what is queued in the wire buffer.
-    pub(crate) fn flush_wire(
-        &mut self,
-        link: &mut Link,
-        stage: Stage,
-    ) -> Result<(), Error> {
-        let wire = std::mem::take(&mut self.wire);
-        let written = self.write(link, &[&wire], stage);
-        self.wire = wire;
-        written
     }
 
     /// Writes one command and reads its reply.

@@ -21,14 +21,15 @@ use std::time::{Duration, Instant};
 use crate::cli::Delay;
 use crate::command::{split_recipient, Command, RcptAddr};
 use crate::diag;
-use crate::engine::{Job, Jobs, Shared};
 use crate::error::{reject_text, Error, Stage};
 use crate::lineio::LineReader;
 use crate::message::MessageId;
-use crate::net::{self, Conn, SocketOptions};
+use crate::net::{self, SocketOptions};
 use crate::plan::{Greeting, Numbering, Plan};
 use crate::reply::{self, Capabilities, Reply};
 use crate::stats::{ErrorClass, Phase, Recorder};
+use crate::transport::Transport;
+use crate::work::{Job, Jobs, Shared};
 
 /// The pause between connect attempts (the reference's usleep(10)).
 const RETRY_PAUSE: Duration = Duration::from_micros(10);
@@ -65,9 +66,12 @@ enum After {
 
 /// A connection, its line reader and what the server offers.
 pub(crate) struct Link {
-    pub(crate) conn: Conn,
+    pub(crate) conn: Transport,
     reader: LineReader,
     pub(crate) caps: Capabilities,
+    /// The server accepted a MAIL in a pipelined group on this
+    /// connection: it reads groups, so a BDAT chunk may join one.
+    pub(crate) proven: bool,
 }
 
 /// How the current message ended, for the report.
@@ -85,11 +89,16 @@ pub struct Session<'a> {
     /// -C budget, for the whole run (spec §2.2).
     connects_left: u32,
     pub(crate) wire: Vec<u8>,
+    /// With --pipelining and -d: the next transaction's group, written
+    /// behind this message's dot.
+    pub(crate) ahead: Vec<u8>,
     pub(crate) rec: Option<Recorder<'a>>,
     /// When the current message's transaction began (or was due).
     pub(crate) txn_start: Instant,
     /// The current message goes out with BDAT (for the report's label).
     pub(crate) bdat_now: bool,
+    /// The last end-of-data (or BDAT) reply was a refusal.
+    pub(crate) end_refused: bool,
     /// When the pipelined group now being answered was written.
     pub(crate) group_sent: Instant,
     /// 3.9 numbering: the last recipient sent, for To:.
@@ -100,8 +109,10 @@ pub struct Session<'a> {
     pub(crate) job: Job,
 }
 
-/// Said once per run under -v when an extension is not offered.
-static FALLBACK_NOTED: AtomicBool = AtomicBool::new(false);
+/// Said once per run under -v when PIPELINING is not offered.
+static NO_PIPELINING_NOTED: AtomicBool = AtomicBool::new(false);
+/// Said once per run under -v when CHUNKING is not offered.
+static NO_CHUNKING_NOTED: AtomicBool = AtomicBool::new(false);
 
 /// Runs one session until no message is left for it.
 pub fn run(jobs: &Jobs, n: usize) -> Result<(), Error> {
@@ -111,9 +122,11 @@ pub fn run(jobs: &Jobs, n: usize) -> Result<(), Error> {
         jobs,
         connects_left: sh.plan.connect_count,
         wire: Vec::with_capacity(512),
+        ahead: Vec::new(),
         rec: sh.stats.as_ref().map(|st| st.recorder(n)),
         txn_start: Instant::now(),
         bdat_now: false,
+        end_refused: false,
         group_sent: Instant::now(),
         last_rcpt: Vec::new(),
         claimed: false,
@@ -181,7 +194,7 @@ impl Session<'_> {
             if sent {
                 continue;
             }
-            if !self.sh.plan.reuse || self.sh.unclaimed() < 1 {
+            if !self.more_on_this_connection() {
                 self.quit(&mut link);
                 return Ok(After::Delay);
             }
@@ -193,6 +206,11 @@ impl Session<'_> {
                 return Ok(After::Done);
             }
         }
+    }
+
+    /// -d, and messages are left to claim.
+    pub(crate) fn more_on_this_connection(&self) -> bool {
+        self.sh.plan.reuse && self.sh.unclaimed() >= 1
     }
 
     /// Lock-step or pipelined, as the plan and the server allow.
@@ -220,7 +238,7 @@ impl Session<'_> {
     fn bdat_offered(&self, link: &Link) -> bool {
         let want = self.sh.plan.ext.chunking;
         if want && !link.caps.chunking {
-            self.note_fallback(b"server does not offer CHUNKING");
+            note_once(&NO_CHUNKING_NOTED, self.sh.plan.verbose, b"CHUNKING");
         }
         want && link.caps.chunking
     }
@@ -228,18 +246,13 @@ impl Session<'_> {
     fn pipelined(&self, link: &Link) -> bool {
         let want = self.sh.plan.ext.pipelining;
         if want && !link.caps.pipelining {
-            self.note_fallback(b"server does not offer PIPELINING");
+            note_once(
+                &NO_PIPELINING_NOTED,
+                self.sh.plan.verbose,
+                b"PIPELINING",
+            );
         }
         want && link.caps.pipelining
-    }
-
-    /// -v, once per run: an extension asked for is not offered.
-    pub(crate) fn note_fallback(&self, what: &[u8]) {
-        if self.sh.plan.verbose > 0
-            && !FALLBACK_NOTED.swap(true, Ordering::Relaxed)
-        {
-            diag::info(&[what, b"; using lock-step"].concat());
-        }
     }
 
     fn connect(&mut self) -> Result<Link, Error> {
@@ -271,7 +284,7 @@ impl Session<'_> {
         }
     }
 
-    fn connected(&mut self, conn: Conn, started: Instant) -> Link {
+    fn connected(&mut self, conn: Transport, started: Instant) -> Link {
         self.latency(Phase::Connect, started);
         if let Some(r) = &mut self.rec {
             r.counts.connections += 1;
@@ -280,6 +293,7 @@ impl Session<'_> {
             conn,
             reader: LineReader::new(),
             caps: Capabilities::default(),
+            proven: false,
         }
     }
 
@@ -416,23 +430,27 @@ impl Session<'_> {
         }
         self.wire.clear();
         self.headers(link);
-        let headers = std::mem::take(&mut self.wire);
-        self.send_message(link, headers, &[])
+        self.ahead.clear();
+        self.send_message(link)
     }
 
-    /// Writes `headers`, the body with its dot, and `after` in one go;
-    /// `headers` becomes the wire buffer again.
+    /// Writes the wire buffer (the headers, or a BDAT group), the body
+    /// (with its dot for DATA, raw for BDAT) and `self.ahead` (a
+    /// look-ahead group) in one go; then -c counts the message.
     pub(crate) fn send_message(
         &mut self,
         link: &mut Link,
-        headers: Vec<u8>,
-        after: &[u8],
     ) -> Result<(), Error> {
-        let sh = self.sh;
-        let bufs = [headers.as_slice(), &sh.plan.body, after];
-        let written = self.write(link, &bufs, Stage::Message);
-        self.wire = headers;
-        written?;
+        let plan = &self.sh.plan;
+        let body: &[u8] = match (&plan.raw_body, self.bdat_now) {
+            (Some(raw), true) => raw,
+            _ => &plan.body,
+        };
+        let bufs = [&self.wire[..], body, &self.ahead];
+        let len = bufs.iter().map(|b| b.len()).sum();
+        let deadline = Instant::now() + plan.timeout;
+        let result = link.conn.write_all_by(&bufs, deadline);
+        self.written(link, len, result, Stage::Message)?;
         if self.sh.plan.count {
             diag::count_message();
         }
@@ -452,10 +470,12 @@ impl Session<'_> {
         };
         let started = Instant::now();
         let mut fate = Fate::Rejected;
+        self.end_refused = false;
         for _ in 0..replies {
             let reply = self.reply(link, Stage::Message)?;
             self.observe(Stage::Message, reply.code, started);
             let positive = reply.is_positive();
+            self.end_refused |= !positive;
             match self.judge(Stage::Message, reply, positive)? {
                 Verdict::Ok => fate = Fate::Accepted,
                 Verdict::Rejected => {}
@@ -485,7 +505,7 @@ impl Session<'_> {
     }
 
     /// RSET after a rejection under -A.
-    fn rset(&mut self, link: &mut Link) -> Result<Flow, Error> {
+    pub(crate) fn rset(&mut self, link: &mut Link) -> Result<Flow, Error> {
         Ok(match self.step(link, Command::Rset, Stage::Rset)? {
             Verdict::Closing => Flow::Closed,
             _ => Flow::Go,
@@ -518,15 +538,32 @@ impl Session<'_> {
         self.judge(stage, reply, positive)
     }
 
-    /// The -A policy, once for every stage (spec §2.4).
+    /// The -A policy, once for every stage: without -A a refusal is
+    /// fatal; with it, a warning, and 421/521 close the connection.
     pub(crate) fn judge(
         &self,
         stage: Stage,
         reply: Reply,
         ok: bool,
     ) -> Result<Verdict, Error> {
+        self.judge_in(stage, reply, ok, false)
+    }
+
+    /// `judge`, but when `quiet` (a reply that only follows from an
+    /// earlier refusal in the same pipelined group) only 421/521
+    /// matters.
+    pub(crate) fn judge_in(
+        &self,
+        stage: Stage,
+        reply: Reply,
+        ok: bool,
+        quiet: bool,
+    ) -> Result<Verdict, Error> {
         if ok {
             return Ok(Verdict::Ok);
+        }
+        if quiet && !reply.is_closing() {
+            return Ok(Verdict::Rejected);
         }
         if !self.sh.plan.allow_reject {
             return Err(Error::Rejected { stage, reply });
@@ -546,6 +583,14 @@ impl Session<'_> {
         if secs > 0 {
             std::thread::sleep(Duration::from_secs(secs));
         }
+    }
+}
+
+/// -v, once per run: an extension asked for is not offered.
+fn note_once(noted: &AtomicBool, verbose: u32, what: &[u8]) {
+    if verbose > 0 && !noted.swap(true, Ordering::Relaxed) {
+        let text = [b"server does not offer ", what, b"; using lock-step"];
+        diag::info(&text.concat());
     }
 }
 

@@ -10,12 +10,22 @@
 //! to RCPT after a rejected MAIL, the 554 to DATA with no recipient) are
 //! consumed without a warning: lock-step would not have sent those
 //! commands at all.
+//!
+//! A BDAT chunk is only put behind MAIL and RCPT once the server has
+//! proven on this connection that it reads a pipelined group (a MAIL
+//! accepted): a server that refuses MAIL (Postfix's 530 before STARTTLS)
+//! would otherwise read the chunk's lines as commands. Until then the
+//! envelope goes first and BDAT follows its replies: one round trip per
+//! connection. After any refusal of a BDAT chunk the transaction is
+//! reset with RSET, as after a refused DATA: a server keeps its
+//! envelope otherwise (Dovecot LMTP then answers 503 to every MAIL).
 
 use std::time::Instant;
 
-use super::{Fate, Flow, Link, Session, Verdict};
+use super::{Flow, Link, Session, Verdict};
 use crate::command::Command;
 use crate::error::{Error, Stage};
+use crate::reply::Reply;
 
 /// What the group's MAIL and RCPT replies came to.
 struct GroupOutcome {
@@ -33,13 +43,20 @@ impl Session<'_> {
         sent: bool,
     ) -> Result<(Flow, bool), Error> {
         let bdat = self.bdat_now;
+        if bdat && !link.proven {
+            return Ok((self.envelope_then_bdat(link)?, false));
+        }
         if !sent {
             self.wire.clear();
-            self.queue_group(link, bdat);
+            self.queue_envelope();
             self.group_sent = Instant::now();
-            self.flush_wire(link, Stage::Mail)?;
             if bdat {
-                self.count_sent();
+                self.queue_bdat(link);
+                self.ahead.clear();
+                self.send_message(link)?;
+            } else {
+                self.queue(Command::Data);
+                self.flush_wire(link, Stage::Mail)?;
             }
         }
         let Some(group) = self.group_replies(link)? else {
@@ -52,42 +69,55 @@ impl Session<'_> {
         self.data_reply(link, group)
     }
 
-    /// Appends MAIL, the RCPTs and DATA (or BDAT with the message) to
-    /// `self.wire`.
-    fn queue_group(&mut self, link: &Link, bdat: bool) {
+    /// MAIL and the RCPTs as one group; BDAT and the message only once
+    /// their replies are in (a connection that has not yet shown that
+    /// it reads pipelined commands).
+    fn envelope_then_bdat(&mut self, link: &mut Link) -> Result<Flow, Error> {
+        self.wire.clear();
+        self.queue_envelope();
+        self.group_sent = Instant::now();
+        self.flush_wire(link, Stage::Mail)?;
+        let Some(group) = self.group_replies(link)? else {
+            return Ok(self.closed());
+        };
+        if !group.mail_ok || group.accepted == 0 {
+            return self.rejected_then_rset(link);
+        }
+        self.wire.clear();
+        self.queue_bdat(link);
+        self.ahead.clear();
+        self.send_message(link)?;
+        self.bdat_replies(link, &group)
+    }
+
+    /// Appends MAIL and every RCPT to `self.wire`.
+    fn queue_envelope(&mut self) {
         let plan = &self.sh.plan;
         self.queue(Command::Mail(&plan.sender));
         for number in self.rcpt_numbers() {
             let addr = self.rcpt_addr(plan, number);
             self.queue(Command::Rcpt(addr));
         }
-        if bdat {
-            self.queue_bdat(link);
-        } else {
-            self.queue(Command::Data);
-        }
     }
 
-    /// `BDAT <n> LAST` and the message bytes, into `self.wire`.
-    fn queue_bdat(&mut self, link: &Link) {
-        let mut content = Vec::new();
-        std::mem::swap(&mut content, &mut self.wire);
+    /// Appends `BDAT <n> LAST` and the headers to `self.wire`; the body
+    /// follows from the plan in the same write (`send_message`), never
+    /// copied.
+    pub(crate) fn queue_bdat(&mut self, link: &Link) {
+        let start = self.wire.len();
         self.headers(link);
-        let raw = self.sh.plan.raw_body.clone().unwrap_or_default();
-        let size = self.wire.len() + raw.len();
-        let mut headers = std::mem::take(&mut self.wire);
-        self.wire = content;
-        self.queue(Command::BdatLast(size));
-        self.wire.append(&mut headers);
-        self.wire.extend_from_slice(&raw);
+        let size = self.wire.len() - start + self.raw_len();
+        let mut cmd = Vec::with_capacity(32);
+        Command::BdatLast(size).write_wire(&mut cmd);
+        if self.sh.plan.verbose > 0 {
+            crate::diag::info(&cmd[..cmd.len() - 2]);
+        }
+        self.wire.splice(start..start, cmd);
     }
 
-    /// -c counts a BDAT message once its chunk is written, as DATA
-    /// counts once the dot is.
-    fn count_sent(&self) {
-        if self.sh.plan.count {
-            crate::diag::count_message();
-        }
+    /// The length of the body as BDAT sends it.
+    fn raw_len(&self) -> usize {
+        self.sh.plan.raw_body.as_ref().map_or(0, |b| b.len())
     }
 
     /// Reads the MAIL and RCPT replies of a group; None after a 421/521.
@@ -97,19 +127,27 @@ impl Session<'_> {
     ) -> Result<Option<GroupOutcome>, Error> {
         // Replies of a group count from when the group was written.
         let started = self.group_sent;
-        let mail = self.reply(link, Stage::Mail)?;
+        let mut refused = None;
+        let mail = self.group_reply(link, Stage::Mail, &refused)?;
         self.observe(Stage::Mail, mail.code, started);
         let ok = mail.is_positive();
+        if !ok {
+            refused = Some(mail.clone());
+        }
         let mail_ok = match self.judge(Stage::Mail, mail, ok)? {
             Verdict::Closing => return Ok(None),
             v => v == Verdict::Ok,
         };
+        link.proven |= mail_ok;
         let mut accepted = 0;
         for _ in 0..self.sh.plan.recipients {
-            let reply = self.reply(link, Stage::Rcpt)?;
+            let reply = self.group_reply(link, Stage::Rcpt, &refused)?;
             self.observe(Stage::Rcpt, reply.code, started);
             let ok = reply.is_positive();
-            match self.judge_quietly(!mail_ok, Stage::Rcpt, reply, ok)? {
+            if !ok && refused.is_none() {
+                refused = Some(reply.clone());
+            }
+            match self.judge_in(Stage::Rcpt, reply, ok, !mail_ok)? {
                 Verdict::Ok => accepted += 1,
                 Verdict::Rejected => {}
                 Verdict::Closing => return Ok(None),
@@ -119,24 +157,26 @@ impl Session<'_> {
         Ok(Some(GroupOutcome { mail_ok, accepted }))
     }
 
-    /// Judges a reply, but when `quiet` only a 421/521 matters.
-    fn judge_quietly(
+    /// One reply of a group. When the connection is lost after the
+    /// server refused part of the group, the refusal is what it said:
+    /// the diagnostic carries it (a server that closes after rejecting
+    /// MAIL would otherwise look like it vanished for no reason).
+    fn group_reply(
         &mut self,
-        quiet: bool,
+        link: &mut Link,
         stage: Stage,
-        reply: crate::reply::Reply,
-        ok: bool,
-    ) -> Result<Verdict, Error> {
-        if !quiet {
-            return self.judge(stage, reply, ok);
-        }
-        if ok {
-            return Ok(Verdict::Ok);
-        }
-        if reply.is_closing() {
-            return self.judge(stage, reply, false);
-        }
-        Ok(Verdict::Rejected)
+        refused: &Option<Reply>,
+    ) -> Result<Reply, Error> {
+        self.reply(link, stage).map_err(|e| match e {
+            Error::Lost {
+                stage,
+                server_said: None,
+            } => Error::Lost {
+                stage,
+                server_said: refused.clone(),
+            },
+            e => e,
+        })
     }
 
     /// The DATA reply, then the content (and maybe the next group).
@@ -150,7 +190,7 @@ impl Session<'_> {
         self.observe(Stage::Data, reply.code, started);
         let go = reply.code == 354;
         let quiet = !g.mail_ok || g.accepted == 0;
-        match self.judge_quietly(quiet, Stage::Data, reply, go)? {
+        match self.judge_in(Stage::Data, reply, go, quiet)? {
             Verdict::Closing => return Ok((self.closed(), false)),
             // RFC 2920 §3.1: a failed DATA in a group is followed by RSET.
             Verdict::Rejected => {
@@ -169,32 +209,35 @@ impl Session<'_> {
         // look-ahead claim of the next message.
         self.wire.clear();
         self.headers(link);
-        let headers = std::mem::take(&mut self.wire);
-        let next = self.next_group(link);
+        let ahead = self.next_group();
         let sent_at = Instant::now();
-        self.send_message(link, headers, &next)?;
-        if !next.is_empty() {
+        self.send_message(link)?;
+        if ahead {
             self.group_sent = sent_at;
         }
         let flow = self.end_of_data(link, g.accepted)?;
-        Ok((flow, !next.is_empty()))
+        Ok((flow, ahead))
     }
 
-    /// With -d and no delay, the next transaction's group goes out with
-    /// this message's dot when a job is ready now.
-    fn next_group(&mut self, link: &Link) -> Vec<u8> {
-        let plan = &self.sh.plan;
-        let delay = !matches!(plan.delay, crate::cli::Delay::None);
-        if !plan.reuse || delay || self.sh.unclaimed() < 1 {
-            return Vec::new();
+    /// With -d and no delay, the next transaction's group goes into
+    /// `self.ahead`, to be written with this message's dot, when a job
+    /// is ready now.
+    fn next_group(&mut self) -> bool {
+        self.ahead.clear();
+        let delay = !matches!(self.sh.plan.delay, crate::cli::Delay::None);
+        if delay || !self.more_on_this_connection() {
+            return false;
         }
         let Some(job) = self.jobs.try_claim() else {
-            return Vec::new();
+            return false;
         };
         self.take(job);
-        let current = std::mem::take(&mut self.wire);
-        self.queue_group(link, false);
-        std::mem::replace(&mut self.wire, current)
+        // Queue into the (empty) look-ahead buffer: swap it in and out.
+        std::mem::swap(&mut self.wire, &mut self.ahead);
+        self.queue_envelope();
+        self.queue(Command::Data);
+        std::mem::swap(&mut self.wire, &mut self.ahead);
+        true
     }
 
     /// Ends a message that no recipient accepted with a lone dot.
@@ -211,25 +254,42 @@ impl Session<'_> {
         let started = Instant::now();
         let reply = self.reply(link, Stage::Message)?;
         self.observe(Stage::Message, reply.code, started);
-        self.fate(Fate::Rejected);
+        self.fate(super::Fate::Rejected);
         let ok = reply.is_positive();
-        Ok(match self.judge_quietly(true, Stage::Message, reply, ok)? {
+        self.end_refused = !ok;
+        Ok(match self.judge_in(Stage::Message, reply, ok, true)? {
             Verdict::Closing => Flow::Closed,
             _ => Flow::Go,
         })
     }
 
-    /// BDAT replies: one, or with LMTP one per accepted recipient.
+    /// BDAT replies: one, or with LMTP one per accepted recipient; RSET
+    /// after any refusal.
     fn bdat_replies(
         &mut self,
         link: &mut Link,
         g: &GroupOutcome,
     ) -> Result<Flow, Error> {
-        if g.mail_ok && g.accepted > 0 {
-            return self.end_of_data(link, g.accepted);
+        let flow = if g.mail_ok && g.accepted > 0 {
+            self.end_of_data(link, g.accepted)?
+        } else {
+            // Nothing to deliver: the BDAT reply only confirms it.
+            self.quiet_end(link)?
+        };
+        self.rset_after_refused_bdat(link, flow)
+    }
+
+    /// A refused BDAT chunk leaves the envelope in place on some
+    /// servers: RSET clears it before the next MAIL.
+    fn rset_after_refused_bdat(
+        &mut self,
+        link: &mut Link,
+        flow: Flow,
+    ) -> Result<Flow, Error> {
+        if flow == Flow::Go && self.end_refused {
+            return self.rset(link);
         }
-        // Nothing to deliver: the BDAT reply only confirms it.
-        self.quiet_end(link)
+        Ok(flow)
     }
 
     /// Lock-step CHUNKING: `BDAT <n> LAST` and the message in one write.
@@ -240,8 +300,9 @@ impl Session<'_> {
     ) -> Result<Flow, Error> {
         self.wire.clear();
         self.queue_bdat(link);
-        self.flush_wire(link, Stage::Message)?;
-        self.count_sent();
-        self.end_of_data(link, accepted)
+        self.ahead.clear();
+        self.send_message(link)?;
+        let flow = self.end_of_data(link, accepted)?;
+        self.rset_after_refused_bdat(link, flow)
     }
 }
