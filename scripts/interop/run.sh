@@ -504,6 +504,21 @@ expect_report() {
 	fi
 }
 
+# expect_codes COMMAND CODES: the report's reply codes for COMMAND are
+# exactly CODES (comma-separated, sorted), e.g. expect_codes MAIL 250.
+expect_codes() {
+	local got
+	got=$(python3 -c 'import json, sys
+try:
+    r = json.load(open(sys.argv[1]))
+    print(",".join(sorted(r["reply_codes"].get(sys.argv[2], {}))))
+except Exception:
+    pass' "$CASE_DIR/report.json" "$1")
+	if [ "$got" != "$2" ]; then
+		err "report: reply codes to $1 are '${got}', expected $2"
+	fi
+}
+
 # expect_fail STATUS REGEX: exit STATUS and stderr matching REGEX
 # (grep -E, case-insensitive).
 expect_fail() {
@@ -732,9 +747,9 @@ postfix_cases() {
 	end
 
 	begin postfix-pipelining-chunking-tls
-	client --tls --ehlo --pipelining --chunking -d -s 4 -m 20 \
+	client --tls --ehlo --pipelining --chunking -d -s 10 -m 40 \
 		-t "rcpt@$DOMAIN" "$smtp"
-	expect_ok postfix 20
+	expect_ok postfix 40
 	end
 
 	begin postfix-encrypt-listener-no-tls
@@ -794,9 +809,9 @@ dovecot_cases() {
 	if [ "$RC" != 0 ]; then err "exit status $RC, expected 0"; fi
 	expect_report rejected 3
 	expect_report accepted 0
-	if grep -q '503' "$CASE_DIR/stderr"; then
-		err "503 on stderr: the server saw commands out of sequence"
-	fi
+	# The server's 503 to a BDAT without valid recipients is fine; a 503
+	# to the next MAIL ("MAIL already given") means no RSET in between.
+	expect_codes MAIL 250
 	server_got dovecot 0
 	end
 
