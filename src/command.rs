@@ -18,6 +18,13 @@ pub enum Command<'a> {
     Dot,
     Rset,
     Quit,
+    StartTls,
+    /// `XCLIENT` with its xtext-encoded attributes.
+    Xclient(&'a [u8]),
+    /// `AUTH <mechanism>` with an optional initial response (secret).
+    Auth(&'a str, Option<&'a [u8]>),
+    /// An answer to a 334 challenge (secret).
+    AuthResponse(&'a [u8]),
 }
 
 /// A recipient address as RCPT TO sends it (without the brackets).
@@ -67,7 +74,7 @@ pub fn split_recipient(to: &[u8]) -> (&[u8], &[u8]) {
 }
 
 impl Command<'_> {
-    /// Appends the command line without CRLF: the text -v logs.
+    /// Appends the command line without CRLF.
     pub fn write_text(&self, out: &mut Vec<u8>) {
         match *self {
             Command::Helo(name) => join(out, b"HELO ", name, b""),
@@ -86,6 +93,27 @@ impl Command<'_> {
             Command::Dot => out.push(b'.'),
             Command::Rset => out.extend_from_slice(b"RSET"),
             Command::Quit => out.extend_from_slice(b"QUIT"),
+            Command::StartTls => out.extend_from_slice(b"STARTTLS"),
+            Command::Xclient(args) => join(out, b"XCLIENT ", args, b""),
+            Command::Auth(mech, initial) => {
+                join(out, b"AUTH ", mech.as_bytes(), b"");
+                if let Some(response) = initial {
+                    join(out, b" ", response, b"");
+                }
+            }
+            Command::AuthResponse(response) => out.extend_from_slice(response),
+        }
+    }
+
+    /// Appends the text -v logs: the command line, with credentials
+    /// replaced by `<hidden>`.
+    pub fn write_log(&self, out: &mut Vec<u8>) {
+        match *self {
+            Command::Auth(mech, Some(_)) => {
+                join(out, b"AUTH ", mech.as_bytes(), b" <hidden>")
+            }
+            Command::AuthResponse(_) => out.extend_from_slice(b"<hidden>"),
+            _ => self.write_text(out),
         }
     }
 
@@ -131,6 +159,27 @@ mod tests {
         assert_eq!(wire(Command::Dot), b".\r\n");
         assert_eq!(wire(Command::Rset), b"RSET\r\n");
         assert_eq!(wire(Command::Quit), b"QUIT\r\n");
+    }
+
+    #[test]
+    fn security_commands_and_redaction() {
+        assert_eq!(wire(Command::StartTls), b"STARTTLS\r\n");
+        assert_eq!(
+            wire(Command::Xclient(b"ADDR=10.0.0.1")),
+            b"XCLIENT ADDR=10.0.0.1\r\n"
+        );
+        let plain = Command::Auth("PLAIN", Some(b"AGEAYg=="));
+        assert_eq!(wire(plain), b"AUTH PLAIN AGEAYg==\r\n");
+        assert_eq!(wire(Command::Auth("LOGIN", None)), b"AUTH LOGIN\r\n");
+        let log = |c: Command| {
+            let mut out = Vec::new();
+            c.write_log(&mut out);
+            out
+        };
+        assert_eq!(log(plain), b"AUTH PLAIN <hidden>");
+        assert_eq!(log(Command::Auth("LOGIN", None)), b"AUTH LOGIN");
+        assert_eq!(log(Command::AuthResponse(b"c2VjcmV0")), b"<hidden>");
+        assert_eq!(log(Command::Quit), b"QUIT");
     }
 
     #[test]

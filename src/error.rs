@@ -22,6 +22,13 @@ pub enum Stage {
     Message,
     Rset,
     Quit,
+    /// The HAProxy PROXY header, before any SMTP byte (--proxy).
+    Proxy,
+    StartTls,
+    /// The TLS handshake (after STARTTLS, or first with --tls-wrapper).
+    TlsHandshake,
+    Xclient,
+    Auth,
 }
 
 impl Stage {
@@ -39,6 +46,11 @@ impl Stage {
             Stage::Rcpt => "sending recipient",
             Stage::Data => "sending DATA command",
             Stage::Message | Stage::Rset | Stage::Quit => "sending message",
+            Stage::Proxy => "sending PROXY header",
+            Stage::StartTls => "sending STARTTLS",
+            Stage::TlsHandshake => "performing TLS handshake",
+            Stage::Xclient => "sending XCLIENT",
+            Stage::Auth => "sending AUTH",
         }
     }
 
@@ -55,6 +67,11 @@ impl Stage {
             Stage::Message => "end of data rejected",
             Stage::Rset => "rset rejected",
             Stage::Quit => "quit rejected",
+            Stage::Proxy => "PROXY header rejected",
+            Stage::StartTls => "STARTTLS rejected",
+            Stage::TlsHandshake => "TLS handshake failed",
+            Stage::Xclient => "XCLIENT rejected",
+            Stage::Auth => "authentication failed",
         }
     }
 }
@@ -85,6 +102,13 @@ pub enum Error {
     TooLong { stage: Stage, lines: bool },
     /// A non-success reply without -A.
     Rejected { stage: Stage, reply: Reply },
+    /// TLS could not be set up: rustls's reason (certificate, alert,
+    /// junk instead of a ServerHello).
+    Tls { detail: String },
+    /// TLS, AUTH or XCLIENT cannot go on as asked (not offered, AUTH
+    /// without encryption, data injected before the handshake): the
+    /// whole text.
+    Security(Vec<u8>),
     /// A session thread could not be created.
     Spawn(io::Error),
     /// A session thread died from a bug (test builds only; release aborts).
@@ -112,6 +136,10 @@ impl Error {
                     .into_bytes()
             }
             Error::Rejected { stage, reply } => reject_text(*stage, reply),
+            Error::Tls { detail } => {
+                format!("TLS handshake failed: {detail}").into_bytes()
+            }
+            Error::Security(text) => text.clone(),
             Error::Spawn(e) => {
                 format!("cannot create session thread: {}", io_text(e))
                     .into_bytes()

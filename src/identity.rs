@@ -103,8 +103,7 @@ pub fn xtext(value: &[u8], out: &mut Vec<u8>) {
 
 /// The XCLIENT attributes Postfix knows.
 pub const XCLIENT_ATTRS: [&str; 8] = [
-    "NAME", "ADDR", "PORT", "PROTO", "HELO", "LOGIN", "DESTADDR",
-    "DESTPORT",
+    "NAME", "ADDR", "PORT", "PROTO", "HELO", "LOGIN", "DESTADDR", "DESTPORT",
 ];
 
 /// One `--xclient` attribute: a fixed value, or an ADDR range stepped
@@ -186,8 +185,7 @@ pub enum ProxyVersion {
 }
 
 /// The v2 header's fixed signature.
-pub const PROXY_V2_SIGNATURE: [u8; 12] =
-    *b"\r\n\r\n\0\r\nQUIT\n";
+pub const PROXY_V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 
 /// The PROXY header that says `source` connected to `dest`. The two
 /// must be of one family (the plan maps the destination over).
@@ -354,7 +352,10 @@ mod tests {
         assert_eq!(r.nth(1).to_string(), "2001:db8::1");
         assert_eq!(r.nth(4).to_string(), "2001:db8::");
         let big = Cidr::parse("[2001:db8::]/64").unwrap();
-        assert_eq!(big.nth(u64::MAX).to_string(), "2001:db8::ffff:ffff:ffff:ffff");
+        assert_eq!(
+            big.nth(u64::MAX).to_string(),
+            "2001:db8::ffff:ffff:ffff:ffff"
+        );
         let full = Cidr::parse("::/0").unwrap();
         assert_eq!(full.nth(7).to_string(), "::7");
         assert!(Cidr::parse("IPv6:2001:db8::1/128").is_some());
@@ -420,7 +421,10 @@ mod tests {
         assert_eq!(&h6[12..16], &[0x21, 0x21, 0, 36]);
         assert_eq!(h6.len(), 16 + 36);
         // The v4 peer is mapped into IPv6 for a v6 source.
-        assert_eq!(&h6[32..48], &Ipv4Addr::LOCALHOST.to_ipv6_mapped().octets());
+        assert_eq!(
+            &h6[32..48],
+            &Ipv4Addr::LOCALHOST.to_ipv6_mapped().octets()
+        );
     }
 
     #[test]
@@ -443,8 +447,8 @@ mod tests {
 
     #[test]
     fn auth_file_lines() {
-        let users =
-            parse_auth_file(b"# test\nalice:one\r\n\nbob:two:three\n").unwrap();
+        let users = parse_auth_file(b"# test\nalice:one\r\n\nbob:two:three\n")
+            .unwrap();
         assert_eq!(users.len(), 2);
         assert_eq!(users[1].user, b"bob");
         assert_eq!(users[1].login().1, B64.encode(b"two:three").into_bytes());

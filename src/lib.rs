@@ -15,6 +15,7 @@ pub mod endpoint;
 pub mod engine;
 pub mod error;
 pub mod hostname;
+pub mod identity;
 pub mod lineio;
 pub mod longopts;
 pub mod message;
@@ -27,5 +28,6 @@ pub mod session;
 pub mod stats;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod tls;
 pub mod transport;
 pub mod work;

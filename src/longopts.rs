@@ -10,6 +10,8 @@
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::identity::{Cidr, ProxyVersion, Xclient};
+use crate::tls::{Level, TlsArgs};
 
 /// --report output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +39,22 @@ pub enum Numbering {
     Postfix39,
 }
 
+/// SASL mechanism for --auth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMech {
+    Plain,
+    Login,
+}
+
+impl AuthMech {
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMech::Plain => "PLAIN",
+            AuthMech::Login => "LOGIN",
+        }
+    }
+}
+
 /// Settings made by long options.
 #[derive(Debug, Clone)]
 pub struct LongArgs {
@@ -55,6 +73,14 @@ pub struct LongArgs {
     pub arrival: Arrival,
     pub duration: Option<Duration>,
     pub numbering: Numbering,
+    pub tls: TlsArgs,
+    pub auth: Option<AuthMech>,
+    pub auth_user: Option<Vec<u8>>,
+    pub auth_file: Option<Vec<u8>>,
+    pub auth_plaintext: bool,
+    pub xclient: Option<Xclient>,
+    pub proxy: Option<ProxyVersion>,
+    pub proxy_source: Option<Cidr>,
 }
 
 impl Default for LongArgs {
@@ -72,6 +98,14 @@ impl Default for LongArgs {
             arrival: Arrival::Uniform,
             duration: None,
             numbering: Numbering::Postfix37,
+            tls: TlsArgs::default(),
+            auth: None,
+            auth_user: None,
+            auth_file: None,
+            auth_plaintext: false,
+            xclient: None,
+            proxy: None,
+            proxy_source: None,
         }
     }
 }
@@ -86,6 +120,16 @@ const VALUED: &[&[u8]] = &[
     b"arrival",
     b"duration",
     b"numbering",
+    b"tls-ca",
+    b"tls-servername",
+    b"tls-cert",
+    b"tls-key",
+    b"auth",
+    b"auth-user",
+    b"auth-file",
+    b"xclient",
+    b"proxy",
+    b"proxy-source",
 ];
 
 /// What a long option asked for.
@@ -142,6 +186,10 @@ pub fn apply(
         b"pipelining" => return flag(&mut args.pipelining),
         b"chunking" => return flag(&mut args.chunking),
         b"report" => args.report = Some(report_format(inline)?),
+        b"tls" => args.tls.level = Some(tls_level(inline)?),
+        b"tls-wrapper" => return flag(&mut args.tls.wrapper),
+        b"tls-resume" => return flag(&mut args.tls.resume),
+        b"auth-plaintext" => return flag(&mut args.auth_plaintext),
         _ if !VALUED.contains(&name) => return Err(unknown()),
         _ => {
             let value = match inline {
@@ -167,7 +215,20 @@ fn report_format(value: Option<Vec<u8>>) -> Result<ReportFormat, Error> {
     }
 }
 
+/// `--tls` alone means `encrypt`.
+fn tls_level(value: Option<Vec<u8>>) -> Result<Level, Error> {
+    match value.as_deref() {
+        None | Some(b"encrypt") => Ok(Level::Encrypt),
+        Some(b"may") => Ok(Level::May),
+        Some(b"verify") => Ok(Level::Verify),
+        Some(other) => Err(bad("--tls", other)),
+    }
+}
+
 fn valued(args: &mut LongArgs, name: &[u8], v: Vec<u8>) -> Result<(), Error> {
+    if identity(args, name, &v)? {
+        return Ok(());
+    }
     match name {
         b"timeout" => args.timeout = Some(seconds(&v, "--timeout")?),
         b"max-connecting" => {
@@ -204,6 +265,53 @@ fn valued(args: &mut LongArgs, name: &[u8], v: Vec<u8>) -> Result<(), Error> {
         _ => return Err(unknown()),
     }
     Ok(())
+}
+
+/// The TLS, AUTH, XCLIENT and PROXY options; false for any other.
+fn identity(
+    args: &mut LongArgs,
+    name: &[u8],
+    v: &[u8],
+) -> Result<bool, Error> {
+    let path = || Some(v.to_vec());
+    match name {
+        b"tls-ca" => args.tls.ca = path(),
+        b"tls-servername" => args.tls.servername = path(),
+        b"tls-cert" => args.tls.cert = path(),
+        b"tls-key" => args.tls.key = path(),
+        b"auth" => {
+            args.auth = Some(match &v.to_ascii_uppercase()[..] {
+                b"PLAIN" => AuthMech::Plain,
+                b"LOGIN" => AuthMech::Login,
+                _ => return Err(bad("--auth", v)),
+            })
+        }
+        b"auth-user" => args.auth_user = path(),
+        b"auth-file" => args.auth_file = path(),
+        b"xclient" => {
+            let parsed = Xclient::parse(v).map_err(|why| {
+                let mut text = bad("--xclient", v).text();
+                text.extend_from_slice(format!(" ({why})").as_bytes());
+                fatal(text)
+            })?;
+            args.xclient = Some(parsed);
+        }
+        b"proxy" => {
+            args.proxy = Some(match v {
+                b"v1" => ProxyVersion::V1,
+                b"v2" => ProxyVersion::V2,
+                _ => return Err(bad("--proxy", v)),
+            })
+        }
+        b"proxy-source" => {
+            let text = std::str::from_utf8(v).unwrap_or("");
+            let range =
+                Cidr::parse(text).ok_or_else(|| bad("--proxy-source", v))?;
+            args.proxy_source = Some(range);
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
 fn number(value: &[u8]) -> Option<f64> {

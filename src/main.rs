@@ -13,8 +13,12 @@ fn main() {
         Err(e) => fail(e),
     };
     diag::set_verbose(args.verbose);
-    let env = std::env::var_os("SMTP_SOURCE_TIMEOUT");
-    let env = env.as_ref().map(|v| v.as_encoded_bytes());
+    let timeout = std::env::var_os("SMTP_SOURCE_TIMEOUT");
+    let password = std::env::var_os("SMTP_SOURCE_PASSWORD");
+    let env = plan::Env {
+        timeout: timeout.as_ref().map(|v| v.as_encoded_bytes()),
+        password: password.as_ref().map(|v| v.as_encoded_bytes()),
+    };
     let plan = plan::build(&args, env).unwrap_or_else(|e| fail(e));
     engine::run(plan).unwrap_or_else(|e| fail(e));
 }

@@ -14,9 +14,11 @@ use crate::cli::{Args, Delay};
 use crate::endpoint::{self, Spec};
 use crate::error::Error;
 use crate::hostname;
-use crate::longopts::{self, Arrival, ReportFormat};
+use crate::identity::{self, Cidr, Credential, ProxyVersion, Xclient};
+use crate::longopts::{self, Arrival, AuthMech, ReportFormat};
 use crate::message::{self, HeaderTemplate, DEFAULT_BODY, DOT};
 use crate::sys;
+use crate::tls::{self, TlsPlan};
 
 /// Default per-stage deadline: the reference's 300 s I/O limit (X1).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -49,6 +51,35 @@ pub struct Extensions {
     pub duration: Option<Duration>,
 }
 
+/// Secure transport and client identity (all None for an old command
+/// line).
+#[derive(Debug, Clone, Default)]
+pub struct Security {
+    pub tls: Option<TlsPlan>,
+    pub auth: Option<AuthPlan>,
+    pub xclient: Option<Xclient>,
+    /// --proxy; the source range, or None for the socket's own address.
+    pub proxy: Option<(ProxyVersion, Option<Cidr>)>,
+}
+
+/// --auth: the mechanism and the users, taken in turn per connection.
+#[derive(Debug, Clone)]
+pub struct AuthPlan {
+    pub mech: AuthMech,
+    pub users: Vec<Credential>,
+    /// --auth-plaintext: AUTH may go over a connection without TLS.
+    pub plaintext_ok: bool,
+}
+
+/// What the environment gives the plan.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Env<'a> {
+    /// SMTP_SOURCE_TIMEOUT.
+    pub timeout: Option<&'a [u8]>,
+    /// SMTP_SOURCE_PASSWORD (--auth-user's password).
+    pub password: Option<&'a [u8]>,
+}
+
 /// Everything a session needs, fixed for the whole run.
 #[derive(Debug)]
 pub struct Plan {
@@ -73,6 +104,7 @@ pub struct Plan {
     /// --chunking: the body as BDAT sends it (no dot-stuffing, no dot).
     pub raw_body: Option<Arc<[u8]>>,
     pub ext: Extensions,
+    pub security: Security,
     pub reuse: bool,
     pub allow_reject: bool,
     pub count: bool,
@@ -86,11 +118,16 @@ pub struct Plan {
 /// The budget of a --duration run without -m.
 pub const UNLIMITED: u64 = 1 << 60;
 
-/// Builds the plan; `env_timeout` is SMTP_SOURCE_TIMEOUT, if set.
-pub fn build(args: &Args, env_timeout: Option<&[u8]>) -> Result<Plan, Error> {
-    let timeout = timeout(args, env_timeout)?;
+/// Builds the plan from the arguments and the environment.
+pub fn build(args: &Args, env: Env) -> Result<Plan, Error> {
+    let timeout = timeout(args, env.timeout)?;
     let (content, raw_body) = body(args)?;
     let (addr, keepalive) = resolve(args)?;
+    let security =
+        security(args, env.password).map_err(|fatal| Error::Config {
+            warning: None,
+            fatal: fatal.into_bytes(),
+        })?;
     let myhostname = myhostname(args)?;
     let default_addr = [&b"foo@"[..], &myhostname].concat();
     let sender = args.from.clone().unwrap_or_else(|| default_addr.clone());
@@ -119,6 +156,7 @@ pub fn build(args: &Args, env_timeout: Option<&[u8]>) -> Result<Plan, Error> {
         body: content,
         raw_body,
         ext: extensions(args),
+        security,
         reuse: args.reuse,
         allow_reject: args.allow_reject,
         count: args.count,
@@ -133,9 +171,20 @@ pub fn build(args: &Args, env_timeout: Option<&[u8]>) -> Result<Plan, Error> {
     })
 }
 
+/// Whether the greeting is EHLO (or LHLO) and its reply is read: asked
+/// for, or needed by an extension (STARTTLS, AUTH and XCLIENT are
+/// offered there).
+fn extended(l: &longopts::LongArgs) -> bool {
+    l.ehlo
+        || l.pipelining
+        || l.chunking
+        || l.tls.level.is_some()
+        || l.auth.is_some()
+        || l.xclient.is_some()
+}
+
 fn greeting(args: &Args) -> Greeting {
-    let l = &args.long;
-    let ehlo = l.ehlo || l.pipelining || l.chunking;
+    let ehlo = extended(&args.long);
     match (args.old_mode, args.lmtp, ehlo) {
         (true, _, _) => Greeting::None,
         (false, true, _) => Greeting::Lhlo,
@@ -171,7 +220,7 @@ fn numbering(args: &Args) -> Numbering {
 fn extensions(args: &Args) -> Extensions {
     let l = &args.long;
     Extensions {
-        capabilities: l.ehlo || l.pipelining || l.chunking,
+        capabilities: extended(l),
         pipelining: l.pipelining,
         chunking: l.chunking,
         measure: l.report.is_some()
@@ -185,6 +234,97 @@ fn extensions(args: &Args) -> Extensions {
         rate: l.rate.map(|r| (r, l.arrival)),
         duration: l.duration,
     }
+}
+
+/// TLS, AUTH, XCLIENT and PROXY from the long options; Err is the fatal
+/// text. Options that would be silently ignored are errors.
+fn security(args: &Args, password: Option<&[u8]>) -> Result<Security, String> {
+    let l = &args.long;
+    let starttls = l.tls.level.is_some() && !l.tls.wrapper;
+    if args.old_mode && (starttls || l.auth.is_some() || l.xclient.is_some()) {
+        return Err("-o sends no EHLO: it cannot be combined with --tls \
+(without --tls-wrapper), --auth or --xclient"
+            .into());
+    }
+    let tls = tls::build(&l.tls, peer(args))?;
+    let auth = auth(l, password, tls.is_some())?;
+    let proxy = match (l.proxy, l.proxy_source) {
+        (Some(v), source) => Some((v, source)),
+        (None, Some(_)) => return Err("--proxy-source needs --proxy".into()),
+        (None, None) => None,
+    };
+    Ok(Security {
+        tls,
+        auth,
+        xclient: l.xclient.clone(),
+        proxy,
+    })
+}
+
+/// The endpoint's host as TLS names it.
+fn peer(args: &Args) -> tls::Peer {
+    match endpoint::parse(&args.endpoint) {
+        Ok(Spec::Inet { host, .. }) => {
+            let text = String::from_utf8_lossy(&host).into_owned();
+            match text.parse::<std::net::IpAddr>() {
+                Ok(ip) => tls::Peer::Address(ip),
+                Err(_) => tls::Peer::Name(text),
+            }
+        }
+        _ => tls::Peer::Unix,
+    }
+}
+
+fn auth(
+    l: &longopts::LongArgs,
+    password: Option<&[u8]>,
+    tls: bool,
+) -> Result<Option<AuthPlan>, String> {
+    let Some(mech) = l.auth else {
+        let stray = [
+            (l.auth_user.is_some(), "--auth-user"),
+            (l.auth_file.is_some(), "--auth-file"),
+            (l.auth_plaintext, "--auth-plaintext"),
+        ];
+        return match stray.iter().find(|(on, _)| *on) {
+            Some((_, name)) => Err(format!("{name} needs --auth")),
+            None => Ok(None),
+        };
+    };
+    if !tls && !l.auth_plaintext {
+        return Err("--auth would send a password in plaintext: give --tls \
+or --tls-wrapper (or --auth-plaintext to allow it)"
+            .into());
+    }
+    let users = match (&l.auth_user, &l.auth_file) {
+        (Some(user), None) => {
+            let Some(pw) = password else {
+                return Err("--auth-user needs the password in \
+SMTP_SOURCE_PASSWORD"
+                    .into());
+            };
+            vec![Credential::new(user.clone(), pw.to_vec())]
+        }
+        (None, Some(path)) => {
+            let text = read_file(path).map_err(|e| {
+                String::from_utf8_lossy(&e.text()).into_owned()
+            })?;
+            identity::parse_auth_file(&text).map_err(|why| {
+                format!("--auth-file {}: {why}", String::from_utf8_lossy(path))
+            })?
+        }
+        (Some(_), Some(_)) => {
+            return Err("give --auth-user or --auth-file, not both".into())
+        }
+        (None, None) => {
+            return Err("--auth needs --auth-user or --auth-file".into())
+        }
+    };
+    Ok(Some(AuthPlan {
+        mech,
+        users,
+        plaintext_ok: l.auth_plaintext,
+    }))
 }
 
 /// --timeout wins over SMTP_SOURCE_TIMEOUT; 300 s otherwise.

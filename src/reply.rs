@@ -169,6 +169,10 @@ pub fn parse(input: &[u8]) -> Option<Result<(Reply, usize), Push>> {
 pub struct Capabilities {
     pub pipelining: bool,
     pub chunking: bool,
+    pub starttls: bool,
+    pub xclient: bool,
+    pub auth_plain: bool,
+    pub auth_login: bool,
 }
 
 /// Reads the extension keywords of an EHLO/LHLO reply: every line after
@@ -184,6 +188,19 @@ pub fn capabilities(reply: &Reply) -> Capabilities {
         match &keyword[..] {
             b"PIPELINING" => caps.pipelining = true,
             b"CHUNKING" => caps.chunking = true,
+            b"STARTTLS" => caps.starttls = true,
+            b"XCLIENT" => caps.xclient = true,
+            // `AUTH PLAIN LOGIN`, or the old `AUTH=PLAIN LOGIN`.
+            b"AUTH" => {
+                let rest = line.get(end + 1..).unwrap_or_default();
+                for mech in rest.split(|&b| b == b' ') {
+                    match &mech.to_ascii_uppercase()[..] {
+                        b"PLAIN" => caps.auth_plain = true,
+                        b"LOGIN" => caps.auth_login = true,
+                        _ => {}
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -336,11 +353,25 @@ mod tests {
             capabilities(&r),
             Capabilities {
                 pipelining: true,
-                chunking: true
+                chunking: true,
+                ..Capabilities::default()
             }
         );
         let r = one(b"250 PIPELINING\r\n");
         assert_eq!(capabilities(&r), Capabilities::default());
+    }
+
+    #[test]
+    fn security_capabilities() {
+        let r = one(b"250-mx\r\n250-STARTTLS\r\n250-AUTH LOGIN PLAIN\r\n\
+250 XCLIENT NAME ADDR\r\n");
+        let c = capabilities(&r);
+        assert!(c.starttls && c.xclient && c.auth_plain && c.auth_login);
+        let old = one(b"250-mx\r\n250 AUTH=login\r\n");
+        let c = capabilities(&old);
+        assert!(c.auth_login && !c.auth_plain && !c.starttls);
+        // A keyword in the first line (the greeting) is not a capability.
+        assert!(!capabilities(&one(b"250 STARTTLS\r\n")).starttls);
     }
 
     #[test]

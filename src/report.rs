@@ -13,7 +13,7 @@ use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
 
 use crate::longopts::Arrival;
-use crate::stats::{Counts, PHASES};
+use crate::stats::{Counts, ERROR_KEYS, PHASES};
 
 /// The --rate schedule and how far behind it the run fell.
 #[derive(Debug, Clone)]
@@ -38,9 +38,6 @@ pub struct Summary {
 
 const QUANTILES: [(&str, f64); 4] =
     [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99_9", 0.999)];
-
-const ERROR_KEYS: [&str; 4] =
-    ["refused", "reset", "timeout", "lost_connection"];
 
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
@@ -81,6 +78,7 @@ impl Summary {
             c.connections,
             self.rate(),
         );
+        self.json_tls(&mut o);
         self.json_codes(&mut o);
         o.push_str(",\"errors\":{");
         for (i, key) in ERROR_KEYS.iter().enumerate() {
@@ -109,6 +107,21 @@ impl Summary {
         }
         o.push_str("}\n");
         o
+    }
+
+    /// `"tls":{...},`: handshakes, full and resumed, versions, ciphers.
+    fn json_tls(&self, o: &mut String) {
+        let c = &self.counts;
+        let _ = write!(
+            o,
+            "\"tls\":{{\"handshakes\":{},\"full\":{},\"resumed\":{},\
+\"versions\":{},\"ciphers\":{}}},",
+            c.tls_full + c.tls_resumed,
+            c.tls_full,
+            c.tls_resumed,
+            json_counts(&c.tls_versions),
+            json_counts(&c.tls_ciphers),
+        );
     }
 
     fn json_codes(&self, o: &mut String) {
@@ -167,11 +180,28 @@ final lag {:.3} ms",
                 s.final_lag.as_secs_f64() * 1000.0
             );
         }
+        let handshakes = c.tls_full + c.tls_resumed;
+        if handshakes > 0 {
+            let _ = writeln!(
+                o,
+                "tls:          {handshakes} handshakes ({} full, {} resumed); \
+{}; {}",
+                c.tls_full,
+                c.tls_resumed,
+                text_counts(&c.tls_versions),
+                text_counts(&c.tls_ciphers)
+            );
+        }
         let _ = writeln!(
             o,
             "errors:       {} refused, {} reset, {} timeout, {} lost \
-connection",
-            c.errors[0], c.errors[1], c.errors[2], c.errors[3]
+connection, {} tls, {} auth",
+            c.errors[0],
+            c.errors[1],
+            c.errors[2],
+            c.errors[3],
+            c.errors[4],
+            c.errors[5]
         );
         self.text_codes(&mut o);
         self.text_latency(&mut o);
@@ -207,6 +237,22 @@ connection",
             let _ = writeln!(o, " {:>9.3}", ms(h.max()));
         }
     }
+}
+
+/// `{"name":count,...}`.
+fn json_counts(map: &std::collections::BTreeMap<String, u64>) -> String {
+    let items: Vec<String> = map
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", json_string(k)))
+        .collect();
+    format!("{{{}}}", items.join(","))
+}
+
+/// `name=count name=count`.
+fn text_counts(map: &std::collections::BTreeMap<String, u64>) -> String {
+    let items: Vec<String> =
+        map.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    items.join(" ")
 }
 
 fn json_hist(h: &Histogram<u64>) -> String {

@@ -20,6 +20,10 @@ pub enum Phase {
     Connect,
     Banner,
     Helo,
+    /// The TLS handshake (STARTTLS or --tls-wrapper).
+    TlsHandshake,
+    /// AUTH, from the command to its final reply.
+    Auth,
     Mail,
     Rcpt,
     Data,
@@ -28,10 +32,12 @@ pub enum Phase {
     Transaction,
 }
 
-pub const PHASES: [Phase; 9] = [
+pub const PHASES: [Phase; 11] = [
     Phase::Connect,
     Phase::Banner,
     Phase::Helo,
+    Phase::TlsHandshake,
+    Phase::Auth,
     Phase::Mail,
     Phase::Rcpt,
     Phase::Data,
@@ -47,6 +53,8 @@ impl Phase {
             Phase::Connect => "connect",
             Phase::Banner => "banner",
             Phase::Helo => "helo",
+            Phase::TlsHandshake => "tls_handshake",
+            Phase::Auth => "auth",
             Phase::Mail => "mail",
             Phase::Rcpt => "rcpt",
             Phase::Data => "data",
@@ -64,7 +72,21 @@ pub enum ErrorClass {
     Reset,
     Timeout,
     Lost,
+    /// A TLS handshake failed, or TLS was required and not to be had.
+    Tls,
+    /// AUTH was refused (535 and the like) or could not be sent.
+    Auth,
 }
+
+/// The report's names of the error classes, in `ErrorClass` order.
+pub const ERROR_KEYS: [&str; 6] = [
+    "refused",
+    "reset",
+    "timeout",
+    "lost_connection",
+    "tls",
+    "auth",
+];
 
 /// Counters; merged by addition.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -77,8 +99,14 @@ pub struct Counts {
     pub rcpt_accepted: u64,
     pub bytes_sent: u64,
     pub connections: u64,
-    /// refused, reset, timeout, lost connection.
-    pub errors: [u64; 4],
+    /// Counted by `ErrorClass` (see `ERROR_KEYS`).
+    pub errors: [u64; 6],
+    /// TLS handshakes: full and resumed.
+    pub tls_full: u64,
+    pub tls_resumed: u64,
+    /// Negotiated protocol versions and cipher suites, with counts.
+    pub tls_versions: BTreeMap<String, u64>,
+    pub tls_ciphers: BTreeMap<String, u64>,
     /// (command, reply code) -> replies seen.
     pub codes: BTreeMap<(&'static str, u16), u64>,
 }
@@ -99,6 +127,25 @@ impl Counts {
         for (k, v) in &o.codes {
             *self.codes.entry(*k).or_default() += v;
         }
+        self.tls_full += o.tls_full;
+        self.tls_resumed += o.tls_resumed;
+        for (k, v) in &o.tls_versions {
+            *self.tls_versions.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &o.tls_ciphers {
+            *self.tls_ciphers.entry(k.clone()).or_default() += v;
+        }
+    }
+
+    /// One finished TLS handshake.
+    pub fn handshake(&mut self, version: &str, cipher: &str, resumed: bool) {
+        if resumed {
+            self.tls_resumed += 1;
+        } else {
+            self.tls_full += 1;
+        }
+        *self.tls_versions.entry(version.to_string()).or_default() += 1;
+        *self.tls_ciphers.entry(cipher.to_string()).or_default() += 1;
     }
 
     pub fn error(&mut self, class: ErrorClass) {

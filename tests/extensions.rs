@@ -1105,6 +1105,7 @@ fn report_json_shape() {
             "bytes_sent",
             "connections",
             "messages_per_second",
+            "tls",
             "reply_codes",
             "errors",
             "latency_ms",
@@ -1119,6 +1120,8 @@ fn report_json_shape() {
             "connect",
             "banner",
             "helo",
+            "tls_handshake",
+            "auth",
             "mail",
             "rcpt",
             "data",
@@ -1129,10 +1132,23 @@ fn report_json_shape() {
     );
     assert_eq!(
         j.at("errors").keys(),
-        ["refused", "reset", "timeout", "lost_connection"]
+        [
+            "refused",
+            "reset",
+            "timeout",
+            "lost_connection",
+            "tls",
+            "auth"
+        ]
     );
     for phase in j.at("latency_ms").keys() {
         let h = j.at("latency_ms").at(&phase);
+        if phase == "tls_handshake" || phase == "auth" {
+            // No TLS and no AUTH in this run.
+            assert_eq!(h.keys(), ["count"], "{phase}");
+            assert_eq!(h.int("count"), 0, "{phase}");
+            continue;
+        }
         assert_eq!(h.int("count"), 1, "{phase}");
         assert_eq!(
             h.keys(),
@@ -1188,7 +1204,8 @@ fn report_text_lines() {
         "recipients:   2 sent, 1 accepted\n".to_string(),
         format!("bytes sent:   {bytes}\n"),
         "connections:  1\n".to_string(),
-        "errors:       0 refused, 0 reset, 0 timeout, 0 lost connection\n"
+        "errors:       0 refused, 0 reset, 0 timeout, 0 lost connection, \
+         0 tls, 0 auth\n"
             .to_string(),
         "reply codes:  DATA 354=1 HELO 250=1 MAIL 250=1 QUIT 221=1 \
          RCPT 250=1 RCPT 550=1 banner 220=1 end_of_data 250=1\n"

@@ -61,7 +61,13 @@ impl Session<'_> {
         let start = self.wire.len();
         cmd.write_wire(&mut self.wire);
         if self.sh.plan.verbose > 0 {
-            diag::info(&self.wire[start..self.wire.len() - 2]);
+            if matches!(cmd, Command::Auth(..) | Command::AuthResponse(_)) {
+                let mut shown = Vec::new();
+                cmd.write_log(&mut shown);
+                diag::info(&shown);
+            } else {
+                diag::info(&self.wire[start..self.wire.len() - 2]);
+            }
         }
     }
 

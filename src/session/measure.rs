@@ -70,5 +70,10 @@ fn stage_keys(stage: Stage, chunking: bool) -> (&'static str, Option<Phase>) {
         Stage::Message => ("end_of_data", Some(Phase::EndOfData)),
         Stage::Rset => ("RSET", None),
         Stage::Quit => ("QUIT", Some(Phase::Quit)),
+        // AUTH's latency is the whole exchange, measured by the step.
+        Stage::Auth => ("AUTH", None),
+        Stage::StartTls => ("STARTTLS", None),
+        Stage::Xclient => ("XCLIENT", None),
+        Stage::Proxy | Stage::TlsHandshake => ("", None),
     }
 }

@@ -14,6 +14,7 @@
 mod io;
 mod measure;
 mod pipeline;
+mod secure;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -44,6 +45,8 @@ pub(crate) enum Flow {
     Go,
     /// 421/521 under -A: closed without QUIT.
     Closed,
+    /// A refused STARTTLS, XCLIENT or AUTH under -A: QUIT, then close.
+    Abandon,
 }
 
 /// How a reply was judged.
@@ -72,6 +75,11 @@ pub(crate) struct Link {
     /// The server accepted a MAIL in a pipelined group on this
     /// connection: it reads groups, so a BDAT chunk may join one.
     pub(crate) proven: bool,
+    /// This connection's number in the run (from 0): it picks the
+    /// --xclient and --proxy-source address and the --auth-file user.
+    pub(crate) n: u64,
+    /// The last EHLO/LHLO reply (for "not offered" diagnostics).
+    pub(crate) greeting: Option<Reply>,
 }
 
 /// How the current message ended, for the report.
@@ -107,6 +115,9 @@ pub struct Session<'a> {
     /// counted at the start of the run).
     claimed: bool,
     pub(crate) job: Job,
+    /// TLS settings for this session's connections (its own session
+    /// cache with --tls-resume).
+    tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// Said once per run under -v when PIPELINING is not offered.
@@ -131,6 +142,7 @@ pub fn run(jobs: &Jobs, n: usize) -> Result<(), Error> {
         last_rcpt: Vec::new(),
         claimed: false,
         job: Job { due: None },
+        tls_config: sh.plan.security.tls.as_ref().map(|t| t.session_config()),
     };
     while s.claim() {
         let after = s.connection();
@@ -179,9 +191,17 @@ impl Session<'_> {
 
     fn connection_inner(&mut self) -> Result<After, Error> {
         let mut link = self.connect()?;
-        if self.open(&mut link)? == Flow::Closed {
-            self.fate(Fate::Failed);
-            return Ok(After::Delay);
+        match self.open(&mut link)? {
+            Flow::Go => {}
+            Flow::Closed => {
+                self.fate(Fate::Failed);
+                return Ok(After::Delay);
+            }
+            Flow::Abandon => {
+                self.fate(Fate::Failed);
+                self.quit(&mut link);
+                return Ok(After::Delay);
+            }
         }
         let mut sent = false;
         loop {
@@ -294,19 +314,40 @@ impl Session<'_> {
             reader: LineReader::new(),
             caps: Capabilities::default(),
             proven: false,
+            n: self.sh.conn_seq.fetch_add(1, Ordering::Relaxed),
+            greeting: None,
         }
     }
 
-    /// Banner and, unless -o, HELO/EHLO/LHLO.
+    /// PROXY and SMTPS if asked, the banner and, unless -o,
+    /// HELO/EHLO/LHLO; then STARTTLS, XCLIENT and AUTH if asked.
     fn open(&mut self, link: &mut Link) -> Result<Flow, Error> {
+        let flow = self.prelude(link)?;
+        if flow != Flow::Go {
+            return Ok(flow);
+        }
         let started = Instant::now();
         let banner = self.reply(link, Stage::Banner)?;
         self.observe(Stage::Banner, banner.code, started);
         let positive = banner.is_positive();
-        // X4: under -A a 421/521 banner closes like at every other stage.
+        // Under -A a 421/521 banner closes like at every other stage.
         if self.judge(Stage::Banner, banner, positive)? == Verdict::Closing {
             return Ok(Flow::Closed);
         }
+        if self.sh.plan.greeting == Greeting::None {
+            return Ok(Flow::Go);
+        }
+        let flow = self.greet(link)?;
+        if flow != Flow::Go {
+            return Ok(flow);
+        }
+        self.secure(link)
+    }
+
+    /// HELO, EHLO or LHLO; an extended greeting's reply gives the
+    /// connection's capabilities (replacing any from before STARTTLS
+    /// or XCLIENT).
+    fn greet(&mut self, link: &mut Link) -> Result<Flow, Error> {
         let name = &self.sh.plan.myhostname;
         let (cmd, stage) = match self.sh.plan.greeting {
             Greeting::None => return Ok(Flow::Go),
@@ -315,10 +356,15 @@ impl Session<'_> {
             Greeting::Lhlo => (Command::Lhlo(name), Stage::Lhlo),
         };
         let reply = self.command(link, cmd, stage)?;
-        if reply.is_positive() && self.sh.plan.ext.capabilities {
-            link.caps = reply::capabilities(&reply);
-        }
         let positive = reply.is_positive();
+        if self.sh.plan.ext.capabilities {
+            link.caps = if positive {
+                reply::capabilities(&reply)
+            } else {
+                Capabilities::default()
+            };
+            link.greeting = Some(reply.clone());
+        }
         Ok(match self.judge(stage, reply, positive)? {
             Verdict::Closing => Flow::Closed,
             _ => Flow::Go,

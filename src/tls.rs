@@ -1,0 +1,384 @@
+//! tls: the client's TLS settings, made once at plan time. Postfix's
+//! client security levels (`may`, `encrypt`, `verify`), the trust anchors
+//! (`--tls-ca` or the system's roots), the client certificate, the name
+//! sent as SNI and verified, and whether sessions resume.
+//!
+//! `encrypt` and `may` do not check the certificate, as Postfix does at
+//! those levels; the handshake's signatures are still verified, so the
+//! peer must hold the key of the certificate it shows.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use rustls::client::danger::{
+    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+};
+use rustls::client::Resumption;
+use rustls::crypto::{
+    verify_tls12_signature, verify_tls13_signature, CryptoProvider,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{
+    ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
+
+/// Postfix's client TLS security levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// STARTTLS when offered, plaintext otherwise.
+    May,
+    /// TLS required; the certificate is not checked.
+    Encrypt,
+    /// TLS required; chain and name verified.
+    Verify,
+}
+
+impl Level {
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::May => "may",
+            Level::Encrypt => "encrypt",
+            Level::Verify => "verify",
+        }
+    }
+}
+
+/// The TLS long options as given.
+#[derive(Debug, Clone, Default)]
+pub struct TlsArgs {
+    pub level: Option<Level>,
+    pub wrapper: bool,
+    pub ca: Option<Vec<u8>>,
+    pub servername: Option<Vec<u8>>,
+    pub cert: Option<Vec<u8>>,
+    pub key: Option<Vec<u8>>,
+    pub resume: bool,
+}
+
+/// What the endpoint says about the peer's name.
+pub enum Peer {
+    /// A host name (it is the default SNI and verified name).
+    Name(String),
+    /// An address literal: no SNI; `verify` checks the address.
+    Address(IpAddr),
+    /// A UNIX socket: no name at all.
+    Unix,
+}
+
+/// TLS as the sessions use it.
+#[derive(Debug, Clone)]
+pub struct TlsPlan {
+    pub level: Level,
+    /// TLS from the first byte (SMTPS), not STARTTLS.
+    pub wrapper: bool,
+    pub resume: bool,
+    pub server_name: ServerName<'static>,
+    config: Arc<ClientConfig>,
+}
+
+impl TlsPlan {
+    /// The configuration one session uses for all its connections. With
+    /// --tls-resume each session gets its own session cache (it resumes
+    /// its own sessions, as one client would); without it, every
+    /// connection does a full handshake.
+    pub fn session_config(&self) -> Arc<ClientConfig> {
+        if !self.resume {
+            return Arc::clone(&self.config);
+        }
+        let mut own = (*self.config).clone();
+        own.resumption = Resumption::in_memory_sessions(4);
+        Arc::new(own)
+    }
+
+    /// Whether the certificate is checked (for -v's wording).
+    pub fn verifies(&self) -> bool {
+        self.level == Level::Verify
+    }
+}
+
+/// Builds the TLS plan, or None when no TLS was asked for. Errors are
+/// the fatal text.
+pub fn build(args: &TlsArgs, peer: Peer) -> Result<Option<TlsPlan>, String> {
+    let level = match (args.level, args.wrapper) {
+        (Some(level), _) => level,
+        (None, true) => Level::Encrypt,
+        (None, false) => return no_tls(args).map(|()| None),
+    };
+    let provider = Arc::new(provider());
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?;
+    let builder = if level == Level::Verify {
+        builder.with_root_certificates(roots(args.ca.as_deref())?)
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Unchecked { provider }))
+    };
+    let mut config = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => {
+            let (chain, key) = client_identity(cert, key)?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?
+        }
+        (None, None) => builder.with_no_client_auth(),
+        _ => return Err("--tls-cert and --tls-key go together".into()),
+    };
+    config.resumption = Resumption::disabled();
+    let (server_name, sni) = server_name(args, &peer, level)?;
+    config.enable_sni = sni;
+    Ok(Some(TlsPlan {
+        level,
+        wrapper: args.wrapper,
+        resume: args.resume,
+        server_name,
+        config: Arc::new(config),
+    }))
+}
+
+/// The crypto provider: ring, which builds with the toolchain and gcc
+/// alone. rustls marks it deprecated for lacking post-quantum key
+/// exchange; X25519 and the NIST curves are what mail servers offer.
+#[allow(deprecated)]
+pub fn provider() -> CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
+/// Without --tls or --tls-wrapper the other TLS options mean nothing:
+/// say so rather than run without TLS.
+fn no_tls(args: &TlsArgs) -> Result<(), String> {
+    let given = [
+        (args.ca.is_some(), "--tls-ca"),
+        (args.servername.is_some(), "--tls-servername"),
+        (args.cert.is_some(), "--tls-cert"),
+        (args.key.is_some(), "--tls-key"),
+        (args.resume, "--tls-resume"),
+    ];
+    match given.iter().find(|(on, _)| *on) {
+        Some((_, name)) => Err(format!("{name} needs --tls or --tls-wrapper")),
+        None => Ok(()),
+    }
+}
+
+/// The name sent as SNI and verified, and whether SNI is sent.
+fn server_name(
+    args: &TlsArgs,
+    peer: &Peer,
+    level: Level,
+) -> Result<(ServerName<'static>, bool), String> {
+    if let Some(name) = &args.servername {
+        let text = String::from_utf8_lossy(name).into_owned();
+        let parsed = ServerName::try_from(text.clone())
+            .map_err(|_| format!("bad --tls-servername value: {text}"))?;
+        return Ok((parsed, true));
+    }
+    match peer {
+        Peer::Name(host) => match ServerName::try_from(host.clone()) {
+            Ok(name) => Ok((name, true)),
+            Err(_) => Ok((placeholder(), false)),
+        },
+        Peer::Address(ip) => Ok((ServerName::IpAddress((*ip).into()), false)),
+        Peer::Unix if level == Level::Verify => {
+            Err("--tls=verify on a UNIX socket needs --tls-servername".into())
+        }
+        Peer::Unix => Ok((placeholder(), false)),
+    }
+}
+
+/// A name for rustls's bookkeeping when none is sent or checked.
+fn placeholder() -> ServerName<'static> {
+    ServerName::IpAddress(IpAddr::from([127, 0, 0, 1]).into())
+}
+
+fn read(what: &str, path: &[u8]) -> Result<Vec<u8>, String> {
+    use std::os::unix::ffi::OsStrExt;
+    let os = std::ffi::OsStr::from_bytes(path);
+    std::fs::read(os).map_err(|e| {
+        format!(
+            "{what}: open {}: {}",
+            String::from_utf8_lossy(path),
+            crate::error::io_text(&e)
+        )
+    })
+}
+
+/// The trust anchors: the PEM bundle given, else the system's roots.
+fn roots(ca: Option<&[u8]>) -> Result<RootCertStore, String> {
+    let mut store = RootCertStore::empty();
+    let certs: Vec<CertificateDer<'static>> = match ca {
+        Some(path) => {
+            let pem = read("--tls-ca", path)?;
+            CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("--tls-ca: {e:?}"))?
+        }
+        None => rustls_native_certs::load_native_certs().certs,
+    };
+    let (added, _ignored) = store.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(match ca {
+            Some(p) => format!(
+                "--tls-ca: no certificate in {}",
+                String::from_utf8_lossy(p)
+            ),
+            None => "--tls=verify: no system root certificates found \
+(give --tls-ca)"
+                .into(),
+        });
+    }
+    Ok(store)
+}
+
+type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+fn client_identity(cert: &[u8], key: &[u8]) -> Result<Identity, String> {
+    let pem = read("--tls-cert", cert)?;
+    let chain: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("--tls-cert: {e:?}"))?;
+    if chain.is_empty() {
+        return Err("--tls-cert: no certificate in the file".into());
+    }
+    let pem = read("--tls-key", key)?;
+    let key = PrivateKeyDer::from_pem_slice(&pem)
+        .map_err(|e| format!("--tls-key: no private key: {e:?}"))?;
+    Ok((chain, key))
+}
+
+/// `encrypt` and `may`: any certificate, but the handshake must be
+/// signed by its key.
+#[derive(Debug)]
+struct Unchecked {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for Unchecked {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algs = &self.provider.signature_verification_algorithms;
+        verify_tls12_signature(message, cert, dss, algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algs = &self.provider.signature_verification_algorithms;
+        verify_tls13_signature(message, cert, dss, algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(level: Option<Level>) -> TlsArgs {
+        TlsArgs {
+            level,
+            ..TlsArgs::default()
+        }
+    }
+
+    #[test]
+    fn no_tls_without_the_options() {
+        assert!(build(&args(None), Peer::Unix).unwrap().is_none());
+        let mut a = args(None);
+        a.resume = true;
+        assert_eq!(
+            build(&a, Peer::Unix).unwrap_err(),
+            "--tls-resume needs --tls or --tls-wrapper"
+        );
+    }
+
+    #[test]
+    fn wrapper_defaults_to_encrypt() {
+        let mut a = args(None);
+        a.wrapper = true;
+        let plan = build(&a, Peer::Name("mail.example".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(plan.level, Level::Encrypt);
+        assert!(plan.wrapper);
+    }
+
+    #[test]
+    fn names_sent_and_verified() {
+        let p = build(
+            &args(Some(Level::Encrypt)),
+            Peer::Name("mx.example".into()),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(p.server_name.to_str(), "mx.example");
+        assert!(p.config.enable_sni);
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let p = build(&args(Some(Level::May)), Peer::Address(ip))
+            .unwrap()
+            .unwrap();
+        assert!(!p.config.enable_sni);
+        let mut a = args(Some(Level::Encrypt));
+        a.servername = Some(b"localhost".to_vec());
+        let p = build(&a, Peer::Unix).unwrap().unwrap();
+        assert_eq!(p.server_name.to_str(), "localhost");
+        assert!(p.config.enable_sni);
+    }
+
+    #[test]
+    fn verify_on_unix_needs_a_name() {
+        let mut a = args(Some(Level::Verify));
+        a.ca = Some(b"/nonexistent/ca.pem".to_vec());
+        let e = build(&a, Peer::Name("x".into())).unwrap_err();
+        assert!(e.starts_with("--tls-ca: open /nonexistent/ca.pem: "), "{e}");
+        let e = build(&args(Some(Level::Verify)), Peer::Unix);
+        assert!(e.is_err());
+    }
+
+    #[test]
+    fn cert_and_key_go_together() {
+        let mut a = args(Some(Level::Encrypt));
+        a.cert = Some(b"c.pem".to_vec());
+        assert_eq!(
+            build(&a, Peer::Unix).unwrap_err(),
+            "--tls-cert and --tls-key go together"
+        );
+    }
+
+    #[test]
+    fn resumption_is_per_session_and_off_by_default() {
+        let plan = build(&args(Some(Level::Encrypt)), Peer::Unix)
+            .unwrap()
+            .unwrap();
+        let a = plan.session_config();
+        let b = plan.session_config();
+        assert!(Arc::ptr_eq(&a, &b));
+        let mut r = args(Some(Level::Encrypt));
+        r.resume = true;
+        let plan = build(&r, Peer::Unix).unwrap().unwrap();
+        assert!(!Arc::ptr_eq(&plan.session_config(), &plan.session_config()));
+    }
+}
