@@ -112,16 +112,24 @@ remove_policy_rc() {
 # ---------------------------------------------------------------------------
 # Helpers: ports, waits, templates
 
-# N distinct free loopback ports (bound at once, then let go).
+# N distinct loopback ports free on both 127.0.0.1 and ::1 (bound at
+# once, then let go).
 free_ports() {
 	python3 - "$1" <<'EOF'
 import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
+socks, ports = [], []
+while len(ports) < int(sys.argv[1]):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
+    port = s.getsockname()[1]
+    s6 = socket.socket(socket.AF_INET6)
+    try:
+        s6.bind(("::1", port))
+    except OSError:
+        continue
+    socks += [s, s6]
+    ports.append(port)
+print(" ".join(map(str, ports)))
 EOF
 }
 
@@ -130,6 +138,14 @@ listening() {
 	local hex
 	hex=$(printf '%04X' "$1")
 	grep -q "^ *[0-9]*: 0100007F:$hex 00000000:0000 0A" /proc/net/tcp
+}
+
+# ... on [::1]:$1?
+listening6() {
+	local hex
+	hex=$(printf '%04X' "$1")
+	grep -q "^ *[0-9]*: 00000000000000000000000001000000:$hex 0\{32\}:0000 0A" \
+		/proc/net/tcp6
 }
 
 # wait_for SECONDS DESCRIPTION COMMAND...: poll COMMAND every 0.2 s.
@@ -151,6 +167,7 @@ render() {
 	sed -e "s|@WORK@|$WORK|g" \
 		-e "s|@PF_SMTP@|$PF_SMTP|g" -e "s|@PF_SMTPS@|$PF_SMTPS|g" \
 		-e "s|@PF_PROXY@|$PF_PROXY|g" -e "s|@PF_ENCRYPT@|$PF_ENCRYPT|g" \
+		-e "s|@PF_SMTP6@|$PF_SMTP6|g" -e "s|@PF_PROXY6@|$PF_PROXY6|g" \
 		-e "s|@LMTP_PORT@|$LMTP_PORT|g" "$1" >"$2"
 }
 
@@ -228,8 +245,16 @@ start_postfix() {
 				die "Postfix did not start"
 			}
 	done
+	for p in "$PF_SMTP6" "$PF_PROXY6"; do
+		wait_for 15 "Postfix on [::1]:$p" listening6 "$p" ||
+			{
+				cat "$PF_LOG" >&2
+				die "Postfix did not start"
+			}
+	done
 	say "postfix $(postconf -c "$PF/conf" -h mail_version):" \
-		"smtp $PF_SMTP, smtps $PF_SMTPS, proxy $PF_PROXY, encrypt $PF_ENCRYPT"
+		"smtp $PF_SMTP, smtps $PF_SMTPS, proxy $PF_PROXY," \
+		"encrypt $PF_ENCRYPT, [::1] smtp $PF_SMTP6, [::1] proxy $PF_PROXY6"
 }
 
 pf_master_pid() {
@@ -669,6 +694,13 @@ postfix_cases() {
 	server_got postfix 0
 	end
 
+	begin postfix-ipv6-starttls-verify
+	client --tls=verify --tls-ca="$ca" --tls-servername=localhost -s 2 -m 4 \
+		-t "rcpt@$DOMAIN" "[::1]:$PF_SMTP6"
+	expect_ok postfix 4
+	expect_pf_clients_only 'unknown\[::1\]'
+	end
+
 	begin postfix-smtps
 	client --tls-wrapper --tls=verify --tls-ca="$ca" \
 		--tls-servername=localhost -s 2 -m 4 -t "rcpt@$DOMAIN" \
@@ -766,6 +798,14 @@ postfix_cases() {
 	expect_pf_clients_only 'unknown\[10\.0\.0\.[0-3]\]'
 	end
 
+	begin postfix-xclient-ipv6
+	# XCLIENT wants IPv6 addresses as ADDR=IPV6:...
+	client --xclient=ADDR=2001:db8::/126 -m 4 -t "rcpt@$DOMAIN" "$smtp"
+	expect_ok postfix 4
+	expect_pf_log 'client=unknown\[2001:db8::[0-3]?\]' 2
+	expect_pf_clients_only 'unknown\[2001:db8::[0-3]?\]'
+	end
+
 	begin postfix-xclient-auth-relay
 	# An outside client may relay once authenticated.
 	SMTP_SOURCE_PASSWORD=secret1 client --xclient=ADDR=10.0.0.1 --tls \
@@ -790,6 +830,16 @@ postfix_cases() {
 		expect_ok postfix 6
 		expect_pf_log 'client=unknown\[192\.0\.2\.[0-7]\]' 2
 		expect_pf_clients_only 'unknown\[192\.0\.2\.[0-7]\]'
+		end
+	done
+
+	for v in v1 v2; do
+		begin "postfix-proxy-$v-ipv6"
+		client --proxy="$v" --proxy-source=2001:db8::/125 -s 2 -m 4 \
+			-t "rcpt@$DOMAIN" "[::1]:$PF_PROXY6"
+		expect_ok postfix 4
+		expect_pf_log 'client=unknown\[2001:db8::[0-7]?\]' 2
+		expect_pf_clients_only 'unknown\[2001:db8::[0-7]?\]'
 		end
 	done
 
@@ -964,6 +1014,8 @@ serve() {
 		"POSTFIX_SMTPS=127.0.0.1:$PF_SMTPS" \
 		"POSTFIX_PROXY=127.0.0.1:$PF_PROXY" \
 		"POSTFIX_ENCRYPT=127.0.0.1:$PF_ENCRYPT" \
+		"POSTFIX_SMTP6=[::1]:$PF_SMTP6" \
+		"POSTFIX_PROXY6=[::1]:$PF_PROXY6" \
 		"DOVECOT_LMTP=127.0.0.1:$LMTP_PORT" \
 		"DOVECOT_LMTP_UNIX=unix:$DC/lmtp.sock" \
 		"AIOSMTPD=127.0.0.1:$AIO_PORT" \
@@ -985,8 +1037,8 @@ main() {
 	trap stop_all EXIT
 	trap 'exit 1' INT TERM
 	install_packages
-	read -r PF_SMTP PF_SMTPS PF_PROXY PF_ENCRYPT LMTP_PORT AIO_PORT \
-		<<<"$(free_ports 6)"
+	read -r PF_SMTP PF_SMTPS PF_PROXY PF_ENCRYPT PF_SMTP6 PF_PROXY6 \
+		LMTP_PORT AIO_PORT <<<"$(free_ports 8)"
 	make_certs
 	start_postfix
 	start_dovecot
