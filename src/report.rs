@@ -222,14 +222,14 @@ connection, {} tls, {} auth",
     fn text_latency(&self, o: &mut String) {
         let _ = writeln!(
             o,
-            "latency ms    {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "latency ms      {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
             "count", "min", "p50", "p90", "p99", "p99.9", "max"
         );
         for (phase, h) in PHASES.iter().zip(&self.latency) {
             if h.is_empty() {
                 continue;
             }
-            let _ = write!(o, "  {:<11} {:>9}", phase.key(), h.len());
+            let _ = write!(o, "  {:<13} {:>9}", phase.key(), h.len());
             let _ = write!(o, " {:>9.3}", ms(h.min()));
             for (_, q) in QUANTILES {
                 let _ = write!(o, " {:>9.3}", ms(h.value_at_quantile(q)));

@@ -1210,7 +1210,7 @@ fn report_text_lines() {
         "reply codes:  DATA 354=1 HELO 250=1 MAIL 250=1 QUIT 221=1 \
          RCPT 250=1 RCPT 550=1 banner 220=1 end_of_data 250=1\n"
             .to_string(),
-        "latency ms        count       min       p50       p90       p99     \
+        "latency ms          count       min       p50       p90       p99     \
          p99.9       max\n"
             .to_string(),
     ] {
