@@ -1218,11 +1218,11 @@ fn report_text_lines() {
     }
     assert!(text.starts_with("smtp-source report\n"), "{text}");
     for phase in ["connect", "banner", "helo", "mail", "rcpt", "data"] {
-        let row = format!("\n  {phase:<11} ");
+        let row = format!("\n  {phase:<13} ");
         assert!(text.contains(&row), "no {phase} row in:\n{text}");
     }
-    assert!(text.contains("\n  end_of_data         1 "), "{text}");
-    assert!(text.contains("\n  transaction         1 "), "{text}");
+    assert!(text.contains("\n  end_of_data           1 "), "{text}");
+    assert!(text.contains("\n  transaction           1 "), "{text}");
     assert!(!text.contains("schedule:"), "{text}");
 }
 
