@@ -84,7 +84,7 @@ BENCH_TIMEOUT_ALL ?= 1500
 # cargo install cargo-fuzz). FUZZ_SECONDS per target; new corpus entries
 # go to target/fuzz-corpus so the committed seeds stay as they are.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := reply lineio dotstuff endpoint
+FUZZ_TARGETS := reply lineio dotstuff endpoint identity
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		mkdir -p target/fuzz-corpus/$$t; \

@@ -396,6 +396,27 @@ Extensions (long options):
   --duration=SECONDS      run for a time (-m, if given, is an upper bound)
   --numbering=3.7|3.9     recipient numbering of Postfix 3.7 (default)
                           or 3.9 (number appended to the local part)
+
+Secure transport and client identity:
+  --tls[=may|encrypt|verify]
+                          STARTTLS at Postfix's security level (bare
+                          --tls: encrypt); implies --ehlo
+  --tls-wrapper           TLS from the first byte (SMTPS, port 465)
+  --tls-ca=FILE           trust anchors for verify (default: the system's)
+  --tls-servername=NAME   SNI and the name verified (default: the host)
+  --tls-cert=FILE, --tls-key=FILE
+                          client certificate and key (PEM)
+  --tls-resume            resume TLS sessions across a session's
+                          connections (default: a full handshake each)
+  --auth=PLAIN|LOGIN      authenticate; password in SMTP_SOURCE_PASSWORD
+  --auth-user=NAME        the user to log in as
+  --auth-file=FILE        user:password lines, taken in turn per connection
+  --auth-plaintext        allow AUTH over a connection without TLS
+  --xclient=ATTR=VALUE[,ATTR=VALUE...]
+                          Postfix XCLIENT after EHLO; ADDR=CIDR steps
+                          through the range, one address per connection
+  --proxy=v1|v2           HAProxy PROXY header before any SMTP byte
+  --proxy-source=CIDR     PROXY source addresses, one per connection
   --help, --version
 ";
 

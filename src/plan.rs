@@ -1,7 +1,8 @@
 //! plan: `Args` to the immutable `Plan` that sessions run from.
 //!
 //! Everything that can be decided before the first connect is decided
-//! here, in the reference's order (spec §1): read the -F file, build the
+//! here, in the reference's order (so the first error is the one the
+//! reference would report): read the -F file, build the
 //! body, parse and resolve the endpoint, find myhostname, make the
 //! default addresses. Sessions never see argv.
 
@@ -20,7 +21,7 @@ use crate::message::{self, HeaderTemplate, DEFAULT_BODY, DOT};
 use crate::sys;
 use crate::tls::{self, TlsPlan};
 
-/// Default per-stage deadline: the reference's 300 s I/O limit (X1).
+/// Default per-stage deadline: the reference's 300 s I/O limit.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The greeting command, if any (-o sends none).
@@ -84,7 +85,7 @@ pub struct Env<'a> {
 #[derive(Debug)]
 pub struct Plan {
     pub addr: SockAddr,
-    /// SO_KEEPALIVE is set on IPv4 sockets only (spec §2.2).
+    /// SO_KEEPALIVE is set on IPv4 sockets only, as the reference does.
     pub keepalive: bool,
     pub window: Option<u32>,
     pub connect_count: u32,

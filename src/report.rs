@@ -222,14 +222,14 @@ connection, {} tls, {} auth",
     fn text_latency(&self, o: &mut String) {
         let _ = writeln!(
             o,
-            "latency ms    {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "latency ms      {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
             "count", "min", "p50", "p90", "p99", "p99.9", "max"
         );
         for (phase, h) in PHASES.iter().zip(&self.latency) {
             if h.is_empty() {
                 continue;
             }
-            let _ = write!(o, "  {:<11} {:>9}", phase.key(), h.len());
+            let _ = write!(o, "  {:<13} {:>9}", phase.key(), h.len());
             let _ = write!(o, " {:>9.3}", ms(h.min()));
             for (_, q) in QUANTILES {
                 let _ = write!(o, " {:>9.3}", ms(h.value_at_quantile(q)));
@@ -375,7 +375,7 @@ impl<W: Write> HistogramLog<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::new_histogram;
+    use crate::stats::{new_histogram, Phase};
 
     #[test]
     fn iso_dates() {
@@ -394,7 +394,7 @@ mod tests {
         let mut latency: Vec<_> =
             PHASES.iter().map(|_| new_histogram()).collect();
         for us in [1000, 2000, 3000] {
-            latency[3].record(us).unwrap();
+            latency[Phase::Mail as usize].record(us).unwrap();
         }
         let mut counts = Counts {
             attempted: 3,
@@ -439,7 +439,7 @@ mod tests {
     fn text_lists_phases_with_samples() {
         let t = summary().text();
         assert!(t.contains("messages:     3 attempted, 3 accepted"));
-        assert!(t.contains("  mail                3"));
+        assert!(t.contains("  mail                  3"), "{t}");
         assert!(!t.contains("  connect "));
         assert!(t.contains("reply codes:  MAIL 250=3 RCPT 550=1"));
     }

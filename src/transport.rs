@@ -295,9 +295,11 @@ impl Transport {
         flush_tls(&mut tls, &mut self.wire, deadline)
             .map_err(TlsFailure::Io)?;
         let done = Handshake {
-            version: tls
-                .protocol_version()
-                .map_or_else(|| "unknown".into(), |v| format!("{v:?}")),
+            // `TLSv1_3` as Postfix and OpenSSL write it: `TLSv1.3`.
+            version: tls.protocol_version().map_or_else(
+                || "unknown".into(),
+                |v| format!("{v:?}").replace('_', "."),
+            ),
             cipher: tls.negotiated_cipher_suite().map_or_else(
                 || "unknown".into(),
                 |s| format!("{:?}", s.suite()),
@@ -306,6 +308,15 @@ impl Transport {
         };
         self.tls = Some(Box::new(tls));
         Ok(done)
+    }
+
+    /// Ends TLS politely (close_notify), best effort; a plain
+    /// connection has nothing to say.
+    pub fn close_notify(&mut self, deadline: Instant) {
+        if let Some(tls) = self.tls.as_deref_mut() {
+            tls.send_close_notify();
+            let _ = flush_tls(tls, &mut self.wire, deadline);
+        }
     }
 
     /// Writes all of `bufs` before `deadline`: in as few system calls
@@ -318,16 +329,21 @@ impl Transport {
         let Some(tls) = self.tls.as_deref_mut() else {
             return self.wire.write_all_by(bufs, deadline);
         };
+        // Everything into rustls first, so that a command group or a
+        // message goes out in as few records and writes as plaintext
+        // would (separate small writes meet Nagle and delayed ACKs);
+        // when its buffer is full, send what it holds and go on.
         for buf in bufs {
             let mut rest = *buf;
             while !rest.is_empty() {
-                // rustls takes what fits its buffer limit; send that,
-                // then the rest, so memory stays bounded for any size.
                 let n = tls.writer().write(rest)?;
-                flush_tls(tls, &mut self.wire, deadline)?;
+                if n == 0 {
+                    flush_tls(tls, &mut self.wire, deadline)?;
+                }
                 rest = &rest[n..];
             }
         }
+        flush_tls(tls, &mut self.wire, deadline)?;
         Ok(())
     }
 

@@ -1210,7 +1210,7 @@ fn report_text_lines() {
         "reply codes:  DATA 354=1 HELO 250=1 MAIL 250=1 QUIT 221=1 \
          RCPT 250=1 RCPT 550=1 banner 220=1 end_of_data 250=1\n"
             .to_string(),
-        "latency ms        count       min       p50       p90       p99     \
+        "latency ms          count       min       p50       p90       p99     \
          p99.9       max\n"
             .to_string(),
     ] {
@@ -1218,11 +1218,11 @@ fn report_text_lines() {
     }
     assert!(text.starts_with("smtp-source report\n"), "{text}");
     for phase in ["connect", "banner", "helo", "mail", "rcpt", "data"] {
-        let row = format!("\n  {phase:<11} ");
+        let row = format!("\n  {phase:<13} ");
         assert!(text.contains(&row), "no {phase} row in:\n{text}");
     }
-    assert!(text.contains("\n  end_of_data         1 "), "{text}");
-    assert!(text.contains("\n  transaction         1 "), "{text}");
+    assert!(text.contains("\n  end_of_data           1 "), "{text}");
+    assert!(text.contains("\n  transaction           1 "), "{text}");
     assert!(!text.contains("schedule:"), "{text}");
 }
 

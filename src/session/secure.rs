@@ -79,15 +79,6 @@ impl Session<'_> {
             (None, None) => std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         };
         let to = identity::proxy_dest(peer, from.is_ipv4());
-        let from = match (from, to) {
-            // A v6 destination for a v4 source only happens for UNIX
-            // sockets mapped over: keep one family.
-            (f, t) if f.is_ipv4() != t.is_ipv4() => std::net::SocketAddr::new(
-                std::net::Ipv6Addr::from(0u128).into(),
-                f.port(),
-            ),
-            (f, _) => f,
-        };
         let header = identity::proxy_header(version, from, to);
         if self.sh.plan.verbose > 0 {
             let shown = match version {
