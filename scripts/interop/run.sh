@@ -43,6 +43,8 @@ PF_LOG=$PF/maillog
 DC=$WORK/dovecot
 AIO=$WORK/aiosmtpd
 CASES=$WORK/cases
+# The Python that runs the aiosmtpd server.
+AIO_PYTHON=python3
 # Every client run: the client's own deadline, and ours around it.
 CLIENT_TIMEOUT=20
 RUN_TIMEOUT=60
@@ -91,14 +93,18 @@ install_packages() {
 			}
 		remove_policy_rc
 	fi
-	if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+	if ! "$AIO_PYTHON" -c 'import aiosmtpd' 2>/dev/null; then
 		say "installing aiosmtpd"
-		python3 -m pip install -q --disable-pip-version-check \
-			--root-user-action=ignore aiosmtpd >"$WORK/pip.log" 2>&1 ||
-			{
-				tail -20 "$WORK/pip.log" >&2
-				die "pip install aiosmtpd failed"
-			}
+		if ! "$AIO_PYTHON" -m pip install -q --disable-pip-version-check \
+			--root-user-action=ignore aiosmtpd >"$WORK/pip.log" 2>&1; then
+			# No pip: Debian's package, for Debian's python3.
+			tail -5 "$WORK/pip.log" >&2
+			say "pip install aiosmtpd failed; trying python3-aiosmtpd"
+			apt-get install -y -qq --no-install-recommends python3-aiosmtpd \
+				>>"$WORK/apt.log" 2>&1 ||
+				die "neither pip nor apt-get could install aiosmtpd"
+			AIO_PYTHON=/usr/bin/python3
+		fi
 	fi
 }
 
@@ -318,13 +324,14 @@ start_dovecot() {
 			cat "$DC/start.log" "$DC/dovecot.log" >&2 || true
 			die "dovecot failed to start"
 		}
-	wait_for 15 "Dovecot LMTP on 127.0.0.1:$LMTP_PORT" listening "$LMTP_PORT" &&
-		wait_for 15 "Dovecot's LMTP socket" test -S "$DC/lmtp.sock" &&
-		wait_for 15 "Dovecot's auth socket" test -S "$PF/queue/private/auth" ||
-		{
-			cat "$DC/dovecot.log" >&2 || true
-			die "Dovecot did not start"
-		}
+	if ! {
+		wait_for 15 "Dovecot LMTP on 127.0.0.1:$LMTP_PORT" listening "$LMTP_PORT" &&
+			wait_for 15 "Dovecot's LMTP socket" test -S "$DC/lmtp.sock" &&
+			wait_for 15 "Dovecot's auth socket" test -S "$PF/queue/private/auth"
+	}; then
+		cat "$DC/dovecot.log" >&2 || true
+		die "Dovecot did not start"
+	fi
 	say "dovecot $(dovecot --version | cut -d' ' -f1):" \
 		"lmtp 127.0.0.1:$LMTP_PORT and unix:$DC/lmtp.sock"
 }
@@ -335,7 +342,10 @@ stop_dovecot() {
 	pid=$(cat "$DC/run/master.pid" 2>/dev/null || true)
 	dovecot -c "$DC/dovecot.conf" stop >/dev/null 2>&1 || true
 	if [ -n "$pid" ]; then
-		wait_for 15 "Dovecot to stop" pid_dead "$pid" || kill -KILL "$pid" 2>/dev/null || true
+		if ! wait_for 15 "Dovecot to stop" pid_dead "$pid" &&
+			[ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dovecot ]; then
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
 	fi
 	dc_started=
 }
@@ -351,16 +361,17 @@ dc_received() {
 aio_pid=
 start_aiosmtpd() {
 	mkdir -p "$AIO"
-	python3 "$here/aiosmtpd_server.py" "$AIO_PORT" "$TLS/server.pem" \
+	"$AIO_PYTHON" "$here/aiosmtpd_server.py" "$AIO_PORT" "$TLS/server.pem" \
 		"$TLS/server.key" "$AIO/count" alice:secret1 bob:secret2 \
 		>"$AIO/server.log" 2>&1 &
 	aio_pid=$!
+	echo "$aio_pid" >"$AIO/pid"
 	wait_for 20 "aiosmtpd on 127.0.0.1:$AIO_PORT" listening "$AIO_PORT" ||
 		{
 			cat "$AIO/server.log" >&2
 			die "aiosmtpd did not start"
 		}
-	say "aiosmtpd $(python3 -c 'import aiosmtpd; print(aiosmtpd.__version__)'):" \
+	say "aiosmtpd $("$AIO_PYTHON" -c 'import aiosmtpd; print(aiosmtpd.__version__)'):" \
 		"127.0.0.1:$AIO_PORT"
 }
 
@@ -379,6 +390,25 @@ aio_received() {
 
 # ---------------------------------------------------------------------------
 # Start, stop, and the rule that nothing listens beyond loopback
+
+# A run that was killed (SIGKILL) left its servers up: stop them through
+# their own configuration before their directory goes.
+stop_leftovers() {
+	if [ -f "$PF/conf/main.cf" ] && [ -n "$(pf_master_pid)" ]; then
+		pf_started=1
+	fi
+	if [ -f "$DC/dovecot.conf" ] && [ -f "$DC/run/master.pid" ]; then
+		dc_started=1
+	fi
+	aio_pid=$(cat "$AIO/pid" 2>/dev/null || true)
+	if [ -n "$aio_pid" ] &&
+		! grep -qs aiosmtpd_server "/proc/$aio_pid/cmdline"; then
+		aio_pid=
+	fi
+	stop_aiosmtpd
+	stop_dovecot
+	stop_postfix
+}
 
 serve_pid=
 stop_all() {
@@ -550,7 +580,7 @@ try:
     print(json.load(open(sys.argv[1]))["tls"][sys.argv[2]])
 except Exception:
     pass' "$CASE_DIR/report.json" "$1")
-	if [ -z "$got" ] || ! [ "$got" "$2" "$3" ]; then
+	if [ -z "$got" ] || ! test "$got" "$2" "$3"; then
 		err "report: tls.$1 is '${got}', expected $2 $3"
 	fi
 }
@@ -1032,6 +1062,7 @@ serve() {
 main() {
 	local start=$SECONDS
 	[ -x "$SMTP_SOURCE" ] || die "$SMTP_SOURCE not found (make build)"
+	stop_leftovers
 	rm -rf "$WORK"
 	mkdir -p "$WORK" "$CASES"
 	trap stop_all EXIT
