@@ -83,6 +83,8 @@ impl Command<'_> {
             Command::BdatLast(size) => {
                 out.extend_from_slice(format!("BDAT {size} LAST").as_bytes())
             }
+            // The end-of-data line: also appended to the DATA content
+            // once, when the plan is made (`plan::body`).
             Command::Dot => out.push(b'.'),
             Command::Rset => out.extend_from_slice(b"RSET"),
             Command::Quit => out.extend_from_slice(b"QUIT"),
@@ -96,7 +98,9 @@ impl Command<'_> {
     }
 }
 
-fn join(out: &mut Vec<u8>, head: &[u8], arg: &[u8], tail: &[u8]) {
+/// Appends `head`, `arg` and `tail`: a command line or a header line
+/// (`message`) without its CRLF.
+pub(crate) fn join(out: &mut Vec<u8>, head: &[u8], arg: &[u8], tail: &[u8]) {
     out.extend_from_slice(head);
     out.extend_from_slice(arg);
     out.extend_from_slice(tail);

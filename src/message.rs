@@ -5,6 +5,7 @@
 //! appended; only the headers (Date once per process, Message-Id per
 //! message) are made per message. Byte formats: spec §4.2-4.4.
 
+use crate::command::join;
 use crate::sys::LocalTime;
 
 /// The body when neither -l nor a non-empty -F file is given.
@@ -12,9 +13,6 @@ pub const DEFAULT_BODY: &[u8] = b"La de da de da 1.\r\n\
 La de da de da 2.\r\n\
 La de da de da 3.\r\n\
 La de da de da 4.\r\n";
-
-/// The end-of-data line, sent in the same write as the content.
-pub const DOT: &[u8] = b".\r\n";
 
 /// The -l payload: `len` bytes of `X` where every 80th position gets a
 /// CRLF and the byte 80 before it a line-number digit, then CRLF.
@@ -105,10 +103,9 @@ impl HeaderTemplate {
     }
 }
 
+/// One header line: the same join as a command's, and CRLF.
 fn header(out: &mut Vec<u8>, head: &[u8], value: &[u8], tail: &[u8]) {
-    out.extend_from_slice(head);
-    out.extend_from_slice(value);
-    out.extend_from_slice(tail);
+    join(out, head, value, tail);
     out.extend_from_slice(b"\r\n");
 }
 
