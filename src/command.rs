@@ -1,8 +1,9 @@
 //! command: the SMTP/LMTP commands smtp-source sends, and the only place
-//! their wire text is made (style P4).
+//! their wire text is made.
 //!
 //! Pure: appends bytes to a buffer. Arguments are inserted verbatim, as
-//! the reference does (no quoting, no bracket stripping: spec §4.1).
+//! the reference does: no quoting, no bracket stripping
+//! (`arguments_are_verbatim` below).
 
 /// One command, borrowing its arguments from the plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

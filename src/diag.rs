@@ -2,9 +2,10 @@
 //!
 //! Lines are `argv0: text`, `argv0: warning: text`, `argv0: fatal: text`,
 //! each written whole in one write, with every byte that is not printable
-//! ASCII shown as `?` (spec §6). The -c counter goes to stdout. Write
-//! errors are ignored: a closed stderr or a closed pipe on stdout never
-//! changes what the run does (F41, F42).
+//! ASCII shown as `?`, as the reference shows it. The -c counter goes to
+//! stdout. Write errors are ignored: a closed stderr or a closed pipe on
+//! stdout never changes what the run does (tests
+//! `f41_count_into_closed_pipe`, `f42_stderr_closed`).
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -48,8 +49,8 @@ pub fn warn(text: &[u8]) {
     emit(b"warning: ", text);
 }
 
-/// `argv0: fatal: text`, then exit 1 at once (X6: no 1 s sleep, and no
-/// -c newline).
+/// `argv0: fatal: text`, then exit 1 at once (the reference sleeps 1 s
+/// first: man page NOTES, X6), with no -c newline.
 pub fn fatal(text: &[u8]) -> ! {
     fatal_then(text, || {})
 }

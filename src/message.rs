@@ -3,7 +3,8 @@
 //! Pure: the body (default text, the -l filler or the -F file) is made
 //! once and shared by every session with the end-of-data dot already
 //! appended; only the headers (Date once per process, Message-Id per
-//! message) are made per message. Byte formats: spec §4.2-4.4.
+//! message) are made per message. The byte formats are the reference's
+//! (man page, "Message content"; `docs/behavior.md`).
 
 use crate::command::join;
 use crate::sys::LocalTime;
@@ -17,7 +18,8 @@ La de da de da 4.\r\n";
 /// The -l payload: `len` bytes of `X` where every 80th position gets a
 /// CRLF and the byte 80 before it a line-number digit, then CRLF.
 /// So: 80-byte lines `<digit>` + 77 `X` + CRLF, and a last line of 1..=80
-/// `X` with no digit (spec §4.3). Never starts a line with `.`.
+/// `X` with no digit, as the reference makes it. Never starts a line
+/// with `.`.
 pub fn filler(len: usize) -> Vec<u8> {
     let mut out = vec![b'X'; len];
     let mut i = 80;
@@ -116,7 +118,8 @@ const MONTHS: [&str; 12] = [
 ];
 
 /// The Date: value, `%a, %e %b %Y %H:%M:%S +hhmm (%Z)` in the C locale.
-/// The sign is right for offsets under an hour west of UTC (X11).
+/// The sign is right for offsets under an hour west of UTC (the
+/// reference prints `+0030` for -00:30: man page NOTES, X11).
 pub fn date_value(t: &LocalTime) -> Vec<u8> {
     let sign = if t.gmtoff < 0 { '-' } else { '+' };
     let off = t.gmtoff.unsigned_abs() / 60;
@@ -253,7 +256,7 @@ Message-Id: <72ba.0003.fffffffe@vm>\r\nSubject: \r\n\r\n"
     fn date_offsets() {
         assert!(date_value(&tm(19800, 27)).ends_with(b"+0530 (XXX)"));
         assert!(date_value(&tm(-12600, 27)).ends_with(b"-0330 (XXX)"));
-        // X11: the reference prints +0030 here.
+        // The reference prints +0030 here (man page NOTES, X11).
         assert!(date_value(&tm(-1800, 27)).ends_with(b"-0030 (XXX)"));
     }
 }
