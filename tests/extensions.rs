@@ -1,4 +1,5 @@
-//! The opt-in long options of issue #5, against the scripted server:
+//! The opt-in long options (man page EXTENSIONS), against the scripted
+//! server:
 //! --ehlo, --pipelining (groups on the wire, rejections inside a group,
 //! a server without PIPELINING), --chunking (BDAT byte-exactness),
 //! --report / --report-file (counts equal to what the server saw,
@@ -1866,8 +1867,9 @@ fn report_does_not_change_count_output() {
 }
 
 // ---------------------------------------------------------------------------
-// --numbering=3.9 (spec §11-12): number appended to the local part, a
-// global count from 0, on with -N or -r; To: names the last recipient.
+// --numbering=3.9 (recipients numbered as Postfix 3.9 does): the number
+// appended to the local part, a global count from 0, on with -N or -r;
+// To: names the last recipient.
 
 /// The RCPT commands and To: headers of each connection.
 fn rcpts_and_to(tr: &Transcript) -> Vec<(Vec<String>, Vec<String>)> {
