@@ -102,7 +102,7 @@ bench: build
 	BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_SCALE=$(BENCH_SCALE) \
 		timeout $(BENCH_TIMEOUT_ALL) python3 benches/bench.py
 
-# The smtp-sink fault recipes (faults.md §5.2): our release binary
+# The smtp-sink fault recipes (scripts/sink-test.sh): our release binary
 # against Debian's smtp-sink, expected vs. actual exit status and stderr.
 sink-test: build reference
 	SMTP_SOURCE=$(SMTP_SOURCE) REFERENCE=$(REFERENCE) sh scripts/sink-test.sh
@@ -113,9 +113,9 @@ sink-test: build reference
 interop: build
 	SMTP_SOURCE=$(SMTP_SOURCE) bash scripts/interop/run.sh
 
-# The #[ignore]d load tests (tests/load.rs, faults.md F34, F37) against
-# smtp-sink, one at a time so the timings are not skewed; peak RSS is
-# measured with GNU time.
+# The #[ignore]d load tests (tests/load.rs: 2000 sessions, 40,000
+# connections) against smtp-sink, one at a time so the timings are not
+# skewed; peak RSS is measured with GNU time.
 soak: reference
 	@test -x /usr/bin/time || apt-get install -y time || \
 		{ echo "make soak: /usr/bin/time is needed (package time)" >&2; \

@@ -44,7 +44,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Workloads from issue #4: (label, options, messages, transport).
+# Workloads: (label, options, messages, transport).
 # "unix" workloads use LMTP on a UNIX-domain socket (the sink gets -L).
 WORKLOADS = [
     ("-s 1 -m 5000", ["-s", "1"], 5000, "inet"),
@@ -54,7 +54,7 @@ WORKLOADS = [
     ("-d -s 10 -m 20000 -l 10000", ["-d", "-s", "10", "-l", "10000"], 20000, "inet"),
     ("-s 1000 -m 20000", ["-s", "1000"], 20000, "inet"),
     ("-L -d -s 10 -m 50000 unix:", ["-L", "-d", "-s", "10"], 50000, "unix"),
-    # Issue #5: ours pipelined against the reference's lock-step.
+    # Ours pipelined against the reference's lock-step.
     ("--pipelining -d -s 1 -m 20000", ["-d", "-s", "1"], 20000, "inet"),
     ("--pipelining -d -s 10 -m 50000", ["-d", "-s", "10"], 50000, "inet"),
 ]
@@ -63,13 +63,13 @@ OURS_EXTRA = {
     "--pipelining -d -s 1 -m 20000": ["--pipelining"],
     "--pipelining -d -s 10 -m 50000": ["--pipelining"],
 }
-# Per-workload throughput targets where issue #5 sets its own.
+# Per-workload throughput targets, where one differs from the default.
 TARGET_THROUGHPUT_FOR = {"--pipelining -d -s 1 -m 20000": 3.0}
 # The many-sessions check (not timed against a target).
 BIG = ("-s 10000 -m 20000", ["-s", "10000"], 20000, "inet")
 RSS_WORKLOAD = "-s 1000 -m 20000"
 
-# Targets from issue #4.
+# The default targets.
 TARGET_THROUGHPUT = 1.25  # ours msgs/s >= 1.25 x the reference's
 TARGET_SYSCALLS = 0.5  # ours syscalls/msg <= 0.5 x the reference's
 TARGET_RSS = 0.2  # ours peak RSS at -s 1000 <= 0.2 x the reference's

@@ -1,5 +1,5 @@
 //! cli: argv to plain `Args`, exactly as the reference reads its command
-//! line (spec §1).
+//! line.
 //!
 //! The scanner is glibc getopt with the reference's option string
 //! `+46AcC:df:F:l:Lm:M:Nor:R:s:S:t:T:vw:`: option clusters, attached or
@@ -7,7 +7,8 @@
 //! Each option is checked as it is met, left to right, so the first bad
 //! one is the one reported, as in the reference. Values are bytes, never
 //! required to be UTF-8. Long options exist only for our extensions
-//! (X13); an unknown one fails as the reference fails on any `--x`.
+//! (man page NOTES, X13); an unknown one fails as the reference fails on
+//! any `--x`.
 //!
 //! Why not the getopts crate: it parses the whole line before any check
 //! (so `-m 0 -x` would report `-x`, the reference reports `-m 0`) and it

@@ -35,7 +35,8 @@ const JOB_ROOM: usize = 1 << 16;
 const TICK: Duration = Duration::from_millis(50);
 
 /// Holds the sessions back until every one of them exists, so that a
-/// failed thread spawn ends the run before any traffic (F36).
+/// failed thread spawn ends the run before any traffic (test
+/// `f36_thread_creation_fails`).
 #[derive(Default)]
 struct Latch {
     open: Mutex<bool>,
@@ -96,7 +97,7 @@ pub fn run(plan: Plan) -> Result<(), Error> {
                 });
             match spawned {
                 Ok(handle) => handles.push(handle),
-                // F36: fatal at once; no session has sent a byte yet.
+                // Fatal at once; no session has sent a byte yet.
                 Err(e) => die(&shared, Error::Spawn(e)),
             }
         }
@@ -326,8 +327,9 @@ fn wait_interval(done: &AtomicBool) -> bool {
 /// Descriptors a run needs besides one socket per session.
 const SPARE_FDS: u64 = 16;
 
-/// X10: raise the soft open-file limit toward the hard one, and fail
-/// before any connect if `-s` still cannot fit.
+/// Raises the soft open-file limit toward the hard one, and fails
+/// before any connect if `-s` still cannot fit (the reference does
+/// neither: man page NOTES, X10).
 fn ensure_fds(sessions: u32) -> Result<(), Error> {
     let want = u64::from(sessions) + SPARE_FDS;
     let have = sys::raise_nofile(want).unwrap_or(0);

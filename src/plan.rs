@@ -12,12 +12,13 @@ use std::time::Duration;
 use socket2::SockAddr;
 
 use crate::cli::{Args, Delay};
+use crate::command::Command;
 use crate::endpoint::{self, Spec};
 use crate::error::Error;
 use crate::hostname;
 use crate::identity::{self, Cidr, Credential, ProxyVersion, Xclient};
 use crate::longopts::{self, Arrival, AuthMech, ReportFormat};
-use crate::message::{self, HeaderTemplate, DEFAULT_BODY, DOT};
+use crate::message::{self, HeaderTemplate, DEFAULT_BODY};
 use crate::sys;
 use crate::tls::{self, TlsPlan};
 
@@ -355,7 +356,7 @@ fn body(args: &Args) -> Result<Bodies, Error> {
     };
     let raw = args.long.chunking.then(|| make(false).into());
     let mut content = make(true);
-    content.extend_from_slice(DOT);
+    Command::Dot.write_wire(&mut content);
     Ok((content.into(), raw))
 }
 

@@ -1,4 +1,4 @@
-//! A scripted SMTP/LMTP peer for the integration tests (faults.md §5.1).
+//! A scripted SMTP/LMTP peer for the integration tests.
 //!
 //! Std-only, apart from `socket2` to turn a close into an RST. It binds
 //! `127.0.0.1:0` or a unix socket in a private temp dir, serves every
@@ -45,7 +45,7 @@ const MAX_LINE: usize = 1 << 24;
 // ---------------------------------------------------------------------------
 // Steps
 
-/// One action of a scripted connection (faults.md §5.1).
+/// One action of a scripted connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
     /// Send these bytes, then CRLF.
@@ -247,8 +247,8 @@ pub struct Rule {
 }
 
 /// A normal SMTP (or, with [`Responder::lmtp`], LMTP) server whose replies
-/// can be overridden per command. Defaults mimic the capture server of
-/// behavior.md §10: `220 fake.example ESMTP fake`, `250 fake.example`,
+/// can be overridden per command. Defaults are modelled on Postfix
+/// smtpd's replies: `220 fake.example ESMTP fake`, `250 fake.example`,
 /// `250 2.1.0 Ok`, `250 2.1.5 Ok`, `354 End data with <CR><LF>.<CR><LF>`,
 /// `250 2.0.0 Ok: queued`, `250 2.0.0 Ok` (RSET, NOOP), `221 2.0.0 Bye`,
 /// and `502 5.5.2 Error: command not recognized`.
@@ -662,7 +662,8 @@ pub fn split_lines(raw: &[u8]) -> Vec<Vec<u8>> {
 // ---------------------------------------------------------------------------
 // Masking
 
-/// Mask what cannot match between two implementations (behavior.md §13):
+/// Mask what cannot match between two implementations (two runs never
+/// share a time, a process ID or a descriptor number):
 /// the value of a `Date:` header line and the pid and fd fields of a
 /// `Message-Id: <PID.FD.CNT@host>` line. The counter and host are kept.
 ///
