@@ -309,7 +309,7 @@ SMTP_SOURCE_PASSWORD"
         }
         (None, Some(path)) => {
             let text = read_file(path).map_err(|e| {
-                String::from_utf8_lossy(&e.text()).into_owned()
+                format!("--auth-file: {}", String::from_utf8_lossy(&e.text()))
             })?;
             identity::parse_auth_file(&text).map_err(|why| {
                 format!("--auth-file {}: {why}", String::from_utf8_lossy(path))
