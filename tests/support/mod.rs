@@ -16,6 +16,7 @@
 
 pub mod fake_server;
 pub mod model;
+pub mod tls_server;
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
