@@ -292,8 +292,9 @@ impl Transport {
                 return Err(TlsFailure::Protocol(e));
             }
         }
-        flush_tls(&mut tls, &mut self.wire, deadline)
-            .map_err(TlsFailure::Io)?;
+        // The client's last flight (TLS 1.3: its Finished) stays queued:
+        // it goes out with the next command (EHLO after STARTTLS), or
+        // before the next read (the SMTPS banner), one write fewer.
         let done = Handshake {
             // `TLSv1_3` as Postfix and OpenSSL write it: `TLSv1.3`.
             version: tls.protocol_version().map_or_else(
