@@ -19,10 +19,11 @@ A separate TLS section runs our client with --tls (STARTTLS) and
 --tls-wrapper (SMTPS) against the project's own sink
 (target/release/examples/sink, `cargo build --release --example sink`),
 next to `openssl s_time -new` on an SMTPS sink (the per-core reference
-point) and Debian's postal on a STARTTLS sink; it reports messages/s,
+point), Debian's postal on a STARTTLS sink and swaks (one message per
+process); it reports messages/s,
 handshakes/s, client CPU per handshake and full handshakes per client CPU
 second, and system calls per handshake. openssl and postal are installed
-with apt-get when missing (as root); a row whose tool is missing is
+(and swaks) with apt-get when missing (as root); a row whose tool is missing is
 skipped with a note.
 
 Environment (all optional):
@@ -712,7 +713,7 @@ def tls_note(msg):
         TLS_NOTES.append(msg)
 
 
-def ensure_tool(names, package):
+def ensure_tool(names, packages):
     """The first of names on PATH (or in /usr/sbin, /usr/bin); apt-get
     installs the package when it is missing and we run as root."""
     def find():
@@ -724,8 +725,8 @@ def ensure_tool(names, package):
     path = find()
     if path or os.geteuid() != 0 or not shutil.which("apt-get"):
         return path
-    for cmds in ([["apt-get", "install", "-y", package]],
-                 [["apt-get", "update"], ["apt-get", "install", "-y", package]]):
+    install = ["apt-get", "install", "-y"] + packages.split()
+    for cmds in ([install], [["apt-get", "update"], install]):
         log("bench: %s is missing; %s" % (names[0], " && ".join(" ".join(c) for c in cmds)))
         for c in cmds:
             try:
@@ -935,6 +936,11 @@ def tls_run_ours(row, m, workdir, strace=None):
     if r.ok and summary.get("messages", m) != m:
         tls_note("`%s -m %d`: the sink counted %s of %d messages"
                  % (label, m, summary.get("messages"), m))
+    if r.ok and not strace and (summary.get("handshakes", r.handshakes) != r.handshakes
+                                or summary.get("resumed", r.resumed) != r.resumed):
+        tls_note("`%s -m %d`: the client reported %d handshakes (%d resumed), the sink "
+                 "%s (%s resumed)" % (label, m, r.handshakes, r.resumed,
+                                     summary.get("handshakes"), summary.get("resumed")))
     if strace:
         r.syscalls = parse_strace_calls(trace_out)
     return r
@@ -1025,6 +1031,44 @@ def tls_run_postal(postal, workdir):
     return r
 
 
+SWAKS_RUNS = 20
+
+
+def tls_run_swaks(swaks, workdir):
+    """swaks --tls, SWAKS_RUNS times in a row against a fresh STARTTLS sink:
+    one process, one connection, one message each. Wall and CPU are
+    summed over the processes."""
+    n = SWAKS_RUNS
+    sink = TlsSink(workdir, "--tls", RUN_TIMEOUT, messages=n)
+    port = sink.addr.rsplit(":", 1)[1]
+    errfile = os.path.join(workdir, "swaks.err")
+    argv = [swaks, "--server", "127.0.0.1", "--port", port, "--tls",
+            "--to", "foo@example.com", "--from", "foo@example.com", "--silent", "2"]
+    wall = cpu = user = 0.0
+    good = 0
+    err = ""
+    try:
+        for _ in range(n):
+            w, ru, status, timed_out = spawn_wait(argv, client_env("ours"), errfile, 20)
+            wall += w
+            cpu += ru.ru_utime + ru.ru_stime
+            user += ru.ru_utime
+            if os.waitstatus_to_exitcode(status) == 0 and not timed_out:
+                good += 1
+            else:
+                with open(errfile, errors="replace") as f:
+                    err = f.read().strip()
+        summary = sink.finish(wait=5)
+    finally:
+        sink.stop()
+    r = TlsRun(wall=wall, cpu=cpu, user=user, sink=summary, sink_cpu=sink.cpu(), err=err)
+    r.messages = good
+    r.handshakes = r.full = summary.get("handshakes", 0)
+    r.ok = good == n and r.handshakes == n
+    r.status = 0 if r.ok else 1
+    return r
+
+
 def med(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
@@ -1070,20 +1114,36 @@ def run_tls(nofile, strace):
         return "\n".join([TLS_BEGIN, "## TLS", "", msg + ".", "", TLS_END, ""])
     openssl = ensure_tool(["openssl"], "openssl")
     postal = ensure_tool(["postal"], "postal")
+    # swaks needs IO::Socket::SSL and Net::SSLeay for --tls.
+    swaks = ensure_tool(["swaks"], "swaks libio-socket-ssl-perl libnet-ssleay-perl")
+    perl_tls = ["perl", "-MIO::Socket::SSL", "-MNet::SSLeay", "-e", "1"]
+    if swaks and subprocess.run(perl_tls, capture_output=True).returncode != 0:
+        if os.geteuid() == 0 and shutil.which("apt-get"):
+            subprocess.run(["timeout", "300", "apt-get", "install", "-y",
+                            "libio-socket-ssl-perl", "libnet-ssleay-perl"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        if subprocess.run(perl_tls, capture_output=True).returncode != 0:
+            tls_note("swaks is there but Perl's IO::Socket::SSL is not: no swaks row")
+            swaks = None
     if not openssl:
         tls_note("openssl is unavailable: the s_time row is skipped")
     if not postal:
         tls_note("postal is unavailable: its row is skipped")
+    if not swaks:
+        tls_note("swaks is unavailable: its row is skipped")
     rows = [(r, scaled(r[2])) for r in TLS_ROWS]
     runs = {r[0]: [] for r in TLS_ROWS}
     for key, _ in STIME_VARIANTS:
         runs[key] = []
+    runs["swaks"] = []
     postal_runs = []
     workdir = tempfile.mkdtemp(prefix="smtp-bench-tls.")
     os.chmod(workdir, 0o755)
     entries = [("ours", row, m) for row, m in rows]
     if openssl:
         entries += [("s_time", key, extra) for key, extra in STIME_VARIANTS]
+    if swaks:
+        entries.append(("swaks", None, None))
     log("bench: TLS rows, rounds=%d" % ROUNDS)
     traces = {}
     try:
@@ -1094,6 +1154,10 @@ def run_tls(nofile, strace):
                     r = tls_run_ours(row, m, workdir)
                     runs[row[0]].append(r)
                     name = "%s -m %d" % (row[0], m)
+                elif which == "swaks":
+                    r = tls_run_swaks(swaks, workdir)
+                    runs["swaks"].append(r)
+                    name = "swaks --tls, %d in a row" % SWAKS_RUNS
                 else:
                     r = tls_run_stime(openssl, workdir, m)
                     runs[row].append(r)
@@ -1131,7 +1195,7 @@ def run_tls(nofile, strace):
     floor = crypto_floor(openssl) if openssl else {}
     elapsed = time.monotonic() - t_start
     return tls_report(rows, runs, postal_runs, traces, openssl, postal, strace,
-                      started, elapsed, load_start, floor)
+                      started, elapsed, load_start, floor, swaks)
 
 
 def crypto_floor(openssl):
@@ -1210,7 +1274,7 @@ def syscall_cells(r, per):
 
 
 def tls_report(rows, runs, postal_runs, traces, openssl, postal, strace,
-               started, elapsed, load_start, floor):
+               started, elapsed, load_start, floor, swaks=None):
     head = ["row", "m", "wall s", "msg/s", "handshakes (full/resumed)", "handshakes/s",
             "client CPU µs/msg", "client CPU µs/handshake", "handshakes per client CPU-s",
             "sink CPU µs/handshake"]
@@ -1246,6 +1310,17 @@ def tls_report(rows, runs, postal_runs, traces, openssl, postal, strace,
             fmt_rate(st_time.per_core()),
             fmt(st_time.per(st_time.sink_cpu, st_time.sink_hs), "%.0f"),
         ]) + " |")
+    if swaks:
+        sw = TlsStats(runs["swaks"])
+        fails = " (failed runs: %d)" % sw.failures if sw.failures else ""
+        lines.append("| " + " | ".join([
+            "`swaks --tls` (STARTTLS sink; one process per message, %d in a row)%s"
+            % (SWAKS_RUNS, fails), str(SWAKS_RUNS), fmt(sw.wall, "%.3f"),
+            fmt_rate(sw.rate(sw.messages)),
+            "n/a" if sw.handshakes is None else "%d (%d/0)" % (sw.handshakes, sw.full),
+            fmt_rate(sw.rate(sw.handshakes)), fmt(sw.per(sw.cpu, sw.messages), "%.0f"),
+            fmt(sw.per(sw.cpu, sw.handshakes), "%.0f"), fmt(sw.per_core(), "%.1f"),
+            fmt(sw.per(sw.sink_cpu, sw.sink_hs), "%.0f")]) + " |")
     postal_line = None
     if postal and postal_runs:
         good = [p for p in postal_runs if p.ok]
@@ -1353,6 +1428,10 @@ def tls_report(rows, runs, postal_runs, traces, openssl, postal, strace,
         every.append("| `%s` | %s |" % (stime_label(extra), ", ".join(
             ("%.2f/%.2f/%d" % (r.wall, r.cpu, r.handshakes)) if r.ok else "failed"
             for r in runs[key])))
+    if swaks:
+        every.append("| `swaks --tls` ×%d | %s |" % (SWAKS_RUNS, ", ".join(
+            ("%.2f/%.2f/%d" % (r.wall, r.cpu, r.handshakes)) if r.ok else "failed"
+            for r in runs["swaks"])))
 
     print()
     print(table_md)
