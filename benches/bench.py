@@ -1085,21 +1085,39 @@ class TlsStats:
         self.handshakes = med(r.handshakes for r in good)
         self.full = med(r.full for r in good)
         self.resumed = med(r.resumed for r in good)
-        self.sink_cpu = med(r.sink_cpu for r in good)
-        # A handshake the sink counts as failed still cost it the crypto
-        # (s_time closes before reading the session tickets).
-        self.sink_hs = med(r.sink.get("handshakes", 0) + r.sink.get("failed", 0)
-                           for r in good if "handshakes" in r.sink)
+        # Sink CPU per handshake counts the handshakes the sink saw fail
+        # too: they cost it the crypto (s_time closes before reading the
+        # session tickets).
+
+    @staticmethod
+    def value(r, name):
+        if name == "sink_hs":
+            if "handshakes" not in r.sink:
+                return None
+            return r.sink["handshakes"] + r.sink.get("failed", 0)
+        return getattr(r, name)
+
+    def ratio_median(self, num, den, scale=1.0):
+        """The median over the good runs of num/den (attribute names): a
+        per-run ratio, since s_time's and postal's counts vary by run."""
+        xs = []
+        for r in self.runs:
+            a, b = self.value(r, num), self.value(r, den)
+            if r.ok and a is not None and b:
+                xs.append(a / b * scale)
+        return med(xs)
 
     def rate(self, n):
-        return None if n is None or not self.wall else n / self.wall
+        """n per second of wall time."""
+        return self.ratio_median(n, "wall")
 
     def per(self, x, n):
-        return None if x is None or not n else x / n * 1e6
+        """Microseconds of x (a CPU time) per n."""
+        return self.ratio_median(x, n, 1e6)
 
     def per_core(self):
         """Handshakes per second of client CPU."""
-        return None if not self.handshakes or not self.cpu else self.handshakes / self.cpu
+        return self.ratio_median("handshakes", "cpu")
 
 
 def run_tls(nofile, strace):
@@ -1288,13 +1306,13 @@ def tls_report(rows, runs, postal_runs, traces, openssl, postal, strace,
         fails = " (failed runs: %d)" % st.failures if st.failures else ""
         lines.append("| " + " | ".join([
             "`%s -m %d`%s" % (row[0], m, fails), str(m), fmt(st.wall, "%.3f"),
-            fmt_rate(st.rate(st.messages)),
+            fmt_rate(st.rate("messages")),
             "n/a" if st.handshakes is None else "%d (%d/%d)" % (st.handshakes, st.full, st.resumed),
-            fmt_rate(st.rate(st.handshakes)),
-            fmt(st.per(st.cpu, st.messages), "%.0f"),
-            "–" if reuse else fmt(st.per(st.cpu, st.handshakes), "%.0f"),
+            fmt_rate(st.rate("handshakes")),
+            fmt(st.per("cpu", "messages"), "%.0f"),
+            "–" if reuse else fmt(st.per("cpu", "handshakes"), "%.0f"),
             "–" if reuse else fmt_rate(st.per_core()),
-            "–" if reuse else fmt(st.per(st.sink_cpu, st.sink_hs), "%.0f"),
+            "–" if reuse else fmt(st.per("sink_cpu", "sink_hs"), "%.0f"),
         ]) + " |")
     stimes = []
     for key, extra in (STIME_VARIANTS if openssl else []):
@@ -1305,10 +1323,10 @@ def tls_report(rows, runs, postal_runs, traces, openssl, postal, strace,
             "`%s` (SMTPS sink)%s" % (stime_label(extra), fails), "–",
             fmt(st_time.wall, "%.3f"), "–",
             "n/a" if st_time.handshakes is None else "%d (%d/0)" % (st_time.handshakes, st_time.full),
-            fmt_rate(st_time.rate(st_time.handshakes)), "–",
-            fmt(st_time.per(st_time.cpu, st_time.handshakes), "%.0f"),
+            fmt_rate(st_time.rate("handshakes")), "–",
+            fmt(st_time.per("cpu", "handshakes"), "%.0f"),
             fmt_rate(st_time.per_core()),
-            fmt(st_time.per(st_time.sink_cpu, st_time.sink_hs), "%.0f"),
+            fmt(st_time.per("sink_cpu", "sink_hs"), "%.0f"),
         ]) + " |")
     if swaks:
         sw = TlsStats(runs["swaks"])
@@ -1316,11 +1334,11 @@ def tls_report(rows, runs, postal_runs, traces, openssl, postal, strace,
         lines.append("| " + " | ".join([
             "`swaks --tls` (STARTTLS sink; one process per message, %d in a row)%s"
             % (SWAKS_RUNS, fails), str(SWAKS_RUNS), fmt(sw.wall, "%.3f"),
-            fmt_rate(sw.rate(sw.messages)),
+            fmt_rate(sw.rate("messages")),
             "n/a" if sw.handshakes is None else "%d (%d/0)" % (sw.handshakes, sw.full),
-            fmt_rate(sw.rate(sw.handshakes)), fmt(sw.per(sw.cpu, sw.messages), "%.0f"),
-            fmt(sw.per(sw.cpu, sw.handshakes), "%.0f"), fmt(sw.per_core(), "%.1f"),
-            fmt(sw.per(sw.sink_cpu, sw.sink_hs), "%.0f")]) + " |")
+            fmt_rate(sw.rate("handshakes")), fmt(sw.per("cpu", "messages"), "%.0f"),
+            fmt(sw.per("cpu", "handshakes"), "%.0f"), fmt(sw.per_core(), "%.1f"),
+            fmt(sw.per("sink_cpu", "sink_hs"), "%.0f")]) + " |")
     postal_line = None
     if postal and postal_runs:
         good = [p for p in postal_runs if p.ok]
@@ -1331,9 +1349,9 @@ def tls_report(rows, runs, postal_runs, traces, openssl, postal, strace,
                 "postal -t 10 -c 1 -s 100 -m 0 (STARTTLS sink, %d s)" % TLS_POSTAL_SECONDS, "–",
                 fmt(win, "%.3f"), fmt_rate(pst.messages / win),
                 "%d (%d/0)" % (pst.handshakes, pst.full), fmt_rate(pst.handshakes / win),
-                fmt(pst.per(pst.cpu, pst.messages), "%.0f"),
-                fmt(pst.per(pst.cpu, pst.handshakes), "%.0f"), fmt_rate(pst.per_core()),
-                fmt(pst.per(pst.sink_cpu, pst.sink_hs), "%.0f")]) + " |")
+                fmt(pst.per("cpu", "messages"), "%.0f"),
+                fmt(pst.per("cpu", "handshakes"), "%.0f"), fmt_rate(pst.per_core()),
+                fmt(pst.per("sink_cpu", "sink_hs"), "%.0f")]) + " |")
         p = postal_runs[0]
         postal_line = (
             "postal %s (`postal -m 0 -t 10 -c 1 -s 100 -r 1000000 [127.0.0.1]PORT users` "
@@ -1467,7 +1485,8 @@ def tls_report(rows, runs, postal_runs, traces, openssl, postal, strace,
     out.append("")
     out.append("Medians over the rounds (each round runs every row, in reverse order in "
                "even rounds, so `--tls-wrapper` and s_time alternate which goes first). "
-               "msg/s and handshakes/s divide by the median wall time; client CPU is "
+               "msg/s, handshakes/s and the per-handshake figures are medians of each run's own "
+               "ratio (s_time's handshake count varies by run); client CPU is "
                "user+sys from wait4 (all threads); handshakes per client CPU-s is the "
                "per-core rate. Handshakes are the client's JSON report "
                "(`tls.handshakes`, `full`, `resumed`), checked against the sink's count; "
