@@ -23,7 +23,7 @@ TEST_CMD := $(CARGO) test --workspace --all-targets
 endif
 
 .PHONY: all build test reference differential demo lint man install \
-	clean bench soak fuzz sink-test help
+	clean bench soak fuzz sink-test interop help
 
 all: build
 
@@ -84,7 +84,7 @@ BENCH_TIMEOUT_ALL ?= 1500
 # cargo install cargo-fuzz). FUZZ_SECONDS per target; new corpus entries
 # go to target/fuzz-corpus so the committed seeds stay as they are.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := reply lineio dotstuff endpoint
+FUZZ_TARGETS := reply lineio dotstuff endpoint identity
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		mkdir -p target/fuzz-corpus/$$t; \
@@ -107,14 +107,20 @@ bench: build
 	BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_SCALE=$(BENCH_SCALE) BENCH_ONLY=$(BENCH_ONLY) \
 		timeout $(BENCH_TIMEOUT_ALL) python3 benches/bench.py
 
-# The smtp-sink fault recipes (faults.md §5.2): our release binary
+# The smtp-sink fault recipes (scripts/sink-test.sh): our release binary
 # against Debian's smtp-sink, expected vs. actual exit status and stderr.
 sink-test: build reference
 	SMTP_SOURCE=$(SMTP_SOURCE) REFERENCE=$(REFERENCE) sh scripts/sink-test.sh
 
-# The #[ignore]d load tests (tests/load.rs, faults.md F34, F37) against
-# smtp-sink, one at a time so the timings are not skewed; peak RSS is
-# measured with GNU time.
+# Our release binary against servers nobody here wrote: Debian's Postfix
+# and Dovecot LMTP (apt-get installs them, no service is started) and
+# aiosmtpd (pip), all on loopback under target/interop. Root only.
+interop: build
+	SMTP_SOURCE=$(SMTP_SOURCE) bash scripts/interop/run.sh
+
+# The #[ignore]d load tests (tests/load.rs: 2000 sessions, 40,000
+# connections) against smtp-sink, one at a time so the timings are not
+# skewed; peak RSS is measured with GNU time.
 soak: reference
 	@test -x /usr/bin/time || apt-get install -y time || \
 		{ echo "make soak: /usr/bin/time is needed (package time)" >&2; \
@@ -141,4 +147,6 @@ help:
 	@echo "                BENCH_ONLY=tls for those alone); writes BENCHMARKS.md"
 	@echo "  fuzz          cargo +nightly fuzz, FUZZ_SECONDS per target"
 	@echo "  sink-test     smtp-sink fault recipes (expected vs. actual)"
+	@echo "  interop       TLS, AUTH, XCLIENT, PROXY, LMTP against real Postfix,"
+	@echo "                Dovecot and aiosmtpd (root; installs them)"
 	@echo "  soak          heavy load tests against smtp-sink (RSS, wall time)"

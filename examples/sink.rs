@@ -755,7 +755,9 @@ fn handshake<S: Socket>(mut sock: S, srv: &Server) -> io::Result<Conn<S>> {
             seen.resumed += 1;
         }
         if let Some(v) = tls.protocol_version() {
-            seen.versions.add(format!("{v:?}").as_bytes());
+            // `TLSv1.3`, as the client and OpenSSL write it.
+            seen.versions
+                .add(format!("{v:?}").replace('_', ".").as_bytes());
         }
         if let Some(c) = tls.negotiated_cipher_suite() {
             seen.ciphers.add(format!("{:?}", c.suite()).as_bytes());

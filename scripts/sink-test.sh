@@ -1,11 +1,12 @@
 #!/bin/sh
-# sink-test.sh: the smtp-sink fault recipes of faults.md §5.2, run against
-# Debian's smtp-sink (unpacked by `make reference`, never installed).
+# sink-test.sh: fault recipes (a refusing, disconnecting or slow server)
+# made with the options of Debian's smtp-sink (unpacked by `make
+# reference`, never installed), run against it.
 #
 # Each recipe starts a fresh smtp-sink on 127.0.0.1 and a free port, runs
 # our smtp-source against it, and compares the exit status and stderr with
-# what is expected (Postfix's wording; behavior.md §13 where we
-# deliberately differ). Every run is bounded by `timeout` and, where it
+# what is expected (Postfix's wording; ours where we deliberately differ:
+# the man page's NOTES, X1-X15). Every run is bounded by `timeout` and, where it
 # helps, by the sink's own -n limit. Exit 1 if any recipe differs.
 #
 # Environment: SMTP_SOURCE (default target/release/smtp-source) and
@@ -172,7 +173,7 @@ run_recipe slow_rcpt_reply 300 "-W rcpt:1:50 -n 4" "-s 2 -m 4" 0 ""
 run_recipe high_concurrency 300 "-m 3000 -n 1000" "-s 1000 -m 1000" 0 ""
 run_recipe lmtp 300 "-L -n 2" "-L -r 3 -m 2" 0 ""
 
-# Rejections (F9, F23, F24, F32).
+# Rejections: fatal, or warnings under -A; LMTP recipients.
 run_recipe reject_rcpt 300 "-r rcpt" "" 1 \
     "$p: fatal: recipient rejected: $soft"
 run_recipe reject_rcpt_a 300 "-r rcpt -n 3" "-A -m 3" 0 \
@@ -193,7 +194,8 @@ run_recipe lmtp_reject_rcpt_a 300 "-L -r rcpt -n 1" "-L -A -r 2" 0 \
     "$p: warning: recipient rejected: $soft$nl$p: warning: recipient \
 rejected: $soft"
 
-# Disconnects (F26, F29 / X5).
+# Disconnects during DATA and at QUIT (no reply to QUIT is no error:
+# NOTES X5).
 run_recipe silent_disconnect_data 300 "-q data" "" 1 \
     "$p: fatal: lost connection while sending DATA command"
 run_recipe silent_disconnect_quit 300 "-q quit -n 1" "" 0 ""
@@ -206,7 +208,8 @@ run_recipe abort_in_data_2mb 300 "-A 0" "-l 2000000" 1 \
 run_recipe abort_in_data_20mb 300 "-A 0" "-l 20000000" 1 \
     "$lost_msg" "$lost_msg (server said: $violates)"
 
-# Deadlines (F27, F28; X1), with T = 1 s.
+# Deadlines (every wait has one: NOTES X1), with T = 1 s: a server that
+# stops reading, and a late end-of-data reply.
 run_recipe slow_reader 1 "-H 5 -T 4096" "-T 4096 -l 20000000" 1 \
     "$p: fatal: timeout while sending message"
 run_recipe late_end_of_data_reply 1 "-W .:3" "" 1 \

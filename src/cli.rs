@@ -1,5 +1,5 @@
 //! cli: argv to plain `Args`, exactly as the reference reads its command
-//! line (spec §1).
+//! line.
 //!
 //! The scanner is glibc getopt with the reference's option string
 //! `+46AcC:df:F:l:Lm:M:Nor:R:s:S:t:T:vw:`: option clusters, attached or
@@ -7,7 +7,8 @@
 //! Each option is checked as it is met, left to right, so the first bad
 //! one is the one reported, as in the reference. Values are bytes, never
 //! required to be UTF-8. Long options exist only for our extensions
-//! (X13); an unknown one fails as the reference fails on any `--x`.
+//! (man page NOTES, X13); an unknown one fails as the reference fails on
+//! any `--x`.
 //!
 //! Why not the getopts crate: it parses the whole line before any check
 //! (so `-m 0 -x` would report `-x`, the reference reports `-m 0`) and it
@@ -396,6 +397,27 @@ Extensions (long options):
   --duration=SECONDS      run for a time (-m, if given, is an upper bound)
   --numbering=3.7|3.9     recipient numbering of Postfix 3.7 (default)
                           or 3.9 (number appended to the local part)
+
+Secure transport and client identity:
+  --tls[=may|encrypt|verify]
+                          STARTTLS at Postfix's security level (bare
+                          --tls: encrypt); implies --ehlo
+  --tls-wrapper           TLS from the first byte (SMTPS, port 465)
+  --tls-ca=FILE           trust anchors for verify (default: the system's)
+  --tls-servername=NAME   SNI and the name verified (default: the host)
+  --tls-cert=FILE, --tls-key=FILE
+                          client certificate and key (PEM)
+  --tls-resume            resume TLS sessions across a session's
+                          connections (default: a full handshake each)
+  --auth=PLAIN|LOGIN      authenticate; password in SMTP_SOURCE_PASSWORD
+  --auth-user=NAME        the user to log in as
+  --auth-file=FILE        user:password lines, taken in turn per connection
+  --auth-plaintext        allow AUTH over a connection without TLS
+  --xclient=ATTR=VALUE[,ATTR=VALUE...]
+                          Postfix XCLIENT after EHLO; ADDR=CIDR steps
+                          through the range, one address per connection
+  --proxy=v1|v2           HAProxy PROXY header before any SMTP byte
+  --proxy-source=CIDR     PROXY source addresses, one per connection
   --help, --version
 ";
 

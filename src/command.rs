@@ -1,8 +1,9 @@
 //! command: the SMTP/LMTP commands smtp-source sends, and the only place
-//! their wire text is made (style P4).
+//! their wire text is made.
 //!
 //! Pure: appends bytes to a buffer. Arguments are inserted verbatim, as
-//! the reference does (no quoting, no bracket stripping: spec §4.1).
+//! the reference does: no quoting, no bracket stripping
+//! (`arguments_are_verbatim` below).
 
 /// One command, borrowing its arguments from the plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +91,8 @@ impl Command<'_> {
             Command::BdatLast(size) => {
                 out.extend_from_slice(format!("BDAT {size} LAST").as_bytes())
             }
+            // The end-of-data line: also appended to the DATA content
+            // once, when the plan is made (`plan::body`).
             Command::Dot => out.push(b'.'),
             Command::Rset => out.extend_from_slice(b"RSET"),
             Command::Quit => out.extend_from_slice(b"QUIT"),
@@ -124,7 +127,9 @@ impl Command<'_> {
     }
 }
 
-fn join(out: &mut Vec<u8>, head: &[u8], arg: &[u8], tail: &[u8]) {
+/// Appends `head`, `arg` and `tail`: a command line or a header line
+/// (`message`) without its CRLF.
+pub(crate) fn join(out: &mut Vec<u8>, head: &[u8], arg: &[u8], tail: &[u8]) {
     out.extend_from_slice(head);
     out.extend_from_slice(arg);
     out.extend_from_slice(tail);

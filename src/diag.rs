@@ -2,21 +2,23 @@
 //!
 //! Lines are `argv0: text`, `argv0: warning: text`, `argv0: fatal: text`,
 //! each written whole in one write, with every byte that is not printable
-//! ASCII shown as `?` (spec §6). The -c counter goes to stdout. Write
-//! errors are ignored: a closed stderr or a closed pipe on stdout never
-//! changes what the run does (F41, F42).
+//! ASCII shown as `?`, as the reference shows it. The -c counter goes to
+//! stdout. Write errors are ignored: a closed stderr or a closed pipe on
+//! stdout never changes what the run does (tests
+//! `f41_count_into_closed_pipe`, `f42_stderr_closed`).
 
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 static ARGV0: OnceLock<Vec<u8>> = OnceLock::new();
 static VERBOSE: AtomicU32 = AtomicU32::new(0);
 /// Held while the fatal line is written and the process exits, so that a
 /// second failing session cannot print after the first.
 static FATAL: Mutex<()> = Mutex::new(());
-/// The -c count; locked with stdout so that numbers appear in order.
-static COUNTER: Mutex<u64> = Mutex::new(0);
+/// The -c count.
+static COUNTER: Counter = Counter::new();
 
 /// Sets the program name used as the prefix of every line (argv[0] as
 /// invoked, no basename stripping).
@@ -47,8 +49,8 @@ pub fn warn(text: &[u8]) {
     emit(b"warning: ", text);
 }
 
-/// `argv0: fatal: text`, then exit 1 at once (X6: no 1 s sleep, and no
-/// -c newline).
+/// `argv0: fatal: text`, then exit 1 at once (the reference sleeps 1 s
+/// first: man page NOTES, X6), with no -c newline.
 pub fn fatal(text: &[u8]) -> ! {
     fatal_then(text, || {})
 }
@@ -99,24 +101,149 @@ pub fn out(text: &[u8]) {
 
 /// -c: counts one sent message and writes `<n>\r` to stdout.
 pub fn count_message() {
-    let mut n = COUNTER.lock().unwrap_or_else(|e| e.into_inner());
-    *n += 1;
+    COUNTER.count(&mut to_stdout);
+}
+
+/// -c at a normal exit: any number not yet written, then one newline.
+pub fn end_count() {
+    COUNTER.finish(&mut to_stdout);
+}
+
+fn to_stdout(bytes: &[u8]) {
     let mut out = io::stdout().lock();
-    let _ = write!(out, "{}\r", *n);
+    let _ = out.write_all(bytes);
     let _ = out.flush();
 }
 
-/// -c at a normal exit: one newline.
-pub fn end_count() {
-    let _n = COUNTER.lock().unwrap_or_else(|e| e.into_inner());
-    let mut out = io::stdout().lock();
-    let _ = out.write_all(b"\n");
-    let _ = out.flush();
+/// The -c counter: `1\r2\r...n\r`, every number once and in order.
+///
+/// Counting is one atomic add and never waits. Writing is done by one
+/// thread at a time: whoever finds no writer at work writes every number
+/// counted so far; a thread that finds one at work leaves its number to
+/// it. So a stdout that blocks holds up only the session that is
+/// writing, never the others.
+pub struct Counter {
+    counted: AtomicU64,
+    /// The last number written (changed only by the writer).
+    shown: AtomicU64,
+    /// A thread is writing.
+    writing: AtomicBool,
+}
+
+impl Default for Counter {
+    fn default() -> Self {
+        Counter::new()
+    }
+}
+
+impl Counter {
+    pub const fn new() -> Counter {
+        Counter {
+            counted: AtomicU64::new(0),
+            shown: AtomicU64::new(0),
+            writing: AtomicBool::new(false),
+        }
+    }
+
+    /// Counts one message; writes the pending numbers through `out`
+    /// unless another thread is writing them.
+    pub fn count(&self, out: &mut dyn FnMut(&[u8])) {
+        self.counted.fetch_add(1, Ordering::SeqCst);
+        // After letting go, the writer looks again: a number counted
+        // while it wrote, by a thread that found it at work, is its to
+        // write. (All SeqCst: that thread's add comes before its failed
+        // swap, which comes before the writer's release and second look.)
+        while self.shown.load(Ordering::SeqCst)
+            < self.counted.load(Ordering::SeqCst)
+        {
+            if self.writing.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            self.write_pending(out, b"");
+            self.writing.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Waits for a writer at work to finish, then writes what is pending
+    /// and a newline.
+    pub fn finish(&self, out: &mut dyn FnMut(&[u8])) {
+        while self.writing.swap(true, Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.write_pending(out, b"\n");
+        self.writing.store(false, Ordering::SeqCst);
+    }
+
+    /// The numbers after the last one written, then `tail`, in one
+    /// write. Only the thread holding `writing` calls this.
+    fn write_pending(&self, out: &mut dyn FnMut(&[u8]), tail: &[u8]) {
+        let from = self.shown.load(Ordering::SeqCst);
+        let to = self.counted.load(Ordering::SeqCst);
+        let mut text = Vec::new();
+        for n in from + 1..=to {
+            let _ = write!(text, "{n}\r");
+        }
+        text.extend_from_slice(tail);
+        if !text.is_empty() {
+            out(&text);
+        }
+        self.shown.store(to, Ordering::SeqCst);
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::censor;
+    use super::{censor, Counter};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    #[test]
+    fn counter_writes_every_number_in_order() {
+        let c = Counter::new();
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            c.count(&mut |b| got.extend_from_slice(b));
+        }
+        c.finish(&mut |b| got.extend_from_slice(b));
+        assert_eq!(got, b"1\r2\r3\r\n");
+    }
+
+    #[test]
+    fn counter_does_not_wait_for_a_blocked_writer() {
+        let c = Counter::new();
+        let (entered_tx, entered) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel::<()>();
+        let (done_tx, done) = mpsc::channel();
+        let got = std::sync::Mutex::new(Vec::new());
+        let (c, got) = (&c, &got);
+        std::thread::scope(|s| {
+            // The first write blocks, as on a stdout nobody reads,
+            // until released.
+            s.spawn(move || {
+                let mut first = true;
+                c.count(&mut |b| {
+                    if std::mem::take(&mut first) {
+                        entered_tx.send(()).unwrap();
+                        release_rx.recv().unwrap();
+                    }
+                    got.lock().unwrap().extend_from_slice(b);
+                });
+            });
+            entered.recv().unwrap();
+            s.spawn(|| {
+                c.count(&mut |b| got.lock().unwrap().extend_from_slice(b));
+                done_tx.send(()).unwrap();
+            });
+            let waited = done.recv_timeout(Duration::from_secs(5));
+            // Let the writer go either way, so that a failure is a
+            // failure and not a hang.
+            let _ = release.send(());
+            assert!(waited.is_ok(), "a count waited for the blocked write");
+        });
+        c.finish(&mut |b| got.lock().unwrap().extend_from_slice(b));
+        // The writer wrote the second number too, after its own.
+        assert_eq!(*got.lock().unwrap(), b"1\r2\r\n");
+    }
 
     #[test]
     fn censor_keeps_printable_ascii_only() {

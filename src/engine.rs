@@ -6,8 +6,8 @@
 //! What the engine and the sessions share (`Shared`, `Jobs`, `Job`)
 //! lives in `work`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -35,7 +35,8 @@ const JOB_ROOM: usize = 1 << 16;
 const TICK: Duration = Duration::from_millis(50);
 
 /// Holds the sessions back until every one of them exists, so that a
-/// failed thread spawn ends the run before any traffic (F36).
+/// failed thread spawn ends the run before any traffic (test
+/// `f36_thread_creation_fails`).
 #[derive(Default)]
 struct Latch {
     open: Mutex<bool>,
@@ -72,37 +73,33 @@ pub fn run(plan: Plan) -> Result<(), Error> {
     let queued = prefill(&shared, &tx, room);
     let done = AtomicBool::new(false);
     let start = Latch::default();
-    // Every session holds a sender; the receiver learns at once when the
-    // last session has ended.
+    // The receiver learns at once when the last session has ended: the
+    // sender lives in `Sessions`, which the session threads share.
     let (alive, all_done) = bounded::<()>(0);
     thread::scope(|scope| {
+        let sessions = Arc::new(Sessions {
+            scope,
+            shared: &shared,
+            rx,
+            start: &start,
+            spawned: AtomicU32::new(0),
+            _alive: alive,
+        });
         let mut handles = Vec::new();
-        for n in 0..shared.plan.sessions as usize {
-            let jobs = Jobs {
-                rx: rx.clone(),
-                shared: &shared,
-            };
-            let start = &start;
-            let alive = alive.clone();
-            let spawned = thread::Builder::new()
-                .name(format!("session-{n}"))
-                .stack_size(STACK_SIZE)
-                .spawn_scoped(scope, move || {
-                    start.wait();
-                    if let Err(e) = session::run(&jobs, n) {
-                        die(jobs.shared, e);
-                    }
-                    drop(alive);
-                });
-            match spawned {
-                Ok(handle) => handles.push(handle),
-                // F36: fatal at once; no session has sent a byte yet.
+        for _ in 0..eager_sessions(&shared.plan) {
+            match Sessions::spawn(&sessions) {
+                Ok(Some(handle)) => handles.push(handle),
+                Ok(None) => break,
+                // Fatal at once; no session has sent a byte yet.
                 Err(e) => die(&shared, Error::Spawn(e)),
             }
         }
+        let later = Arc::downgrade(&sessions);
+        drop(sessions);
         start.open();
-        drop(rx);
-        drop(alive);
+        if shared.plan.sessions > EAGER_SESSIONS {
+            start_grower(scope, later)?;
+        }
         if let Some(log) = hlog {
             start_hlog(scope, &shared, log, &done)?;
         }
@@ -112,11 +109,133 @@ pub fn run(plan: Plan) -> Result<(), Error> {
         for handle in handles {
             handle.join().map_err(|_| Error::Internal("session died"))?;
         }
+        // Sessions started later are joined by the scope itself.
+        let _ = all_done.recv();
         done.store(true, Ordering::SeqCst);
         Ok::<(), Error>(())
     })?;
     finish(&shared);
     Ok(())
+}
+
+/// Sessions started before any traffic (all of them for a small -s).
+/// A thread that cannot be created then ends the run before the first
+/// connect; the rest start as they are needed (`grow`).
+const EAGER_SESSIONS: u32 = 64;
+
+/// How often `grow` looks whether more sessions are needed.
+const GROW_TICK: Duration = Duration::from_millis(10);
+
+/// Ticks in a row the process must be mostly idle, with messages
+/// queued, before more sessions start (one idle tick is noise on a
+/// shared machine).
+const IDLE_TICKS: u32 = 5;
+
+fn eager_sessions(plan: &Plan) -> u32 {
+    plan.sessions.min(EAGER_SESSIONS)
+}
+
+/// Starts session threads: one per session, each when it is needed.
+///
+/// The reference runs its sessions from one event loop and connects a
+/// new one whenever the loop is idle; against a fast server it never
+/// has more than a few hundred connected, against one that keeps its
+/// clients waiting (a greeting delay, slow replies) it soon has all -s.
+/// Idle threads are not free (stack and kernel pages, scheduler work,
+/// and a flood of connects that overflows the server's accept queue),
+/// so sessions here start the same way: a first group at once, then
+/// more, doubling, whenever messages are queued and the process is
+/// mostly waiting rather than working.
+struct Sessions<'scope, 'env> {
+    scope: &'scope thread::Scope<'scope, 'env>,
+    shared: &'env Shared,
+    rx: Receiver<Job>,
+    start: &'env Latch,
+    /// Sessions started so far (the next one's number).
+    spawned: AtomicU32,
+    /// Dropped with the last session: `all_done` disconnects.
+    _alive: Sender<()>,
+}
+
+impl<'scope, 'env> Sessions<'scope, 'env> {
+    /// Starts the next session, unless all -s have been started.
+    fn spawn(
+        this: &Arc<Self>,
+    ) -> std::io::Result<Option<thread::ScopedJoinHandle<'scope, ()>>> {
+        let limit = this.shared.plan.sessions;
+        let next = this.spawned.fetch_update(
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+            |n| (n < limit).then_some(n + 1),
+        );
+        let Ok(n) = next else {
+            return Ok(None);
+        };
+        let own = Arc::clone(this);
+        thread::Builder::new()
+            .name(format!("session-{n}"))
+            .stack_size(STACK_SIZE)
+            .spawn_scoped(this.scope, move || {
+                own.start.wait();
+                let jobs = Jobs {
+                    rx: own.rx.clone(),
+                    shared: own.shared,
+                };
+                if let Err(e) = session::run(&jobs, n as usize) {
+                    die(own.shared, e);
+                }
+            })
+            .map(Some)
+    }
+
+    /// Whether every session has been started.
+    fn all_started(&self) -> bool {
+        self.spawned.load(Ordering::SeqCst) >= self.shared.plan.sessions
+    }
+}
+
+/// The thread that starts the sessions not started at once: after
+/// `IDLE_TICKS` ticks in a row in which messages waited in the queue and
+/// the process used less than half a core, as many more as run now. It ends
+/// when all are started or all that were started have ended.
+fn start_grower<'scope, 'env>(
+    scope: &'scope thread::Scope<'scope, 'env>,
+    sessions: Weak<Sessions<'scope, 'env>>,
+) -> Result<(), Error> {
+    thread::Builder::new()
+        .name("grow".into())
+        .stack_size(STACK_SIZE)
+        .spawn_scoped(scope, move || grow(&sessions))
+        .map(|_| ())
+        .map_err(Error::Spawn)
+}
+
+fn grow(sessions: &Weak<Sessions>) {
+    let mut cpu = sys::process_cpu();
+    let mut at = Instant::now();
+    let mut idle = 0;
+    loop {
+        thread::sleep(GROW_TICK);
+        let Some(s) = sessions.upgrade() else { return };
+        if s.all_started() || s.shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let (cpu_now, at_now) = (sys::process_cpu(), Instant::now());
+        let busy = cpu_now.saturating_sub(cpu) * 2 > at_now - at;
+        (cpu, at) = (cpu_now, at_now);
+        idle = if busy || s.rx.is_empty() { 0 } else { idle + 1 };
+        if idle < IDLE_TICKS {
+            continue;
+        }
+        idle = 0;
+        for _ in 0..s.spawned.load(Ordering::SeqCst) {
+            match Sessions::spawn(&s) {
+                Ok(Some(_)) => {}
+                Ok(None) => return,
+                Err(e) => die(s.shared, Error::Spawn(e)),
+            }
+        }
+    }
 }
 
 /// A fatal error: the report (if any) first, then the fatal line; exit 1.
@@ -326,8 +445,9 @@ fn wait_interval(done: &AtomicBool) -> bool {
 /// Descriptors a run needs besides one socket per session.
 const SPARE_FDS: u64 = 16;
 
-/// X10: raise the soft open-file limit toward the hard one, and fail
-/// before any connect if `-s` still cannot fit.
+/// Raises the soft open-file limit toward the hard one, and fails
+/// before any connect if `-s` still cannot fit (the reference does
+/// neither: man page NOTES, X10).
 fn ensure_fds(sessions: u32) -> Result<(), Error> {
     let want = u64::from(sessions) + SPARE_FDS;
     let have = sys::raise_nofile(want).unwrap_or(0);

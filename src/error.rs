@@ -98,7 +98,7 @@ pub enum Error {
     /// The stage's deadline passed.
     Timeout { stage: Stage },
     /// A reply line overflowed the discard bound, or a reply had too many
-    /// lines (X2).
+    /// lines (the bounds are in `lineio` and `reply`).
     TooLong { stage: Stage, lines: bool },
     /// A non-success reply without -A.
     Rejected { stage: Stage, reply: Reply },
@@ -163,7 +163,7 @@ fn lost_text(stage: Stage, said: Option<&Reply>) -> Vec<u8> {
     let mut out =
         format!("lost connection while {}", stage.phrase()).into_bytes();
     if let Some(reply) = said {
-        // X7: what the server answered before it stopped reading.
+        // What the server answered before it stopped reading.
         out.extend_from_slice(
             format!(" (server said: {} ", reply.code).as_bytes(),
         );

@@ -51,6 +51,11 @@ impl Cidr {
         Some(Cidr { base, prefix })
     }
 
+    /// The prefix length.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
     pub fn is_ipv4(&self) -> bool {
         self.base.is_ipv4()
     }
@@ -367,6 +372,31 @@ mod tests {
             assert_eq!(Cidr::parse(bad), None, "{bad}");
         }
         assert_eq!(Cidr::parse("10.0.0.1/+8"), None);
+    }
+
+    #[test]
+    fn random_inputs_never_panic_and_stay_in_range() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+        let alphabet = b"0123456789abcdef:./[]IPVv6=,+ADRNMEx\n\r\0\xff";
+        for _ in 0..50_000 {
+            let len = rng.gen_range(0..40);
+            let raw: Vec<u8> = (0..len)
+                .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+                .collect();
+            if let Ok(x) = Xclient::parse(&raw) {
+                let _ = x.args(rng.gen());
+            }
+            let _ = parse_auth_file(&raw);
+            let Ok(text) = std::str::from_utf8(&raw) else {
+                continue;
+            };
+            if let Some(range) = Cidr::parse(text) {
+                let addr = range.nth(rng.gen());
+                let again = Cidr::parse(&format!("{addr}/{}", range.prefix()));
+                assert_eq!(again, Some(range), "{text}");
+            }
+        }
     }
 
     #[test]

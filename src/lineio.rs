@@ -2,10 +2,12 @@
 //!
 //! It owns the read buffer of one connection. A line is kept up to
 //! `LINE_LIMIT` bytes; the excess is read and thrown away, but never
-//! without end (X2: after `DISCARD_LIMIT` discarded bytes the read fails).
-//! LF ends a line (bare LF accepted), trailing CRs are stripped (F20).
-//! Time bounds come from the `Source`, which is given the deadline of the
-//! whole reply before each read (X1).
+//! without end: after `DISCARD_LIMIT` discarded bytes the read fails (a
+//! bound of ours: man page NOTES, X2). LF ends a line (bare LF
+//! accepted), trailing CRs are stripped, as the reference does (test
+//! `f20_line_endings`). Time bounds come from the `Source`, which is
+//! given the deadline of the whole reply before each read (every wait
+//! has a deadline: man page NOTES, X1).
 
 use std::io;
 use std::time::Instant;
@@ -15,7 +17,8 @@ use crate::reply::strip_crs;
 /// smtp-source's line limit: the kept part of a reply line, code included.
 pub const LINE_LIMIT: usize = 10240;
 
-/// Most bytes discarded from one over-long line before giving up (X2).
+/// Most bytes discarded from one over-long line before giving up (man
+/// page NOTES, X2).
 pub const DISCARD_LIMIT: usize = 1 << 20;
 
 /// Bytes asked for in one read(). Replies are short (an EHLO reply is a

@@ -1,4 +1,4 @@
-//! longopts: the long options, our extensions (X13). Postfix's
+//! longopts: the long options, our extensions. Postfix's
 //! smtp-source has none, so none of these can change what an old command
 //! line does; an unknown `--name` fails exactly as every `--x` fails in
 //! the reference (`invalid option -- '-'`, then the usage line).
@@ -29,7 +29,7 @@ pub enum Arrival {
     Poisson,
 }
 
-/// Recipient numbering scheme (spec §11-12).
+/// Recipient numbering scheme (the man page's EXTENSIONS, --numbering).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Numbering {
     /// Postfix 3.7 (the default): numbers in front, `-r` counts down.
@@ -58,9 +58,9 @@ impl AuthMech {
 /// Settings made by long options.
 #[derive(Debug, Clone)]
 pub struct LongArgs {
-    /// --timeout, else SMTP_SOURCE_TIMEOUT, else 300 s (X1).
+    /// --timeout, else SMTP_SOURCE_TIMEOUT, else 300 s.
     pub timeout: Option<Duration>,
-    /// --max-connecting (X9).
+    /// --max-connecting: connects in flight at once.
     pub max_connecting: u32,
     pub ehlo: bool,
     pub pipelining: bool,

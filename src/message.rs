@@ -3,8 +3,10 @@
 //! Pure: the body (default text, the -l filler or the -F file) is made
 //! once and shared by every session with the end-of-data dot already
 //! appended; only the headers (Date once per process, Message-Id per
-//! message) are made per message. Byte formats: spec §4.2-4.4.
+//! message) are made per message. The byte formats are the reference's
+//! (man page, "Message content"; `docs/behavior.md`).
 
+use crate::command::join;
 use crate::sys::LocalTime;
 
 /// The body when neither -l nor a non-empty -F file is given.
@@ -13,13 +15,11 @@ La de da de da 2.\r\n\
 La de da de da 3.\r\n\
 La de da de da 4.\r\n";
 
-/// The end-of-data line, sent in the same write as the content.
-pub const DOT: &[u8] = b".\r\n";
-
 /// The -l payload: `len` bytes of `X` where every 80th position gets a
 /// CRLF and the byte 80 before it a line-number digit, then CRLF.
 /// So: 80-byte lines `<digit>` + 77 `X` + CRLF, and a last line of 1..=80
-/// `X` with no digit (spec §4.3). Never starts a line with `.`.
+/// `X` with no digit, as the reference makes it. Never starts a line
+/// with `.`.
 pub fn filler(len: usize) -> Vec<u8> {
     let mut out = vec![b'X'; len];
     let mut i = 80;
@@ -105,10 +105,9 @@ impl HeaderTemplate {
     }
 }
 
+/// One header line: the same join as a command's, and CRLF.
 fn header(out: &mut Vec<u8>, head: &[u8], value: &[u8], tail: &[u8]) {
-    out.extend_from_slice(head);
-    out.extend_from_slice(value);
-    out.extend_from_slice(tail);
+    join(out, head, value, tail);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -119,7 +118,8 @@ const MONTHS: [&str; 12] = [
 ];
 
 /// The Date: value, `%a, %e %b %Y %H:%M:%S +hhmm (%Z)` in the C locale.
-/// The sign is right for offsets under an hour west of UTC (X11).
+/// The sign is right for offsets under an hour west of UTC (the
+/// reference prints `+0030` for -00:30: man page NOTES, X11).
 pub fn date_value(t: &LocalTime) -> Vec<u8> {
     let sign = if t.gmtoff < 0 { '-' } else { '+' };
     let off = t.gmtoff.unsigned_abs() / 60;
@@ -256,7 +256,7 @@ Message-Id: <72ba.0003.fffffffe@vm>\r\nSubject: \r\n\r\n"
     fn date_offsets() {
         assert!(date_value(&tm(19800, 27)).ends_with(b"+0530 (XXX)"));
         assert!(date_value(&tm(-12600, 27)).ends_with(b"-0330 (XXX)"));
-        // X11: the reference prints +0030 here.
+        // The reference prints +0030 here (man page NOTES, X11).
         assert!(date_value(&tm(-1800, 27)).ends_with(b"-0030 (XXX)"));
     }
 }

@@ -16,7 +16,8 @@ use crate::transport::Transport;
 pub struct SocketOptions {
     pub window: Option<u32>,
     pub keepalive: bool,
-    /// Yield the CPU before each blocking read (see `Conn::read_by`).
+    /// Yield the CPU before each blocking read (see
+    /// `Transport::read_by`).
     pub yield_first: bool,
 }
 
@@ -31,7 +32,8 @@ pub fn connect(
 ) -> io::Result<Transport> {
     let domain = Domain::from(i32::from(addr.family()));
     let sock = Socket::new(domain, Type::STREAM.cloexec(), None)?;
-    // RST on close: no TIME_WAIT pile-up without -d (a run without -d would otherwise exhaust local ports).
+    // RST on close: no TIME_WAIT pile-up, which would exhaust the local
+    // ports in a long run without -d.
     sock.set_linger(Some(Duration::ZERO))?;
     if let Some(size) = opts.window {
         set_buffers(&sock, size as usize, warn);
@@ -76,7 +78,8 @@ fn set_buffers(sock: &Socket, size: usize, warn: &mut dyn FnMut(String)) {
     }
 }
 
-/// A counting gate: at most `limit` connects in flight at once (X9).
+/// A counting gate: at most `limit` connects in flight at once (the
+/// reference connects one at a time: man page NOTES, X9).
 ///
 /// The common case (a free place) is one atomic operation; the mutex and
 /// condition variable are touched only when a session has to wait, so

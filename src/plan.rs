@@ -1,7 +1,8 @@
 //! plan: `Args` to the immutable `Plan` that sessions run from.
 //!
 //! Everything that can be decided before the first connect is decided
-//! here, in the reference's order (spec §1): read the -F file, build the
+//! here, in the reference's order (so the first error is the one the
+//! reference would report): read the -F file, build the
 //! body, parse and resolve the endpoint, find myhostname, make the
 //! default addresses. Sessions never see argv.
 
@@ -11,16 +12,17 @@ use std::time::Duration;
 use socket2::SockAddr;
 
 use crate::cli::{Args, Delay};
+use crate::command::Command;
 use crate::endpoint::{self, Spec};
 use crate::error::Error;
 use crate::hostname;
 use crate::identity::{self, Cidr, Credential, ProxyVersion, Xclient};
 use crate::longopts::{self, Arrival, AuthMech, ReportFormat};
-use crate::message::{self, HeaderTemplate, DEFAULT_BODY, DOT};
+use crate::message::{self, HeaderTemplate, DEFAULT_BODY};
 use crate::sys;
 use crate::tls::{self, TlsPlan};
 
-/// Default per-stage deadline: the reference's 300 s I/O limit (X1).
+/// Default per-stage deadline: the reference's 300 s I/O limit.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The greeting command, if any (-o sends none).
@@ -84,7 +86,7 @@ pub struct Env<'a> {
 #[derive(Debug)]
 pub struct Plan {
     pub addr: SockAddr,
-    /// SO_KEEPALIVE is set on IPv4 sockets only (spec §2.2).
+    /// SO_KEEPALIVE is set on IPv4 sockets only, as the reference does.
     pub keepalive: bool,
     pub window: Option<u32>,
     pub connect_count: u32,
@@ -307,7 +309,7 @@ SMTP_SOURCE_PASSWORD"
         }
         (None, Some(path)) => {
             let text = read_file(path).map_err(|e| {
-                String::from_utf8_lossy(&e.text()).into_owned()
+                format!("--auth-file: {}", String::from_utf8_lossy(&e.text()))
             })?;
             identity::parse_auth_file(&text).map_err(|why| {
                 format!("--auth-file {}: {why}", String::from_utf8_lossy(path))
@@ -354,7 +356,7 @@ fn body(args: &Args) -> Result<Bodies, Error> {
     };
     let raw = args.long.chunking.then(|| make(false).into());
     let mut content = make(true);
-    content.extend_from_slice(DOT);
+    Command::Dot.write_wire(&mut content);
     Ok((content.into(), raw))
 }
 

@@ -3,14 +3,14 @@
 //! Pure: bytes in, values out, no I/O. Lines arrive already split and
 //! stripped of their line ending (see `lineio`); this module decides the
 //! code, whether the reply continues, and gathers the text, all within
-//! fixed caps (spec §3, faults R1/R3).
+//! fixed caps (`docs/behavior.md`, "Replies").
 
 /// Most bytes of joined reply text that start a new line's append; the
-/// total may exceed it by one line (spec §3 text accumulation).
+/// total may exceed it by one line, as the reference's text buffer does.
 pub const TEXT_LIMIT: usize = 10240;
 
-/// Most lines in one reply (X2): a peer that streams continuation lines
-/// forever is cut off here.
+/// Most lines in one reply (a bound of ours: man page NOTES, X2): a
+/// peer that streams continuation lines forever is cut off here.
 pub const MAX_LINES: usize = 1000;
 
 /// One parsed reply: the code of its last line (0 when that line did not
@@ -29,7 +29,7 @@ impl Reply {
     }
 
     /// 421 and 521 mean the server is closing: under -A the session
-    /// closes without QUIT (spec §2.4).
+    /// closes without QUIT (`docs/behavior.md`, "The -A policy").
     pub fn is_closing(&self) -> bool {
         self.code == 421 || self.code == 521
     }
@@ -51,7 +51,8 @@ pub struct LineInfo {
 ///
 /// `250x` is code 250 (three digits, then text), `2500 x` and `25 x` are
 /// code 0, and `  220 x` is code 0 with text `220 x`: smtp-source counts
-/// the leading digits and accepts exactly three (faults F11, F12).
+/// the leading digits and accepts exactly three (tests
+/// `f11_not_three_digits`, `f12_three_digits_plus_junk`).
 pub fn classify_line(line: &[u8]) -> LineInfo {
     let digits = line.iter().take_while(|b| b.is_ascii_digit()).count();
     let code = if digits == 3 {
@@ -94,7 +95,7 @@ pub enum Push {
     More,
     /// The reply is complete.
     Done,
-    /// The reply has more than `MAX_LINES` lines (X2).
+    /// The reply has more than `MAX_LINES` lines.
     TooManyLines,
 }
 
@@ -134,7 +135,8 @@ impl ReplyBuilder {
     }
 
     /// True when the lines carried different codes (RFC 5321 §4.2.1 says
-    /// they must not; the last line decides anyway, for parity: F14).
+    /// they must not; the last line decides anyway, as in the reference:
+    /// test `f14_multiline_mismatched_codes`).
     pub fn mixed_codes(&self) -> bool {
         self.mixed_codes
     }
@@ -207,7 +209,8 @@ pub fn capabilities(reply: &Reply) -> Capabilities {
     caps
 }
 
-/// Strips all trailing CRs, as smtp-source does before the LF (F20).
+/// Strips all trailing CRs, as smtp-source does before the LF (test
+/// `f20_line_endings`).
 pub fn strip_crs(line: &[u8]) -> &[u8] {
     let keep = line.iter().rposition(|&b| b != b'\r').map_or(0, |i| i + 1);
     &line[..keep]

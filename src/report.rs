@@ -274,7 +274,9 @@ fn arrival_name(a: Arrival) -> &'static str {
     }
 }
 
-/// A JSON string literal (control and non-ASCII bytes escaped).
+/// A JSON string literal: controls and everything outside printable
+/// ASCII escaped as `\uXXXX`, a character beyond U+FFFF as its UTF-16
+/// surrogate pair (JSON has no longer escape).
 pub fn json_string(s: &str) -> String {
     let mut o = String::with_capacity(s.len() + 2);
     o.push('"');
@@ -283,7 +285,10 @@ pub fn json_string(s: &str) -> String {
             '"' => o.push_str("\\\""),
             '\\' => o.push_str("\\\\"),
             c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
-                let _ = write!(o, "\\u{:04x}", c as u32 & 0xffff);
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    let _ = write!(o, "\\u{unit:04x}");
+                }
             }
             c => o.push(c),
         }
@@ -388,6 +393,14 @@ mod tests {
     #[test]
     fn json_strings_are_escaped() {
         assert_eq!(json_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+    }
+
+    #[test]
+    fn json_strings_escape_beyond_the_bmp_as_surrogate_pairs() {
+        assert_eq!(json_string("\u{e9}\u{7f}"), "\"\\u00e9\\u007f\"");
+        assert_eq!(json_string("\u{fffd}"), "\"\\ufffd\"");
+        assert_eq!(json_string("a\u{1f600}b"), "\"a\\ud83d\\ude00b\"");
+        assert_eq!(json_string("\u{10ffff}"), "\"\\udbff\\udfff\"");
     }
 
     fn summary() -> Summary {

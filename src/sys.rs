@@ -305,8 +305,9 @@ extern "C" fn on_interrupt(_signal: libc::c_int) {
 
 /// Makes the first SIGINT set a flag (see `interrupted`) instead of
 /// killing the process; a second one exits at once with status 130.
-/// Used only by --report/--duration runs (F40 keeps the default
-/// otherwise).
+/// Used only by --report/--duration runs: otherwise SIGINT keeps its
+/// default action, death by the signal, as in the reference (test
+/// `f40_sigint_sigterm`).
 pub fn catch_interrupt() -> io::Result<()> {
     // SAFETY: an all-zero sigaction is a valid starting value; the
     // handler only touches an atomic and calls _exit, both
@@ -327,6 +328,26 @@ pub fn catch_interrupt() -> io::Result<()> {
 /// Whether a SIGINT has arrived since `catch_interrupt`.
 pub fn interrupted() -> bool {
     INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// CPU time (user and system) the whole process has used so far.
+pub fn process_cpu() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the
+    // call; CLOCK_PROCESS_CPUTIME_ID is always available on Linux.
+    let rc = unsafe {
+        libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts)
+    };
+    if rc != 0 {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
 
 #[cfg(test)]
@@ -423,6 +444,17 @@ mod tests {
         let now = raise_nofile(0).unwrap();
         assert_eq!(raise_nofile(now).unwrap(), now);
         assert!(raise_nofile(16).unwrap() >= 16);
+    }
+
+    #[test]
+    fn process_cpu_moves_forward() {
+        let a = process_cpu();
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        assert!(process_cpu() > a);
     }
 
     #[test]

@@ -109,6 +109,13 @@ pub fn build(args: &TlsArgs, peer: Peer) -> Result<Option<TlsPlan>, String> {
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup: {e}"))?;
+    if args.ca.is_some() && level != Level::Verify {
+        // Trust anchors only matter when the certificate is checked.
+        return Err(format!(
+            "--tls-ca is used only with --tls=verify (the level is {})",
+            level.name()
+        ));
+    }
     let builder = if level == Level::Verify {
         builder.with_root_certificates(roots(args.ca.as_deref())?)
     } else {
@@ -177,6 +184,10 @@ fn server_name(
     match peer {
         Peer::Name(host) => match ServerName::try_from(host.clone()) {
             Ok(name) => Ok((name, true)),
+            Err(_) if level == Level::Verify => Err(format!(
+                "--tls=verify: {host} is not a name a certificate can \
+carry; give --tls-servername"
+            )),
             Err(_) => Ok((placeholder(), false)),
         },
         Peer::Address(ip) => Ok((ServerName::IpAddress((*ip).into()), false)),
@@ -355,6 +366,23 @@ mod tests {
         let e = build(&a, Peer::Name("x".into())).unwrap_err();
         assert!(e.starts_with("--tls-ca: open /nonexistent/ca.pem: "), "{e}");
         let e = build(&args(Some(Level::Verify)), Peer::Unix);
+        assert!(e.is_err());
+    }
+
+    #[test]
+    fn ca_only_with_verify_and_verify_needs_a_real_name() {
+        let mut a = args(Some(Level::Encrypt));
+        a.ca = Some(b"ca.pem".to_vec());
+        assert_eq!(
+            build(&a, Peer::Unix).unwrap_err(),
+            "--tls-ca is used only with --tls=verify (the level is encrypt)"
+        );
+        let mut v = args(Some(Level::Verify));
+        v.servername = None;
+        let e = build(&v, Peer::Name("bad_name!".into()));
+        // Without system roots the roots error comes first; either way
+        // a name that no certificate can carry is never verified
+        // against something else.
         assert!(e.is_err());
     }
 

@@ -310,6 +310,15 @@ impl Transport {
         Ok(done)
     }
 
+    /// Ends TLS politely (close_notify), best effort; a plain
+    /// connection has nothing to say.
+    pub fn close_notify(&mut self, deadline: Instant) {
+        if let Some(tls) = self.tls.as_deref_mut() {
+            tls.send_close_notify();
+            let _ = flush_tls(tls, &mut self.wire, deadline);
+        }
+    }
+
     /// Writes all of `bufs` before `deadline`: in as few system calls
     /// as the kernel allows in plaintext, as TLS records otherwise.
     pub fn write_all_by(

@@ -37,7 +37,8 @@ pub struct Shared {
     budget: AtomicI64,
     /// -N (or 3.9 numbering): the next recipient number.
     pub rcpt_seq: AtomicU64,
-    /// The Date: value, made once at the first DATA (spec §4.2).
+    /// The Date: value, made once at the first message and reused for
+    /// the whole run, as the reference does.
     date: OnceLock<Vec<u8>>,
     pub gate: Gate,
     pub pid: u32,

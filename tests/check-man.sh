@@ -5,7 +5,12 @@
 #
 # Checks, in the roff source:
 #   - every letter of the getopt string has an option entry (\-X);
-#   - the long options, SMTP_SOURCE_TIMEOUT and the required sections;
+#   - every long option has an entry (\-\-name in a .TP/.TQ tag line):
+#     the list below, and, when the sources are next to this script, every
+#     long option that src/longopts.rs parses;
+#   - the environment variables and the required sections;
+#   - the report's latency phases and error classes (from src/stats.rs
+#     when it is there) and the keys of its "tls" object;
 #   - one NOTES entry for each deliberate difference X1..X15.
 # If HELP_BIN names a built smtp-source, every option letter must also
 # appear in its --help output.
@@ -39,9 +44,67 @@ for l in $letters; do
 		bad "option -$l has no .TP entry (.B \\-$l or .BI \\-$l ...)"
 done
 
-for s in '\-\-timeout=' '\-\-max\-connecting=' '\-\-help' '\-\-version' \
-	'SMTP_SOURCE_TIMEOUT'; do
-	grep -Fq -- "$s" "$page" || bad "missing $s"
+# The long options, also when the sources are not at hand.
+longopts='timeout max-connecting ehlo pipelining chunking report report-file
+hlog rate arrival duration numbering help version
+tls tls-wrapper tls-ca tls-servername tls-cert tls-key tls-resume
+auth auth-user auth-file auth-plaintext xclient proxy proxy-source'
+
+src=$(dirname "$0")/../src
+if [ -r "$src/longopts.rs" ]; then
+	# The valued options (VALUED) and the arms of apply(): flags and
+	# options with an optional value.
+	valued=$(awk '/^const VALUED/ { f = 1; next } f && /^\];/ { f = 0 } f' \
+		"$src/longopts.rs" | sed -n 's/^ *b"\([a-z0-9-]*\)",.*/\1/p')
+	arms=$(awk '/^pub fn apply/ { f = 1 } f && /^}/ { f = 0 } f' \
+		"$src/longopts.rs" | sed -n 's/^ *b"\([a-z0-9-]*\)".*=>.*/\1/p')
+	[ -n "$valued" ] && [ -n "$arms" ] ||
+		bad "cannot find the long options in $src/longopts.rs"
+	longopts="$longopts $valued $arms"
+fi
+
+# Long option entries: every --name in the tag lines after .TP or .TQ,
+# such as `.BI \-\-tls\-ca= file` or `.BR \-\-tls [ =may ...`.
+longtags=$(awk '
+	(prev == ".TP" || prev == ".TQ") && /^\.(B|BI|BR) / {
+		line = $0
+		gsub(/\\-/, "-", line)
+		while (match(line, /--[A-Za-z0-9]+(-[A-Za-z0-9]+)*/)) {
+			print substr(line, RSTART + 2, RLENGTH - 2)
+			line = substr(line, RSTART + RLENGTH)
+		}
+	}
+	{ prev = $0 }
+' "$page")
+
+for o in $(printf '%s\n' $longopts | sort -u); do
+	printf '%s\n' "$longtags" | grep -qx -- "$o" ||
+		bad "long option --$o has no .TP entry"
+done
+
+# Environment variables: an entry each (.TP, then .B NAME).
+for v in SMTP_SOURCE_TIMEOUT SMTP_SOURCE_PASSWORD; do
+	awk -v v="$v" 'prev == ".TP" && $0 == ".B " v { found = 1 }
+		{ prev = $0 } END { exit !found }' "$page" ||
+		bad "ENVIRONMENT has no entry for $v"
+done
+
+# Report keys: each named in bold somewhere (.B key, .BR key ,
+# .RB ( key ,).
+keys='handshakes full resumed versions ciphers tls'
+if [ -r "$src/stats.rs" ]; then
+	phases=$(awk '/pub fn key/ { f = 1 } f && /^    }/ { f = 0 } f' \
+		"$src/stats.rs" | sed -n 's/.*=> "\([a-z_0-9]*\)",*$/\1/p')
+	classes=$(awk '/^pub const ERROR_KEYS/ { f = 1; next }
+		f && /^\];/ { f = 0 } f' "$src/stats.rs" |
+		sed -n 's/^ *"\([a-z_0-9]*\)",*$/\1/p')
+	[ -n "$phases" ] && [ -n "$classes" ] ||
+		bad "cannot find the report keys in $src/stats.rs"
+	keys="$keys $phases $classes"
+fi
+for k in $keys; do
+	grep -Eq "^\.(B|BR|RB) (\( )?$k( |\$)" "$page" ||
+		bad "report key $k is not described"
 done
 
 for sec in NAME SYNOPSIS DESCRIPTION OPTIONS EXTENSIONS ENVIRONMENT \
@@ -68,4 +131,4 @@ fi
 if [ "$fail" -ne 0 ]; then
 	exit 1
 fi
-echo "check-man: $page documents all $(printf "%s\n" "$letters" | wc -l) option letters, the long options and X1-X15"
+echo "check-man: $page documents all $(printf "%s\n" "$letters" | wc -l) option letters, $(printf '%s\n' $longopts | sort -u | wc -l) long options, the report keys and X1-X15"

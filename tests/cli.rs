@@ -1,8 +1,10 @@
-//! Command-line checks pinned to exact bytes (behavior.md §1, §5, §8,
-//! §10.18, §13 X1/X6/X13). No reference binary needed. Every failing
-//! command line must exit 1 at once (X6), print nothing on stdout, print
-//! exactly the expected stderr, and never connect: where an endpoint is
-//! given it is a fresh fake server, which must have accepted nothing.
+//! Command-line checks pinned to exact bytes: option values, conflicts,
+//! operands, getopt's messages, the usage line, and the long options. No
+//! reference binary needed. Every failing command line must exit 1 at
+//! once (the reference sleeps 1 s first: man page NOTES X6), print
+//! nothing on stdout, print exactly the expected stderr, and never
+//! connect: where an endpoint is given it is a fresh fake server, which
+//! must have accepted nothing.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
@@ -13,7 +15,7 @@ use crate::support::{hostname, ours, usage_line, Cmd, TempDir, ARGV0};
 
 const LIMIT: Duration = Duration::from_secs(8);
 
-/// Fatal errors exit at once (§13 X6).
+/// Fatal errors exit at once (man page NOTES X6).
 const AT_ONCE: Duration = Duration::from_millis(500);
 
 /// The command line for `args`: `@EP` becomes the server's endpoint and
@@ -70,7 +72,7 @@ fn raw_text(tr: &Transcript, i: usize) -> String {
 }
 
 // ---------------------------------------------------------------------------
-// Numeric values (§1: atoi, must be > 0; §8 table)
+// Numeric values (read like C atoi, must be > 0; docs/behavior.md)
 
 const NUMERIC: [(&str, &str); 8] = [
     ("-m", "bad message count"),
@@ -214,7 +216,7 @@ fn delays_trailing_garbage_is_ignored() {
 }
 
 // ---------------------------------------------------------------------------
-// Conflicts (§5 -l/-F, -w/-R)
+// Conflicts
 
 #[test]
 fn length_with_file_either_order() {
@@ -249,7 +251,7 @@ fn wait_random_conflict_checked_before_value() {
 }
 
 // ---------------------------------------------------------------------------
-// Operands and getopt (§1)
+// Operands and getopt
 
 #[test]
 fn missing_operand() {
@@ -346,7 +348,7 @@ fn argv0_used_verbatim() {
 }
 
 // ---------------------------------------------------------------------------
-// -M (§5 -M)
+// -M
 
 #[test]
 fn bad_myhostname_values() {
@@ -397,7 +399,7 @@ fn bad_myhostname_values() {
 }
 
 // ---------------------------------------------------------------------------
-// -F (§4.3)
+// -F
 
 #[test]
 fn file_missing() {
@@ -418,7 +420,7 @@ fn file_missing_reported_before_bad_endpoint() {
 }
 
 // ---------------------------------------------------------------------------
-// Endpoint syntax (§5 endpoint)
+// Endpoint syntax
 
 #[test]
 fn endpoint_syntax_errors() {
@@ -486,7 +488,7 @@ fn unix_path_too_long() {
 }
 
 // ---------------------------------------------------------------------------
-// Long options (§13 X1, X13)
+// Long options (man page NOTES X1, X13)
 
 #[test]
 fn help_prints_to_stdout_and_succeeds() {
@@ -535,7 +537,7 @@ fn bad_timeout_environment_is_fatal() {
 }
 
 // ---------------------------------------------------------------------------
-// Bytes pass through verbatim (§4.1)
+// Bytes pass through verbatim
 
 #[test]
 fn non_utf8_sender_sent_verbatim() {

@@ -1,10 +1,12 @@
 //! Differential tests: run the reference smtp-source (Debian's Postfix
 //! 3.7.11, see `tests/fetch-reference.sh`) and ours with the same options
 //! against two fresh fake servers with the same behaviour, and compare
-//! exit status, stdout, stderr (argv[0] fixed, §13 X12 trace lines
-//! dropped) and what the client sent on each connection (Date and the
-//! Message-Id pid/fd masked; the connection's end, FIN vs. RST, included).
-//! Elapsed time is never compared (§13 X6).
+//! exit status, stdout, stderr (argv[0] fixed, the reference's internal
+//! -v trace lines dropped: man page NOTES X12) and what the client sent
+//! on each connection (Date and the Message-Id pid/fd masked; the
+//! connection's end, FIN vs. RST, included).
+//! Elapsed time is never compared (the reference sleeps 1 s before a
+//! fatal exit: NOTES X6).
 //!
 //! Cases come from one table (`cases!` below); adding a case is one line.
 //! Each case is also its own `#[test]` (`differential::cases::<name>`).
@@ -12,8 +14,9 @@
 //! sleeps 1 s before every fatal exit, and the test harness runs only a few
 //! tests at a time.
 //!
-//! Where behavior.md §13 says we deliberately differ, there is no
-//! comparison: `deliberate` holds plain tests of our behaviour.
+//! Where we deliberately differ (the man page's NOTES, X1-X15), there is
+//! no comparison: `deliberate` holds plain tests of our behaviour, one
+//! per NOTES entry.
 //!
 //! Self-check of the harness: `SMTP_SOURCE_UNDER_TEST=<reference binary>
 //! cargo test --test integration differential::` compares the reference
@@ -189,13 +192,13 @@ macro_rules! cases {
 }
 
 cases! {
-    // Defaults and modes (§2.3, §10.1-10.4).
+    // Defaults and modes.
     defaults => c(&[]),
     old_mode => c(&["-o"]),
     lmtp => c(&["-L"]).resp(r().lmtp()),
     old_mode_lmtp => c(&["-o", "-L"]).resp(r().lmtp()),
     lmtp_rcpt_3 => c(&["-L", "-r", "3"]).resp(r().lmtp()),
-    // Recipients and numbering (§5 -r, -N).
+    // Recipients and numbering.
     rcpt_1 => c(&["-r", "1"]),
     rcpt_2 => c(&["-r", "2"]),
     rcpt_3 => c(&["-r", "3"]),
@@ -203,7 +206,7 @@ cases! {
     number_r2_m2 => c(&["-N", "-r", "2", "-m", "2"]),
     number_to_r2_m2 => c(&["-N", "-t", "bar+@x.ex", "-r", "2", "-m", "2"]),
     to_r3 => c(&["-t", "bar@x.ex", "-r", "3"]),
-    // Messages, sessions, reuse (§2.1, §5 -d, -m, -s).
+    // Messages, sessions, reuse.
     messages_3 => c(&["-m", "3"]),
     reuse_m3 => c(&["-d", "-m", "3"]),
     old_reuse_m2 => c(&["-o", "-d", "-m", "2"]),
@@ -211,7 +214,7 @@ cases! {
     m3_s2_reuse => c(&["-m", "3", "-s", "2", "-d"]),
     m1_s3 => c(&["-m", "1", "-s", "3"]),
     m3x_means_3 => c(&["-m", "3x"]),
-    // Addresses, names, subject (§4.1, §4.2, §5 -f -t -M -S).
+    // Addresses, names, subject.
     from_custom => c(&["-f", "sender@example.com"]),
     from_empty => c(&["-f", ""]),
     from_brackets => c(&["-f", "<a@b>"]),
@@ -225,7 +228,7 @@ cases! {
     subject => c(&["-S", "Test subject"]),
     subject_empty => c(&["-S", ""]),
     subject_old_mode => c(&["-o", "-S", "ignored"]),
-    // -l payloads (§4.3).
+    // -l payloads.
     len_1 => c(&["-l", "1"]),
     len_79 => c(&["-l", "79"]),
     len_80 => c(&["-l", "80"]),
@@ -235,7 +238,7 @@ cases! {
     len_1000 => c(&["-l", "1000"]),
     len_100000 => c(&["-l", "100000"]),
     len_old_mode => c(&["-o", "-l", "200"]),
-    // -F files (§4.3, §10.10).
+    // -F files.
     file_lf => file("lf.txt", &[]),
     file_crlf => file("crlf.txt", &[]),
     file_no_final_newline => file("nonl.txt", &[]),
@@ -248,7 +251,7 @@ cases! {
     file_subject_ignored => file("lf.txt", &["-S", "ignored"]),
     file_old_mode => file("dots.txt", &["-o"]),
     file_reuse_m2 => file("nonl.txt", &["-d", "-m", "2"]),
-    // -c, -v (§5 -c, §6).
+    // -c, -v.
     count_m3 => c(&["-c", "-m", "3"]),
     count_m12_s3 => c(&["-c", "-m", "12", "-s", "3"]),
     count_twice => c(&["-c", "-c", "-m", "2"]),
@@ -265,7 +268,7 @@ cases! {
     verbose_lost_after_mail => c(&["-v"]).resp(r().close_at(Verb::Mail)),
     verbose_rejected => with(&["-v", "-A"], Verb::Rcpt, "550-a\r\n550 b"),
     verbose_3_unix => c(&["-v", "-v", "-v"]).unix(),
-    // Rejections without -A: fatal (§2.4, §10.11).
+    // Rejections without -A: fatal.
     reject_banner => c(&[]).resp(r().banner("550 5.0.0 rejected BANNER")),
     reject_helo => with(&[], Verb::Helo, "550 5.0.0 rejected HELO"),
     reject_lhlo => with(&["-L"], Verb::Lhlo, "550 5.0.0 rejected LHLO"),
@@ -277,7 +280,7 @@ cases! {
         c(&["-L", "-r", "2"]).resp(r().lmtp().on_steps(Verb::Dot,
             vec![Step::send("250 2.0.0 ok 1"), Step::send("452 4.2.2 full")])),
     reject_rcpt_421 => with(&[], Verb::Rcpt, "421 4.3.0 closing"),
-    // Rejections with -A: warnings (§2.4).
+    // Rejections with -A: warnings.
     a_banner_450 => c(&["-A", "-m", "2"]).resp(r().banner("450 busy")),
     a_banner_554 => c(&["-A"]).resp(r().banner("554 go away")),
     a_helo_450 => a2(Verb::Helo, "450 4.0.0 helo later"),
@@ -306,7 +309,7 @@ cases! {
         r().on_nth(Verb::Mail, 0, "550 no").on(Verb::Rset, "554 rset no")),
     a_dot_rejected_reuse =>
         with(&["-A", "-d", "-m", "2"], Verb::Dot, "554 no"),
-    // Reply parsing (§3, §10.13).
+    // Reply parsing.
     data_250 => with(&[], Verb::Data, "250 not 354"),
     data_354_multiline => with(&[], Verb::Data, "354-go\r\n354 go"),
     reply_multiline_reject =>
@@ -352,7 +355,7 @@ cases! {
         },
     ])),
     quit_500 => with(&[], Verb::Quit, "500 5.5.2 what"),
-    // The server goes away (§8, §10.12).
+    // The server goes away.
     close_at_banner => c(&[]).resp(r().close_at(Verb::Banner)),
     // An RST right at accept() can reach the reference before its connect
     // completes ("fatal: connect: Connection reset by peer"): wait first.
@@ -374,7 +377,7 @@ cases! {
         vec![Step::raw("250-partial\r\n"), Step::Close])),
     script_happy => c(&[]).script(Script::every(
         crate::support::fake_server::happy_script(Some("HELO")))),
-    // Connecting (§2.2, §5 endpoint).
+    // Connecting.
     refused => c(&[]).refused(),
     refused_c1 => c(&["-C", "1"]).refused(),
     refused_retry_3 => c(&["-C", "3"]).refused(),
@@ -391,7 +394,7 @@ cases! {
     double_dash => c(&["--", "@EP"]),
     family_4 => c(&["-4"]),
     wait_1_m2 => c(&["-w", "1", "-m", "2"]).wire_only(),
-    // Usage and configuration errors (§1, §8, §10.18).
+    // Usage and configuration errors.
     usage_no_operand => c(&[]).no_server(),
     usage_two_operands => c(&["@EP", "@EP"]),
     usage_option_after_operand => c(&["@EP", "-m", "2"]),
@@ -832,7 +835,7 @@ smtp-source: <<< 250 fd=3: stream buffer size\n";
 }
 
 // ---------------------------------------------------------------------------
-// Where we deliberately differ from 3.7.11 (behavior.md §13): no
+// Where we deliberately differ from 3.7.11 (man page NOTES X1-X15): no
 // comparison with the reference, only our expected behaviour. These run
 // our binary only (they fail when SMTP_SOURCE_UNDER_TEST is the
 // reference, by design).
@@ -882,7 +885,7 @@ mod deliberate {
         format!("smtp-source: {text}\n")
     }
 
-    // X1: every wait has a deadline (SMTP_SOURCE_TIMEOUT).
+    // NOTES X1: every wait has a deadline (SMTP_SOURCE_TIMEOUT).
 
     #[test]
     fn x1_timeout_silent_greeting() {
@@ -930,7 +933,7 @@ mod deliberate {
             .assert_elapsed_below(Duration::from_secs(4));
     }
 
-    // X2: a reply line is not discarded without end.
+    // NOTES X2: a reply line is not discarded without end.
 
     #[test]
     fn x2_endless_reply_line() {
@@ -971,7 +974,7 @@ mod deliberate {
         );
     }
 
-    // X3: LMTP reads one end-of-data reply per *accepted* recipient.
+    // NOTES X3: LMTP reads one end-of-data reply per *accepted* recipient.
 
     #[test]
     fn x3_lmtp_rejected_recipient() {
@@ -998,7 +1001,8 @@ mod deliberate {
         tr.assert_client_sent(0, &want);
     }
 
-    // X4: -A with 421 at the banner: warn, close without QUIT, next message.
+    // NOTES X4: -A with 421 at the banner: warn, close without QUIT, next
+    // message.
 
     #[test]
     fn x4_421_banner_with_a() {
@@ -1017,7 +1021,7 @@ mod deliberate {
         tr.assert_client_sent(1, &default_conn("HELO", "0000"));
     }
 
-    // X5: no reply to QUIT is not an error.
+    // NOTES X5: no reply to QUIT is not an error.
 
     #[test]
     fn x5_quit_without_reply_close() {
@@ -1037,7 +1041,7 @@ mod deliberate {
         assert_eq!(tr.len(), 2, "{}", tr.render());
     }
 
-    // X6: fatal errors exit at once.
+    // NOTES X6: fatal errors exit at once.
 
     #[test]
     fn x6_fatal_exits_at_once() {
@@ -1053,7 +1057,7 @@ mod deliberate {
             .assert_elapsed_below(Duration::from_millis(700));
     }
 
-    // X7: a write failure during DATA may add the server's reply.
+    // NOTES X7: a write failure during DATA may add the server's reply.
 
     #[test]
     fn x7_write_failure_during_data() {
@@ -1080,7 +1084,7 @@ mod deliberate {
         );
     }
 
-    // X8: -d, nothing left after the delay: QUIT and close.
+    // NOTES X8: -d, nothing left after the delay: QUIT and close.
 
     #[test]
     fn x8_reuse_idle_session_quits() {
@@ -1096,7 +1100,7 @@ mod deliberate {
         assert_eq!(msgs, 3, "{}", tr.render());
     }
 
-    // X10: too few file descriptors for -s: fail before connecting.
+    // NOTES X10: too few file descriptors for -s: fail before connecting.
 
     #[test]
     fn x10_fd_limit_checked_before_connect() {
@@ -1112,7 +1116,7 @@ mod deliberate {
         assert!(out.stderr_text().contains("64"), "{}", out.render());
     }
 
-    // X11: negative UTC offsets under one hour keep their sign.
+    // NOTES X11: negative UTC offsets under one hour keep their sign.
 
     #[test]
     fn x11_date_negative_half_hour() {
@@ -1132,7 +1136,7 @@ mod deliberate {
         );
     }
 
-    // X12: -v shows commands and replies, not Postfix internals.
+    // NOTES X12: -v shows commands and replies, not Postfix internals.
 
     #[test]
     fn x12_verbose_lines() {
@@ -1161,7 +1165,7 @@ mod deliberate {
         out.assert_status(0).assert_stderr(&want);
     }
 
-    // X13: --help and --version.
+    // NOTES X13: --help and --version.
 
     #[test]
     fn x13_help_and_version() {
@@ -1172,7 +1176,7 @@ mod deliberate {
         }
     }
 
-    // X15: a NUL in a reply is one more '?', not the end of the text.
+    // NOTES X15: a NUL in a reply is one more '?', not the end of the text.
 
     #[test]
     fn x15_nul_in_reply() {

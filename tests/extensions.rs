@@ -1,4 +1,5 @@
-//! The opt-in long options of issue #5, against the scripted server:
+//! The opt-in long options (man page EXTENSIONS), against the scripted
+//! server:
 //! --ehlo, --pipelining (groups on the wire, rejections inside a group,
 //! a server without PIPELINING), --chunking (BDAT byte-exactness),
 //! --report / --report-file (counts equal to what the server saw,
@@ -931,6 +932,243 @@ fn no_chunking_offered_says_so_under_v() {
 }
 
 // ---------------------------------------------------------------------------
+// Refused BDAT chunks, refused envelopes, fallback notes
+
+/// An envelope: MAIL and `r` RCPTs.
+fn envelope(r: usize) -> String {
+    format!("MAIL FROM:<{}>\r\n{}", foo(), rcpts(r))
+}
+
+#[test]
+fn chunking_lock_step_refused_bdat_then_rset() {
+    // The server refuses the first chunk after accepting the envelope:
+    // the transaction is reset before the next MAIL (a server may keep
+    // the envelope of a refused chunk and refuse every later MAIL).
+    let r = esmtp(EHLO_CHUNKING).on_nth(Verb::Bdat, 0, "550 5.7.1 no thanks");
+    let (out, tr) = run(&["--chunking", "-A", "-d", "-m", "2"], r);
+    out.assert_status(0)
+        .assert_stdout(b"")
+        .assert_stderr(&warning("end of data rejected: 550 5.7.1 no thanks"));
+    assert_conns(&tr, 1);
+    let n0 = assert_chunk(&tr, 0, 0, &content("0001"));
+    let n1 = assert_chunk(&tr, 0, 1, &content("0000"));
+    let want = format!(
+        "{}{}{}RSET\r\n{}{}QUIT\r\n",
+        ehlo(),
+        envelope(1),
+        bdat(n0, &content("0001")),
+        envelope(1),
+        bdat(n1, &content("0000")),
+    );
+    tr.assert_client_sent(0, want.as_bytes());
+}
+
+/// LMTP, pipelined, chunked, -d -m 3: every RCPT refused with 550, and
+/// a BDAT chunk with no valid recipient answered 503.
+fn lmtp_all_refused(extra: &[&str]) -> (Outcome, Transcript) {
+    let r = Responder::new()
+        .lmtp()
+        .on(Verb::Lhlo, EHLO_BOTH)
+        .on(Verb::Rcpt, "550 5.1.1 unknown")
+        .on(Verb::Bdat, "503 5.5.1 No valid recipients");
+    let mut args = vec!["--pipelining", "--chunking", "-L", "-A", "-d"];
+    args.extend_from_slice(&["-m", "3"]);
+    args.extend_from_slice(extra);
+    run(&args, r)
+}
+
+#[test]
+fn chunking_lmtp_pipelined_refused_rcpt_then_rset_every_time() {
+    // The first envelope goes alone (no MAIL accepted yet on this
+    // connection), so no chunk follows its refused RCPT. Later groups
+    // carry the chunk; its 503 follows from the refused RCPT and is
+    // taken quietly, and RSET clears the transaction each time.
+    let (out, tr) = lmtp_all_refused(&[]);
+    let w = warning("recipient rejected: 550 5.1.1 unknown");
+    out.assert_status(0)
+        .assert_stdout(b"")
+        .assert_stderr(&w.repeat(3));
+    assert_conns(&tr, 1);
+    let verbs: Vec<String> = tr
+        .conn(0)
+        .commands()
+        .iter()
+        .map(|c| c.split(' ').next().unwrap_or("").to_string())
+        .collect();
+    let verbs = verbs.join(" ");
+    assert_eq!(
+        verbs,
+        "LHLO MAIL RCPT RSET MAIL RCPT BDAT RSET MAIL RCPT BDAT RSET QUIT"
+    );
+    let n0 = assert_chunk(&tr, 0, 0, &content("0001"));
+    let n1 = assert_chunk(&tr, 0, 1, &content("0000"));
+    let want = format!(
+        "LHLO {HOST}\r\n{}RSET\r\n{}{}RSET\r\n{}{}RSET\r\nQUIT\r\n",
+        envelope(1),
+        envelope(1),
+        bdat(n0, &content("0001")),
+        envelope(1),
+        bdat(n1, &content("0000")),
+    );
+    tr.assert_client_sent(0, want.as_bytes());
+    let said =
+        String::from_utf8_lossy(&tr.conn(0).server_bytes()).into_owned();
+    assert_eq!(said.matches("503 5.5.1").count(), 2, "{said}");
+}
+
+#[test]
+fn chunking_lmtp_pipelined_refused_rcpt_report_counts() {
+    let (out, tr) = lmtp_all_refused(&["--report=json"]);
+    let w = warning("recipient rejected: 550 5.1.1 unknown");
+    out.assert_status(0).assert_stderr(&w.repeat(3));
+    assert_conns(&tr, 1);
+    let j = report_json(&out);
+    assert_report_matches_server(&j, &tr, 3);
+    assert_eq!(j.int("messages/rejected"), 3);
+    assert_eq!(j.int("messages/accepted"), 0);
+    assert_eq!(j.int("messages/failed"), 0);
+    assert_eq!(j.int("recipients/accepted"), 0);
+    // Each transaction was reset; the two chunks were refused.
+    let codes = j.codes();
+    let code =
+        |cmd: &str, c: &str| codes.get(&(cmd.into(), c.into())).copied();
+    assert_eq!(code("RSET", "250"), Some(3), "{codes:?}");
+    assert_eq!(code("BDAT", "503"), Some(2), "{codes:?}");
+}
+
+#[test]
+fn chunking_pipelined_552_after_accepted_rcpts_then_rset() {
+    // The envelope was accepted, the chunk refused for its size: RSET
+    // before the next transaction, whose group then carries its chunk.
+    let r = esmtp(EHLO_BOTH).on_nth(
+        Verb::Bdat,
+        0,
+        "552 5.3.4 Message size exceeds fixed limit",
+    );
+    let (out, tr) = run(
+        &[
+            "--pipelining",
+            "--chunking",
+            "-A",
+            "-r",
+            "2",
+            "-d",
+            "-m",
+            "2",
+        ],
+        r,
+    );
+    out.assert_status(0)
+        .assert_stdout(b"")
+        .assert_stderr(&warning(
+            "end of data rejected: 552 5.3.4 Message size exceeds fixed limit",
+        ));
+    assert_conns(&tr, 1);
+    let n0 = assert_chunk(&tr, 0, 0, &content("0001"));
+    let n1 = assert_chunk(&tr, 0, 1, &content("0000"));
+    let second = format!("{}{}", envelope(2), bdat(n1, &content("0000")));
+    let want = format!(
+        "{}{}{}RSET\r\n{second}QUIT\r\n",
+        ehlo(),
+        envelope(2),
+        bdat(n0, &content("0001")),
+    );
+    tr.assert_client_sent(0, want.as_bytes());
+    assert_one_read(&tr, 0, &second);
+}
+
+/// Postfix with TLS required, before STARTTLS: 530 to MAIL, 530 to the
+/// first RCPT, then the connection closes.
+fn tls_required() -> Responder {
+    const NEED_TLS: &str = "530 5.7.0 Must issue a STARTTLS command first";
+    esmtp(EHLO_BOTH).on(Verb::Mail, NEED_TLS).rule(
+        crate::support::fake_server::Rule {
+            verb: Verb::Rcpt,
+            conn: None,
+            nth: Some(0),
+            steps: vec![Step::send(NEED_TLS), Step::Close],
+        },
+    )
+}
+
+/// The envelope of a refused MAIL went out alone: no BDAT chunk behind
+/// it for the server to read as commands.
+fn assert_envelope_alone(tr: &Transcript) {
+    assert_eq!(tr.len(), 1, "{}", tr.render());
+    tr.assert_client_sent(0, format!("{}{}", ehlo(), envelope(2)).as_bytes());
+    assert_one_read(tr, 0, &envelope(2));
+    assert!(tr.conn(0).data.is_empty(), "{}", tr.render());
+}
+
+#[test]
+fn chunking_pipelined_530_to_mail_is_fatal_without_a() {
+    let (out, tr) =
+        run(&["--pipelining", "--chunking", "-r", "2"], tls_required());
+    out.assert_status(1)
+        .assert_stdout(b"")
+        .assert_stderr(&format!(
+            "{ARGV0}: fatal: sender rejected: \
+         530 5.7.0 Must issue a STARTTLS command first\n"
+        ));
+    assert_envelope_alone(&tr);
+}
+
+#[test]
+fn chunking_pipelined_530_then_close_names_stage_and_reply_under_a() {
+    // Under -A the refused MAIL is a warning; the connection then ends
+    // while a RCPT reply is awaited, and the fatal error carries the
+    // refusal the server gave before it went.
+    let (out, tr) = run(
+        &["--pipelining", "--chunking", "-A", "-r", "2"],
+        tls_required(),
+    );
+    let said = "530 5.7.0 Must issue a STARTTLS command first";
+    out.assert_status(1)
+        .assert_stdout(b"")
+        .assert_stderr(&format!(
+            "{}{ARGV0}: fatal: lost connection while sending recipient \
+         (server said: {said})\n",
+            warning(&format!("sender rejected: {said}")),
+        ));
+    assert_envelope_alone(&tr);
+}
+
+#[test]
+fn no_pipelining_and_no_chunking_offered_both_noted_under_v() {
+    let (out, tr) = run(
+        &["--pipelining", "--chunking", "-v", "-d", "-m", "2"],
+        Responder::new(),
+    );
+    let f = foo();
+    let one = [
+        format!("MAIL FROM:<{f}>"),
+        "<<< 250 2.1.0 Ok".into(),
+        format!("RCPT TO:<{f}>"),
+        "<<< 250 2.1.5 Ok".into(),
+        "DATA".into(),
+        "<<< 354 End data with <CR><LF>.<CR><LF>".into(),
+        ".".into(),
+        "<<< 250 2.0.0 Ok: queued".into(),
+    ];
+    let mut lines = vec![
+        "<<< 220 fake.example ESMTP fake".to_string(),
+        format!("EHLO {HOST}"),
+        "<<< 250 fake.example".into(),
+        "server does not offer PIPELINING; using lock-step".into(),
+        "server does not offer CHUNKING; using lock-step".into(),
+    ];
+    lines.extend_from_slice(&one);
+    lines.extend_from_slice(&one);
+    lines.extend(["QUIT".into(), "<<< 221 2.0.0 Bye".into()]);
+    let want: String =
+        lines.iter().map(|l| format!("{ARGV0}: {l}\n")).collect();
+    out.assert_status(0).assert_stdout(b"").assert_stderr(&want);
+    assert_conns(&tr, 1);
+    let want = format!("{}{}{}QUIT\r\n", ehlo(), txn("0001"), txn("0000"));
+    tr.assert_client_sent(0, want.as_bytes());
+}
+
+// ---------------------------------------------------------------------------
 // --report, --report-file
 
 /// Assert the report's counters equal what the server saw.
@@ -1646,8 +1884,9 @@ fn report_does_not_change_count_output() {
 }
 
 // ---------------------------------------------------------------------------
-// --numbering=3.9 (spec §11-12): number appended to the local part, a
-// global count from 0, on with -N or -r; To: names the last recipient.
+// --numbering=3.9 (recipients numbered as Postfix 3.9 does): the number
+// appended to the local part, a global count from 0, on with -N or -r;
+// To: names the last recipient.
 
 /// The RCPT commands and To: headers of each connection.
 fn rcpts_and_to(tr: &Transcript) -> Vec<(Vec<String>, Vec<String>)> {

@@ -8,4 +8,5 @@ mod faults;
 mod load;
 mod properties;
 mod protocol;
+mod secure;
 mod support;

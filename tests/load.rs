@@ -1,4 +1,5 @@
-//! Load rows of the fault matrix (faults.md F34, F37; targets in §6.3).
+//! Load faults: many sessions at once (`f34_*`) and more connections
+//! than a host has ephemeral ports (`f37_*`).
 //!
 //! The moderate versions run with every `cargo test`: 200 sessions at
 //! once, and 2000 messages without `-d` (a new connection each), both
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 use crate::support::fake_server::{FakeServer, Transcript};
 use crate::support::{ours, reference, Cmd, Outcome, Program, TempDir};
 
-/// Peak RSS allowed for the whole run (faults.md F34, §6.3).
+/// Peak RSS allowed for the whole run (the soak target: 100 MiB).
 const MAX_RSS_KIB: u64 = 100 * 1024;
 
 fn assert_every_conn_complete(tr: &Transcript, n: usize) {
@@ -30,7 +31,7 @@ fn assert_every_conn_complete(tr: &Transcript, n: usize) {
     tr.assert_no_errors();
 }
 
-// Fault F34 (moderate): 200 sessions at once, one message each; every
+// Moderate: 200 sessions at once, one message each; every
 // connection is seen and completes.
 #[test]
 fn f34_200_sessions() {
@@ -49,7 +50,7 @@ fn f34_200_sessions() {
     assert_every_conn_complete(&tr, 200);
 }
 
-// Fault F37 (moderate): 2000 messages without -d, a connection each:
+// Moderate: 2000 messages without -d, a connection each:
 // no EADDRNOTAVAIL (SO_LINGER 0 leaves no TIME_WAIT behind).
 #[test]
 fn f37_2000_messages_without_reuse() {
@@ -235,7 +236,7 @@ fn soak(
     (mine, theirs)
 }
 
-// Fault F34 (soak): `-s 2000 -m 2000` against `smtp-sink -w 2`: every
+// Soak: `-s 2000 -m 2000` against `smtp-sink -w 2`: every
 // session finishes; peak RSS <= 100 MiB; wall time <= 1.25 x the
 // reference's in the same run (or 10 s without a reference).
 #[test]
@@ -264,7 +265,7 @@ fn f34_soak_2000_sessions_slow_sink() {
     }
 }
 
-// Fault F37 (soak): 40,000 messages without -d, more than the 28,232
+// Soak: 40,000 messages without -d, more than the 28,232
 // ephemeral ports: no EADDRNOTAVAIL, since SO_LINGER 0 leaves no
 // TIME_WAIT. Peak RSS <= 100 MiB; wall time bounded.
 #[test]

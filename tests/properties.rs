@@ -1,10 +1,12 @@
-//! Deterministic property tests for the pure parsers (faults.md §5.4):
-//! the stable-toolchain twin of the `fuzz/` targets. A fixed-seed
-//! `StdRng` generates raw bytes and inputs over the SMTP reply alphabet,
-//! cut into random read sizes; each result is compared with a reference
-//! model written from behavior.md §3 and faults.md R1/R3/X2, not from the
-//! code under test. Also: the chunking test (Stalwart), the every-prefix
-//! test (ureq-proto) and the -F dot-stuffing round trip.
+//! Deterministic property tests for the pure parsers: the
+//! stable-toolchain twin of the `fuzz/` targets. A fixed-seed `StdRng`
+//! generates raw bytes and inputs over the SMTP reply alphabet, cut into
+//! random read sizes; each result is compared with a model
+//! (`support/model.rs`) written from the reply rules of
+//! `docs/behavior.md` ("Replies"), not from the code under test. Also:
+//! the same input cut at every read size gives the same replies, every
+//! proper prefix of a reply is incomplete, and the -F dot-stuffing round
+//! trip.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -124,7 +126,8 @@ fn reply_and_lineio_random_inputs_b() {
     random_inputs(0x5eed_000b, 100_000);
 }
 
-/// Every reply row of faults.md §4.2 (F10-F21), in one stream.
+/// The reply-syntax faults of `tests/faults.rs` (`f10`-`f21`), in one
+/// stream.
 fn fault_replies() -> Vec<u8> {
     let rows: [&[u8]; 18] = [
         b"220\r\n",
@@ -164,8 +167,8 @@ fn chunking_does_not_change_replies_or_lines() {
 
 #[test]
 fn chunking_of_long_lines_keeps_the_cap() {
-    // F17: a 15 KB line, then a normal reply; cut around the buffer
-    // size and the cap.
+    // A 15 KB line (as in `f17`), then a normal reply; cut around the
+    // buffer size and the cap.
     let mut data = b"250 ".to_vec();
     data.extend(std::iter::repeat_n(b'x', 15_000));
     data.extend_from_slice(b"\r\n250 next\r\n");
@@ -246,7 +249,8 @@ fn text_limit_boundary() {
 
 #[test]
 fn discard_limit_boundary() {
-    // X2: TooLong only after more than DISCARD_LIMIT discarded bytes.
+    // TooLong only after more than DISCARD_LIMIT discarded bytes (man
+    // page NOTES X2).
     let chunks = vec![4096; 400];
     let mut data = vec![b'x'; LINE_LIMIT + DISCARD_LIMIT];
     data.extend_from_slice(b"\n250 next\n");

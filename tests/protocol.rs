@@ -1,5 +1,5 @@
-//! Wire transcripts per option, pinned to exact bytes (behavior.md §4,
-//! §5 and the §10 transcripts). These tests need no reference binary:
+//! Wire transcripts per option, pinned to exact bytes (the transcripts
+//! the reference produces). These tests need no reference binary:
 //! every expectation is written out here. Each test checks what the
 //! client sent on each connection (Date and the Message-Id pid/fd masked,
 //! the Message-Id counter kept), how each connection ended (RST after
@@ -134,7 +134,7 @@ fn write_file(dir: &TempDir, name: &str, bytes: &[u8]) -> String {
 }
 
 // ---------------------------------------------------------------------------
-// Defaults and modes (§2.3, §10.1-10.4)
+// Defaults and modes
 
 #[test]
 fn default_transcript() {
@@ -182,8 +182,8 @@ fn lmtp_r3_reads_one_reply_per_recipient() {
 
 #[test]
 fn lmtp_rejected_rcpt_one_reply_per_accepted_x3() {
-    // §13 X3: one end-of-data reply per RCPT *accepted*; the reference
-    // would hang here.
+    // One end-of-data reply per RCPT *accepted* (man page NOTES X3); the
+    // reference would hang here.
     let r = Responder::new()
         .lmtp()
         .on_nth(Verb::Rcpt, 1, "550 no rcpt 2");
@@ -212,7 +212,7 @@ fn old_mode_lmtp_no_lhlo() {
 }
 
 // ---------------------------------------------------------------------------
-// Recipients and numbering (§5 -r, -N)
+// Recipients and numbering
 
 #[test]
 fn rcpt_3_counts_down() {
@@ -248,7 +248,7 @@ fn number_r2_m2_global_across_connections() {
 }
 
 // ---------------------------------------------------------------------------
-// Messages, sessions, reuse (§2.1, §5 -d -m -s)
+// Messages, sessions, reuse
 
 #[test]
 fn reuse_d_m3_one_connection_counter_down() {
@@ -297,7 +297,7 @@ fn m1_s3_one_connection_counter_fffffffe() {
 }
 
 // ---------------------------------------------------------------------------
-// Addresses, names, subject (§4.1, §4.2, §5 -f -t -M -S)
+// Addresses, names, subject
 
 fn addr_case(args: &[&str], from: &str, to: &str) {
     let (out, tr) = run_default(args);
@@ -395,7 +395,7 @@ fn subject_ignored_with_file() {
 }
 
 // ---------------------------------------------------------------------------
-// -l payloads (§4.3)
+// -l payloads
 
 /// `<digit>` + 77 X + CRLF.
 fn full_line(digit: u32) -> String {
@@ -450,7 +450,7 @@ fn length_with_old_mode() {
 }
 
 // ---------------------------------------------------------------------------
-// -F files (§4.3, §10.10)
+// -F files
 
 fn file_case(contents: &[u8], expected_content: &str) {
     let dir = TempDir::new("proto-file");
@@ -517,7 +517,7 @@ fn file_nul_and_bare_cr_pass_through() {
 }
 
 // ---------------------------------------------------------------------------
-// -c (§5 -c)
+// -c
 
 #[test]
 fn count_m3_stdout() {
@@ -559,7 +559,7 @@ fn count_all_data_rejected_is_just_newline() {
 }
 
 // ---------------------------------------------------------------------------
-// -v (§6; §13 X12: no Postfix-internal trace lines)
+// -v (no Postfix-internal trace lines: man page NOTES X12)
 
 #[test]
 fn verbose_exact_lines() {
@@ -645,7 +645,7 @@ fn verbose_eof_before_lost_connection_fatal() {
 }
 
 // ---------------------------------------------------------------------------
-// -A (§2.4, §10.11)
+// -A
 
 /// `-A -m 2` with every `verb` answered by `line`: two connections,
 /// each sending `conn_bytes`, and one warning per connection.
@@ -783,7 +783,7 @@ fn a_rset_rejected_reuse_continues() {
 }
 
 // ---------------------------------------------------------------------------
-// Delays and connecting (§2.2, §5 -w, -C)
+// Delays and connecting
 
 #[test]
 fn wait_1_m2_delay_follows_last_message() {
@@ -830,7 +830,7 @@ fn connect_retry_c3_refused() {
 }
 
 // ---------------------------------------------------------------------------
-// Endpoints and sockets (§5 endpoint, §9)
+// Endpoints and sockets
 
 #[test]
 fn unix_socket_ends_with_eof() {

@@ -36,7 +36,7 @@ use crate::work::{Job, Jobs, Shared};
 const RETRY_PAUSE: Duration = Duration::from_micros(10);
 
 /// How long to wait for the server's reason after a failed message
-/// write (X7).
+/// write (the reply a server sends before it stops reading).
 const LAST_WORDS_WAIT: Duration = Duration::from_secs(2);
 
 /// What a step left the connection in.
@@ -63,7 +63,7 @@ pub(crate) enum Verdict {
 enum After {
     /// Wait the -w/-R delay, then ask for the next message.
     Delay,
-    /// The session already waited and found no work left (X8).
+    /// The session already waited and found no work left.
     Done,
 }
 
@@ -94,7 +94,8 @@ pub(crate) enum Fate {
 pub struct Session<'a> {
     pub(crate) sh: &'a Shared,
     pub(crate) jobs: &'a Jobs<'a>,
-    /// -C budget, for the whole run (spec §2.2).
+    /// -C budget: connect attempts for the whole run, not per
+    /// connection.
     connects_left: u32,
     pub(crate) wire: Vec<u8>,
     /// With --pipelining and -d: the next transaction's group, written
@@ -219,7 +220,7 @@ impl Session<'_> {
                 return Ok(After::Delay);
             }
             // -d: the delay comes first, then the claim; a session that
-            // finds nothing left says QUIT (X8).
+            // finds nothing left says QUIT.
             self.delay();
             if !self.claim() {
                 self.quit(&mut link);
@@ -503,7 +504,8 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// One reply (SMTP) or one per accepted recipient (LMTP, X3).
+    /// One reply (SMTP) or one per accepted recipient (LMTP; at least
+    /// one even when none was accepted).
     pub(crate) fn end_of_data(
         &mut self,
         link: &mut Link,
@@ -558,11 +560,15 @@ impl Session<'_> {
         })
     }
 
-    /// QUIT; its reply is best effort (X5), then the socket is closed.
+    /// QUIT; its reply is best effort (a missing one is only noted under
+    /// -v), then the socket is closed.
     fn quit(&mut self, link: &mut Link) {
         // Nothing waits on the QUIT reply: no point yielding for it.
         link.conn.set_yield(false);
         let outcome = self.command(link, Command::Quit, Stage::Quit);
+        // Servers log a TLS connection that ends without close_notify.
+        link.conn
+            .close_notify(Instant::now() + self.sh.plan.timeout);
         if let Err(e) = outcome {
             if self.sh.plan.verbose > 0 {
                 let mut text = b"no reply to QUIT: ".to_vec();
@@ -623,7 +629,7 @@ impl Session<'_> {
     }
 
     /// The -w/-R pause between messages (whole seconds; -R uniform in
-    /// 0..=interval, X14).
+    /// 0..=interval).
     fn delay(&self) {
         let secs = delay_seconds(self.sh.plan.delay, &mut rand::thread_rng());
         if secs > 0 {
@@ -641,7 +647,8 @@ fn note_once(noted: &AtomicBool, verbose: u32, what: &[u8]) {
 }
 
 /// The -w/-R pause in whole seconds: -w exactly, -R uniform in
-/// 0..=interval (X14: any uniform draw, not glibc's rand()).
+/// 0..=interval (any uniform draw; glibc's rand() sequence is not
+/// reproduced).
 pub(crate) fn delay_seconds(delay: Delay, rng: &mut impl rand::Rng) -> u64 {
     match delay {
         Delay::None => 0,

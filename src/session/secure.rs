@@ -79,15 +79,6 @@ impl Session<'_> {
             (None, None) => std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         };
         let to = identity::proxy_dest(peer, from.is_ipv4());
-        let from = match (from, to) {
-            // A v6 destination for a v4 source only happens for UNIX
-            // sockets mapped over: keep one family.
-            (f, t) if f.is_ipv4() != t.is_ipv4() => std::net::SocketAddr::new(
-                std::net::Ipv6Addr::from(0u128).into(),
-                f.port(),
-            ),
-            (f, _) => f,
-        };
         let header = identity::proxy_header(version, from, to);
         if self.sh.plan.verbose > 0 {
             let shown = match version {
@@ -121,7 +112,7 @@ impl Session<'_> {
         }
         let reply = self.command(link, Command::StartTls, Stage::StartTls)?;
         let ok = reply.is_positive();
-        if !ok && tls.level == Level::May {
+        if !ok && tls.level == Level::May && !reply.is_closing() {
             // Opportunistic TLS: a refusal means plaintext, as offered.
             if self.sh.plan.verbose > 0 {
                 let mut text =
@@ -134,14 +125,15 @@ impl Session<'_> {
             }
             return Ok(Flow::Go);
         }
+        if !ok {
+            // Counted before the verdict: a fatal refusal shows in the
+            // report too.
+            self.error_class(ErrorClass::Tls);
+        }
         match self.judge(Stage::StartTls, reply, ok)? {
             Verdict::Ok => {}
-            Verdict::Rejected => {
-                return Ok(self.failed_class(ErrorClass::Tls, Flow::Abandon))
-            }
-            Verdict::Closing => {
-                return Ok(self.failed_class(ErrorClass::Tls, Flow::Closed))
-            }
+            Verdict::Rejected => return Ok(Flow::Abandon),
+            Verdict::Closing => return Ok(Flow::Closed),
         }
         if link.reader.has_buffered() {
             // Bytes that came with the 220 were sent in plaintext but
@@ -245,7 +237,7 @@ impl Session<'_> {
         if !link.conn.is_encrypted() && !auth.plaintext_ok {
             let e = Error::Security(
                 b"AUTH refused: the connection is not encrypted \
-(STARTTLS not offered; --auth-plaintext allows it)"
+(--auth-plaintext allows it)"
                     .to_vec(),
             );
             return self.give_up(e, Some(ErrorClass::Auth), true);
@@ -287,15 +279,13 @@ impl Session<'_> {
         let ok = reply.is_positive();
         if ok {
             self.latency(Phase::Auth, started);
+        } else {
+            self.error_class(ErrorClass::Auth);
         }
         match self.judge(Stage::Auth, reply, ok)? {
             Verdict::Ok => Ok(Flow::Go),
-            Verdict::Rejected => {
-                Ok(self.failed_class(ErrorClass::Auth, Flow::Abandon))
-            }
-            Verdict::Closing => {
-                Ok(self.failed_class(ErrorClass::Auth, Flow::Closed))
-            }
+            Verdict::Rejected => Ok(Flow::Abandon),
+            Verdict::Closing => Ok(Flow::Closed),
         }
     }
 
@@ -332,12 +322,6 @@ impl Session<'_> {
         }
         diag::warn(&e.text());
         Ok(if quit { Flow::Abandon } else { Flow::Closed })
-    }
-
-    /// A refusal judged under -A: counted in its error class.
-    fn failed_class(&mut self, class: ErrorClass, flow: Flow) -> Flow {
-        self.error_class(class);
-        flow
     }
 }
 

@@ -1,4 +1,4 @@
-//! A scripted SMTP/LMTP peer for the integration tests (faults.md §5.1).
+//! A scripted SMTP/LMTP peer for the integration tests.
 //!
 //! Std-only, apart from `socket2` to turn a close into an RST. It binds
 //! `127.0.0.1:0` or a unix socket in a private temp dir, serves every
@@ -11,6 +11,12 @@
 //!   `server.c` style): send, expect, stall, close, reset, ...
 //! * [`Responder`]: a small, normal SMTP/LMTP server with per-command
 //!   overridable replies, for runs with many messages and sessions.
+//!
+//! TLS: [`Step::StartTls`] runs a rustls server handshake (certificates
+//! from [`super::tls_server`]) and the connection goes on inside TLS; the
+//! record then holds the plaintext part and the decrypted part of what
+//! the client sent, split at [`TlsInfo::at`]. As STARTTLS reply, or first
+//! of all for SMTPS ([`Responder::before_banner`]).
 //!
 //! Every wait is bounded: reads tick every few milliseconds and check the
 //! server's watchdog deadline and its stop flag, so a misbehaving client can
@@ -28,6 +34,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use rustls::{HandshakeKind, ServerConnection};
+
+use super::tls_server::{TlsInfo, TlsServer};
 use super::{escape, TempDir};
 
 /// How often blocked reads, sleeps and stalls look at the stop flag and
@@ -45,7 +54,7 @@ const MAX_LINE: usize = 1 << 24;
 // ---------------------------------------------------------------------------
 // Steps
 
-/// One action of a scripted connection (faults.md §5.1).
+/// One action of a scripted connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
     /// Send these bytes, then CRLF.
@@ -77,6 +86,14 @@ pub enum Step {
     /// SO_LINGER 0, then close: the client sees an RST. Nothing more is
     /// recorded on this connection.
     Reset,
+    /// Read exactly this many bytes (binary: a PROXY v2 header, the
+    /// start of a ClientHello) and note them as one client event.
+    Read(usize),
+    /// Run a TLS server handshake, then go on inside TLS. Bytes already
+    /// read past the last line (a ClientHello that came with a PROXY
+    /// header) go to the handshake. A failed handshake ends the
+    /// connection ([`End::Tls`]).
+    StartTls(TlsServer),
 }
 
 impl Step {
@@ -206,6 +223,11 @@ pub enum Verb {
     Rset,
     Quit,
     Noop,
+    /// `STARTTLS`, `AUTH ...`, `XCLIENT ...`: by default answered like
+    /// [`Verb::Other`].
+    StartTls,
+    Auth,
+    Xclient,
     /// Anything else.
     Other,
 }
@@ -230,6 +252,9 @@ impl Verb {
             b"RSET" => Verb::Rset,
             b"QUIT" => Verb::Quit,
             b"NOOP" => Verb::Noop,
+            b"STARTTLS" => Verb::StartTls,
+            b"AUTH" => Verb::Auth,
+            b"XCLIENT" => Verb::Xclient,
             _ => Verb::Other,
         }
     }
@@ -247,8 +272,8 @@ pub struct Rule {
 }
 
 /// A normal SMTP (or, with [`Responder::lmtp`], LMTP) server whose replies
-/// can be overridden per command. Defaults mimic the capture server of
-/// behavior.md §10: `220 fake.example ESMTP fake`, `250 fake.example`,
+/// can be overridden per command. Defaults are modelled on Postfix
+/// smtpd's replies: `220 fake.example ESMTP fake`, `250 fake.example`,
 /// `250 2.1.0 Ok`, `250 2.1.5 Ok`, `354 End data with <CR><LF>.<CR><LF>`,
 /// `250 2.0.0 Ok: queued`, `250 2.0.0 Ok` (RSET, NOOP), `221 2.0.0 Bye`,
 /// and `502 5.5.2 Error: command not recognized`.
@@ -267,6 +292,8 @@ pub struct Responder {
     pub lmtp: bool,
     pub close_after_quit: bool,
     pub rules: Vec<Rule>,
+    /// Steps run on connect, before the banner (a PROXY header, SMTPS).
+    pub prelude: Vec<Step>,
 }
 
 impl Default for Responder {
@@ -281,7 +308,14 @@ impl Responder {
             lmtp: false,
             close_after_quit: false,
             rules: Vec::new(),
+            prelude: Vec::new(),
         }
+    }
+
+    /// Run `steps` on connect, before the banner.
+    pub fn before_banner(mut self, steps: Vec<Step>) -> Responder {
+        self.prelude = steps;
+        self
     }
 
     /// LMTP mode (end-of-data: one reply per accepted RCPT).
@@ -414,7 +448,9 @@ pub fn default_reply(verb: Verb, count: usize) -> Vec<Step> {
         Verb::Dot | Verb::Bdat => "250 2.0.0 Ok: queued",
         Verb::Rset | Verb::Noop => "250 2.0.0 Ok",
         Verb::Quit => "221 2.0.0 Bye",
-        Verb::Other => "502 5.5.2 Error: command not recognized",
+        Verb::StartTls | Verb::Auth | Verb::Xclient | Verb::Other => {
+            "502 5.5.2 Error: command not recognized"
+        }
     };
     vec![Step::send(line); count]
 }
@@ -464,6 +500,11 @@ pub enum End {
     Stopped,
     /// The watchdog deadline passed.
     Watchdog,
+    /// The client ended TLS with close_notify (what follows it, a FIN
+    /// or an RST, is not read).
+    CloseNotify,
+    /// The TLS handshake failed on the server's side (rustls's reason).
+    Tls(String),
     /// Another I/O error.
     Error(String),
 }
@@ -501,6 +542,10 @@ pub struct Conn {
     pub errors: Vec<String>,
     pub accepted_at: Duration,
     pub ended_at: Duration,
+    /// The TLS handshake, once one finished.
+    pub tls: Option<TlsInfo>,
+    /// The client's address (TCP only).
+    pub peer: Option<SocketAddr>,
 }
 
 impl Conn {
@@ -515,7 +560,21 @@ impl Conn {
             errors: Vec::new(),
             accepted_at: at,
             ended_at: at,
+            tls: None,
+            peer: None,
         }
+    }
+
+    /// What the client sent before TLS (all of it without TLS).
+    pub fn plain(&self) -> &[u8] {
+        let at = self.tls.as_ref().map_or(self.raw.len(), |t| t.at);
+        &self.raw[..at]
+    }
+
+    /// What the client sent inside TLS, decrypted (empty without TLS).
+    pub fn secure(&self) -> &[u8] {
+        let at = self.tls.as_ref().map_or(self.raw.len(), |t| t.at);
+        &self.raw[at..]
     }
 
     /// What the client sent, split after each LF (a final partial line is
@@ -662,7 +721,8 @@ pub fn split_lines(raw: &[u8]) -> Vec<Vec<u8>> {
 // ---------------------------------------------------------------------------
 // Masking
 
-/// Mask what cannot match between two implementations (behavior.md §13):
+/// Mask what cannot match between two implementations (two runs never
+/// share a time, a process ID or a descriptor number):
 /// the value of a `Date:` header line and the pid and fd fields of a
 /// `Message-Id: <PID.FD.CNT@host>` line. The counter and host are kept.
 ///
@@ -1063,6 +1123,8 @@ impl From<End> for Halt {
 struct Peer<'a> {
     sh: &'a Shared,
     s: Stream,
+    /// TLS, once a [`Step::StartTls`] handshake finished.
+    tls: Option<Box<ServerConnection>>,
     buf: Vec<u8>,
     rec: Conn,
     /// A write already consumed the pending ECONNRESET (later reads
@@ -1071,11 +1133,19 @@ struct Peer<'a> {
 }
 
 fn serve(sh: &Arc<Shared>, stream: Stream, index: usize) -> Conn {
+    let peer = match &stream {
+        Stream::Tcp(s) => s.peer_addr().ok(),
+        Stream::Unix(_) => None,
+    };
     let mut p = Peer {
         sh,
         s: stream,
+        tls: None,
         buf: Vec::new(),
-        rec: Conn::new(index, sh.now()),
+        rec: Conn {
+            peer,
+            ..Conn::new(index, sh.now())
+        },
         reset_seen: false,
     };
     let end = match p.s.prepare() {
@@ -1126,6 +1196,9 @@ impl Peer<'_> {
     fn fill(&mut self) -> Result<bool, End> {
         if self.sh.expired() {
             return Err(End::Watchdog);
+        }
+        if self.tls.is_some() {
+            return self.fill_tls();
         }
         let mut chunk = [0u8; 65536];
         match self.s.read(&mut chunk) {
@@ -1198,7 +1271,11 @@ impl Peer<'_> {
 
     fn write(&mut self, bytes: &[u8]) {
         self.note(Event::Server(bytes.to_vec()));
-        if let Err(e) = self.s.write_all(bytes) {
+        let result = match self.tls.as_deref_mut() {
+            None => self.s.write_all(bytes),
+            Some(tls) => write_tls_all(tls, &mut self.s, bytes),
+        };
+        if let Err(e) = result {
             if e.kind() == io::ErrorKind::ConnectionReset {
                 self.reset_seen = true;
             }
@@ -1281,6 +1358,10 @@ impl Peer<'_> {
             }
             Step::Close => {
                 self.note(Event::Note("server half-close (FIN)".into()));
+                if let Some(tls) = self.tls.as_deref_mut() {
+                    tls.send_close_notify();
+                    let _ = flush_tls(tls, &mut self.s);
+                }
                 if let Err(e) = self.s.shutdown_write() {
                     self.note(Event::Note(format!("shutdown: {e}")));
                 }
@@ -1294,8 +1375,139 @@ impl Peer<'_> {
                 let _ = self.s.shutdown_read_and_close();
                 return Err(Halt::End(End::ServerReset));
             }
+            Step::Read(n) => {
+                while self.buf.len() < *n {
+                    self.fill()?;
+                }
+                let bytes: Vec<u8> = self.buf.drain(..*n).collect();
+                self.note(Event::Client(bytes));
+            }
+            Step::StartTls(config) => self.start_tls(config)?,
         }
         Ok(())
+    }
+
+    /// The server side of a TLS handshake, bounded like every read.
+    fn start_tls(&mut self, config: &TlsServer) -> Result<(), End> {
+        let mut tls = ServerConnection::new(std::sync::Arc::clone(&config.0))
+            .map_err(|e| End::Tls(e.to_string()))?;
+        // Bytes read past the last line belong to the handshake; the
+        // record keeps plaintext and decrypted bytes, not TLS records.
+        let early = std::mem::take(&mut self.buf);
+        let at = self.rec.raw.len() - early.len();
+        self.rec.raw.truncate(at);
+        if !early.is_empty() {
+            self.note(Event::Note(format!(
+                "{} bytes of handshake came with the plaintext",
+                early.len()
+            )));
+            let mut rest = &early[..];
+            while !rest.is_empty() {
+                if tls.read_tls(&mut rest).is_err() {
+                    break;
+                }
+            }
+        }
+        loop {
+            if let Err(e) = tls.process_new_packets() {
+                // Send the alert that says why, best effort.
+                let _ = flush_tls(&mut tls, &mut self.s);
+                self.note(Event::Note(format!("TLS handshake failed: {e}")));
+                return Err(End::Tls(e.to_string()));
+            }
+            flush_tls(&mut tls, &mut self.s)
+                .map_err(|e| End::Error(format!("TLS write: {e}")))?;
+            if !tls.is_handshaking() {
+                break;
+            }
+            if self.sh.expired() {
+                return Err(End::Watchdog);
+            }
+            match tls.read_tls(&mut self.s) {
+                Ok(0) => return Err(End::ClientEof),
+                Ok(_) => {}
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock
+                    | io::ErrorKind::TimedOut
+                    | io::ErrorKind::Interrupted => {
+                        if self.sh.stopping() {
+                            return Err(End::Stopped);
+                        }
+                    }
+                    io::ErrorKind::ConnectionReset => {
+                        return Err(End::ClientReset)
+                    }
+                    _ => return Err(End::Error(e.to_string())),
+                },
+            }
+        }
+        let info = TlsInfo {
+            at,
+            sni: tls.server_name().map(str::to_owned),
+            version: tls
+                .protocol_version()
+                .map_or_else(|| "?".into(), |v| format!("{v:?}")),
+            resumed: tls.handshake_kind() == Some(HandshakeKind::Resumed),
+            client_cert: tls.peer_certificates().is_some(),
+        };
+        self.note(Event::Note(format!("TLS handshake done: {info:?}")));
+        self.rec.tls = Some(info);
+        self.tls = Some(Box::new(tls));
+        Ok(())
+    }
+
+    /// [`Peer::fill`] inside TLS: decrypted bytes, recorded like plain
+    /// ones. Ok(false) on a timeout tick.
+    fn fill_tls(&mut self) -> Result<bool, End> {
+        let Some(tls) = self.tls.as_deref_mut() else {
+            return Ok(false);
+        };
+        let mut chunk = [0u8; 65536];
+        loop {
+            match tls.reader().read(&mut chunk) {
+                Ok(0) => return Err(End::CloseNotify),
+                Ok(n) => {
+                    self.rec.raw.extend_from_slice(&chunk[..n]);
+                    self.rec.reads.push(chunk[..n].to_vec());
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    return Err(End::ClientEof)
+                }
+                Err(e) => return Err(End::Error(e.to_string())),
+            }
+            match tls.read_tls(&mut self.s) {
+                Ok(0) if self.reset_seen => return Err(End::ClientReset),
+                Ok(0) => return Err(End::ClientEof),
+                Ok(_) => {
+                    if let Err(e) = tls.process_new_packets() {
+                        let _ = flush_tls(tls, &mut self.s);
+                        return Err(End::Tls(e.to_string()));
+                    }
+                    // Alerts, key updates: answer them.
+                    let _ = flush_tls(tls, &mut self.s);
+                }
+                Err(e) => {
+                    return match e.kind() {
+                        io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted => {
+                            if self.sh.stopping() {
+                                Err(End::Stopped)
+                            } else {
+                                Ok(false)
+                            }
+                        }
+                        io::ErrorKind::ConnectionReset => {
+                            Err(End::ClientReset)
+                        }
+                        _ => Err(End::Error(e.to_string())),
+                    }
+                }
+            }
+        }
     }
 
     fn respond(&mut self, r: &Responder) -> Halt {
@@ -1309,6 +1521,9 @@ impl Peer<'_> {
             *n += 1;
             p.steps(&steps).map(|()| steps)
         };
+        if let Err(h) = self.steps(&r.prelude) {
+            return h;
+        }
         if let Err(h) = reply(self, Verb::Banner, 0) {
             return h;
         }
@@ -1371,6 +1586,29 @@ impl Peer<'_> {
             }
         }
     }
+}
+
+/// Writes all of `bytes` through TLS: rustls buffers a limited amount,
+/// so what it takes is sent before the rest goes in.
+fn write_tls_all(
+    tls: &mut ServerConnection,
+    s: &mut Stream,
+    mut bytes: &[u8],
+) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let n = tls.writer().write(bytes)?;
+        bytes = &bytes[n..];
+        flush_tls(tls, s)?;
+    }
+    Ok(())
+}
+
+/// Sends whatever TLS records are queued.
+fn flush_tls(tls: &mut ServerConnection, s: &mut Stream) -> io::Result<()> {
+    while tls.wants_write() {
+        tls.write_tls(s)?;
+    }
+    Ok(())
 }
 
 /// `BDAT <size> [LAST]`: the size (0 if unreadable) and whether LAST.
@@ -1556,6 +1794,48 @@ mod selftest {
         assert_eq!(v, b"220 fake.example ESMTP fake\r\n221 2.0.0 Bye\r\n");
         let tr = srv.finish();
         assert_eq!(tr.conn(0).end, End::ClientEof);
+    }
+
+    #[test]
+    fn starttls_then_decrypted_record() {
+        use crate::support::tls_server::{provider, Leaf, Pki};
+        let pki = Pki::new();
+        let srv = FakeServer::script(vec![
+            Step::send("220 x"),
+            Step::expect("STARTTLS"),
+            Step::send("220 go"),
+            Step::StartTls(pki.server(Leaf::Good)),
+            Step::expect("EHLO"),
+            Step::send("250 y"),
+        ]);
+        let mut s = client(&srv);
+        read_lines(&mut s, 1);
+        s.write_all(b"STARTTLS\r\n").expect("write");
+        assert_eq!(read_lines(&mut s, 1), b"220 go\r\n");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(pki.ca_der()).expect("root");
+        let config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = "localhost".try_into().expect("name");
+        let conn =
+            rustls::ClientConnection::new(std::sync::Arc::new(config), name)
+                .expect("client");
+        let mut tls = rustls::StreamOwned::new(conn, s);
+        tls.write_all(b"EHLO z\r\n").expect("write in TLS");
+        let mut b = [0u8; 64];
+        let n = tls.read(&mut b).expect("read in TLS");
+        assert_eq!(&b[..n], b"250 y\r\n");
+        drop(tls);
+        let tr = srv.finish();
+        tr.assert_no_errors();
+        let c = tr.conn(0);
+        assert_eq!(c.plain(), b"STARTTLS\r\n");
+        assert_eq!(c.secure(), b"EHLO z\r\n");
+        let info = c.tls.clone().expect("handshake");
+        assert_eq!(info.sni.as_deref(), Some("localhost"));
     }
 
     #[test]

@@ -16,6 +16,7 @@
 
 pub mod fake_server;
 pub mod model;
+pub mod tls_server;
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -34,7 +35,8 @@ pub const ARGV0: &str = "smtp-source";
 /// Hard limit for one run unless [`Cmd::timeout`] says otherwise.
 pub const DEFAULT_RUN_LIMIT: Duration = Duration::from_secs(10);
 
-/// `SMTP_SOURCE_TIMEOUT` given to every run (our stage timeout, §13 X1).
+/// `SMTP_SOURCE_TIMEOUT` given to every run (our stage timeout, man page
+/// NOTES X1).
 pub const DEFAULT_STAGE_TIMEOUT: &str = "5";
 
 /// A smtp-source binary and the environment it needs.
@@ -409,7 +411,7 @@ impl Outcome {
 // Normalizing output
 
 /// Remove the Postfix-internal `-v` trace lines that we deliberately do
-/// not reproduce (behavior.md §13 X12): `name_mask:`,
+/// not reproduce (man page NOTES X12): `name_mask:`,
 /// `smtp_stream_setup:`, `vstream_tweak_tcp:`, `fd=N: stream buffer size`,
 /// and the `-v -v -v` event-loop and stream traces (`event_*`,
 /// `vstream_*`). Works on lines of the form `<argv0>: <text>` for any argv0
@@ -461,7 +463,8 @@ pub fn normalize_argv0(stderr: &[u8], from: &str, to: &str) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// The usage line exactly as smtp-source prints it (behavior.md §1).
+/// The usage line exactly as smtp-source prints it (man page
+/// DIAGNOSTICS).
 pub fn usage_line(argv0: &str) -> String {
     format!(
         "{argv0}: fatal: usage: {argv0} -cdLNov -s sess -l msglen -m msgs \

@@ -1,9 +1,9 @@
-//! The reference models of the pure parsers (faults.md §5.4), shared by
-//! the property tests (`tests/properties.rs`, stable toolchain) and the
-//! cargo-fuzz targets (`fuzz/src/lib.rs` includes this file), so one model
-//! serves both. The models are written from behavior.md §3 and faults.md
-//! R1/R3/X2, not from the code they check; the `check_*` functions run
-//! the code under test against them.
+//! The reference models of the pure parsers, shared by the property
+//! tests (`tests/properties.rs`, stable toolchain) and the cargo-fuzz
+//! targets (`fuzz/src/lib.rs` includes this file), so one model serves
+//! both. The models are written from the reply rules of
+//! `docs/behavior.md` ("Replies"), not from the code they check; the
+//! `check_*` functions run the code under test against them.
 
 use std::time::Instant;
 
@@ -41,8 +41,8 @@ pub fn model_strip(line: &[u8]) -> &[u8] {
 }
 
 /// Split at LF, cap at `cap` (when given), strip trailing CRs unless the
-/// line was cut; a line
-/// more than `DISCARD_LIMIT` over the cap ends reading (X2).
+/// line was cut; a line more than `DISCARD_LIMIT` over the cap ends
+/// reading (man page NOTES X2).
 pub fn model_lines(data: &[u8], cap: Option<usize>) -> (Vec<&[u8]>, Outcome) {
     let mut out = Vec::new();
     let mut rest = data;
@@ -63,7 +63,7 @@ pub fn model_lines(data: &[u8], cap: Option<usize>) -> (Vec<&[u8]>, Outcome) {
     }
 }
 
-/// behavior.md §3: the code is exactly three leading digits, else 0; a
+/// The code is exactly three leading digits, else 0; a
 /// `-` right after the digit run (of any length) continues the reply;
 /// blanks after it are skipped.
 pub fn model_line(line: &[u8]) -> (u16, bool, &[u8]) {
@@ -86,14 +86,15 @@ pub fn model_line(line: &[u8]) -> (u16, bool, &[u8]) {
     (code, cont, &line[start..])
 }
 
-/// Every reply in `data`, one after the other, as the spec reads them.
+/// Every reply in `data`, one after the other, as the reference reads
+/// them.
 pub fn model_replies(data: &[u8], cap: Option<usize>) -> Vec<Outcome> {
     let (lines, end) = model_lines(data, cap);
     replies_from_lines(&lines, end)
 }
 
 /// Groups model lines into replies; text is only appended while under
-/// `TEXT_LIMIT` (behavior.md §3), at most `MAX_LINES` lines (X2).
+/// `TEXT_LIMIT`, at most `MAX_LINES` lines (man page NOTES X2).
 pub fn replies_from_lines(lines: &[&[u8]], end: Outcome) -> Vec<Outcome> {
     let mut lines = lines.iter();
     let mut out = Vec::new();
