@@ -15,6 +15,17 @@ inherits another run's sockets. The harness reports, per workload:
 prints a markdown table and writes it, with a description of the machine,
 to BENCHMARKS.md. Python 3 standard library only.
 
+A separate TLS section runs our client with --tls (STARTTLS) and
+--tls-wrapper (SMTPS) against the project's own sink
+(target/release/examples/sink, `cargo build --release --example sink`),
+next to `openssl s_time -new` on an SMTPS sink (the per-core reference
+point), Debian's postal on a STARTTLS sink and swaks (one message per
+process); it reports messages/s,
+handshakes/s, client CPU per handshake and full handshakes per client CPU
+second, and system calls per handshake. openssl and postal are installed
+(and swaks) with apt-get when missing (as root); a row whose tool is missing is
+skipped with a note.
+
 Environment (all optional):
   BENCH_ROUNDS     rounds per client and workload (default 3)
   BENCH_SCALE      factor applied to every -m (default 1.0); the quick run
@@ -23,13 +34,20 @@ Environment (all optional):
   BENCH_OUTPUT     where to write the report (default BENCHMARKS.md;
                    "-" writes nothing)
   BENCH_ONLY       comma-separated workload numbers (1-based) to run;
-                   "big" is the -s 30000 run, e.g. BENCH_ONLY=1,3,big
+                   "big" is the -s 30000 run, "tls" the TLS section, e.g.
+                   BENCH_ONLY=1,3,big or BENCH_ONLY=tls. A section that is
+                   not run is kept as it was in the existing report.
+  BENCH_TLS_SECONDS     -time of each openssl s_time run (default 5)
+  BENCH_POSTAL_SECONDS  how long postal runs (default 8)
+  BENCH_SINK       our sink (default target/release/examples/sink)
   BENCH_NO_STRACE  set to 1 to skip the strace runs
   REFERENCE        the unpacked Debian postfix (default target/reference)
   SMTP_SOURCE      our client (default target/release/smtp-source)
 """
 
+import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -465,7 +483,7 @@ class Result:
         self.sink_cpu = None
 
 
-def spawn_wait(argv, env, errfile, timeout, rssfile=None):
+def spawn_wait(argv, env, errfile, timeout, rssfile=None, outfile=None):
     """posix_spawn argv in its own process group and wait4 it.
 
     Returns (wall seconds, rusage, wait status, timed out). With rssfile,
@@ -473,13 +491,15 @@ def spawn_wait(argv, env, errfile, timeout, rssfile=None):
     a child's ru_maxrss includes what its parent's image held at fork, so
     the client must not be forked from this (large) Python process. The
     rusage from wait4 covers time(1) and the client; time(1) itself uses
-    about a millisecond of CPU.
+    about a millisecond of CPU. With outfile, the child's stdout goes
+    there instead of /dev/null.
     """
     if rssfile is not None and TIME_BIN:
         argv = [TIME_BIN, "-f", "%M", "-o", rssfile] + argv
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, outfile or "/dev/null",
+         os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
         (os.POSIX_SPAWN_OPEN, 2, errfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
     ]
     t0 = time.perf_counter()
@@ -718,28 +738,952 @@ WL_M = {w[0]: w[2] for w in WORKLOADS + [BIG]}
 
 
 # ---------------------------------------------------------------------------
+# TLS rows: our client against the project's own sink (examples/sink.rs)
+# with STARTTLS or SMTPS, next to `openssl s_time` (the crypto-bound
+# reference point: one process, handshakes only) and Debian's postal.
+
+TLS_SINK = os.path.join(ROOT, os.environ.get("BENCH_SINK", "target/release/examples/sink"))
+TLS_STIME_SECONDS = max(1, env_int("BENCH_TLS_SECONDS", 5))
+TLS_POSTAL_SECONDS = max(1, env_int("BENCH_POSTAL_SECONDS", 8))
+TLS_STRACE_M = 200  # messages in the strace runs, over one session
+# Full handshakes per client CPU second: ours must be at least this
+# fraction of s_time's ("within 1.5x").
+TLS_TARGET_PER_CORE = 1 / 1.5
+
+# (label, client options, messages, sink flag). -m is added to the label.
+TLS_ROWS = [
+    ("--tls -s 10", ["--tls", "-s", "10"], 2000, "--tls"),
+    ("--tls --tls-resume -s 10", ["--tls", "--tls-resume", "-s", "10"], 2000, "--tls"),
+    ("--tls -d -s 10", ["--tls", "-d", "-s", "10"], 20000, "--tls"),
+    ("--tls-wrapper -s 10", ["--tls-wrapper", "-s", "10"], 2000, "--tls-wrapper"),
+]
+# openssl s_time, as the issue gives it and without a trust store: by
+# default OpenSSL looks the server's issuer up in its CA directory on
+# every connection (directory scans, stat calls) and verifies the chain
+# (one more ECDSA verify); level encrypt, which our rows use, does
+# neither. (key, extra options)
+STIME_VARIANTS = [
+    ("s_time", []),
+    ("s_time -no-CA", ["-no-CApath", "-no-CAfile", "-no-CAstore"]),
+]
+TLS_NOTES = []
+TLS_BEGIN = "<!-- bench:tls:begin -->"
+TLS_END = "<!-- bench:tls:end -->"
+
+
+def tls_note(msg):
+    log("note:", msg)
+    if msg not in TLS_NOTES:
+        TLS_NOTES.append(msg)
+
+
+def ensure_tool(names, packages):
+    """The first of names on PATH (or in /usr/sbin, /usr/bin); apt-get
+    installs the package when it is missing and we run as root."""
+    def find():
+        for n in names:
+            for p in (shutil.which(n), "/usr/sbin/" + n, "/usr/bin/" + n):
+                if p and os.access(p, os.X_OK):
+                    return p
+        return None
+    path = find()
+    if path or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return path
+    install = ["apt-get", "install", "-y"] + packages.split()
+    for cmds in ([install], [["apt-get", "update"], install]):
+        log("bench: %s is missing; %s" % (names[0], " && ".join(" ".join(c) for c in cmds)))
+        for c in cmds:
+            try:
+                subprocess.run(["timeout", "300"] + c, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, check=False)
+            except OSError:
+                pass
+        path = find()
+        if path:
+            return path
+    return None
+
+
+def spawn_bg(argv, outfile, errfile):
+    """posix_spawn argv in its own process group, stdout and stderr to files."""
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, outfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+        (os.POSIX_SPAWN_OPEN, 2, errfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+    ]
+    return os.posix_spawn(argv[0], argv, dict(os.environ), file_actions=actions, setpgroup=0)
+
+
+class TlsSink:
+    """examples/sink.rs with --tls or --tls-wrapper, fresh for each run and
+    bounded by timeout(1) and its own --seconds. It prints its summary and
+    exits when --messages have arrived or --seconds have passed; wait4 on
+    timeout(1) gives the sink's CPU (timeout reaps it)."""
+
+    def __init__(self, workdir, flag, seconds, messages=None):
+        self.out_path = os.path.join(workdir, "tls-sink.out")
+        self.err_path = os.path.join(workdir, "tls-sink.err")
+        seconds = max(1, int(seconds))
+        argv = [shutil.which("timeout"), "-k", "5", str(seconds + 30), TLS_SINK, flag,
+                "--seconds", str(seconds)]
+        if messages:
+            argv += ["--messages", str(messages)]
+        self.pid = spawn_bg(argv, self.out_path, self.err_path)
+        self.status = self.ru = None
+        self.addr = None
+        LIVE_SINKS.append(self)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and self.addr is None:
+            if self.reap(False):
+                break
+            try:
+                with open(self.out_path) as f:
+                    for line in f:
+                        if line.startswith("listening "):
+                            self.addr = line.split()[1]
+                            break
+            except OSError:
+                pass
+            if self.addr is None:
+                time.sleep(0.02)
+        if self.addr is None:
+            self.stop()
+            die("our sink did not start: %s %s" % (" ".join(argv), self.stderr()[-300:]))
+
+    def reap(self, block):
+        if self.status is not None:
+            return True
+        try:
+            pid, status, ru = os.wait4(self.pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            self.status = -1
+            return True
+        if pid == 0:
+            return False
+        self.status, self.ru = status, ru
+        return True
+
+    def finish(self, wait):
+        """Waits up to wait seconds for the summary; returns its counters."""
+        deadline = time.monotonic() + wait
+        while not self.reap(False) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if self.status is None:
+            tls_note("the sink had not finished %g s after the client; stopped it "
+                     "(no summary for that run)" % wait)
+        self.stop()
+        return self.summary()
+
+    def cpu(self):
+        return None if self.ru is None else self.ru.ru_utime + self.ru.ru_stime
+
+    def summary(self):
+        out = {}
+        try:
+            with open(self.out_path, errors="replace") as f:
+                text = f.read()
+        except OSError:
+            return out
+        for line in text.split("\n"):
+            if line.startswith("sink received:"):
+                for kv in line.split(":", 1)[1].split():
+                    k, _, v = kv.partition("=")
+                    if v.isdigit():
+                        out[k] = int(v)
+            elif line.startswith("tls: "):
+                t = line.translate(str.maketrans("(),", "   ")).split()
+                try:
+                    out["handshakes"] = int(t[1])
+                    out["resumed"] = int(t[t.index("resumed") - 1])
+                    out["failed"] = int(t[t.index("failed") - 1])
+                except (ValueError, IndexError):
+                    pass
+        return out
+
+    def stderr(self):
+        try:
+            with open(self.err_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.status is None:
+            try:
+                os.killpg(self.pid, signal.SIGTERM)
+            except OSError:
+                pass
+            deadline = time.monotonic() + 5
+            while not self.reap(False) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if self.status is None:
+                try:
+                    os.killpg(self.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                self.reap(True)
+        if self in LIVE_SINKS:
+            LIVE_SINKS.remove(self)
+
+
+class TlsRun:
+    """One client run in the TLS section."""
+
+    def __init__(self, **kw):
+        self.ok = False
+        self.wall = self.cpu = self.user = None
+        self.messages = 0
+        self.handshakes = self.full = self.resumed = 0
+        self.sink = {}
+        self.sink_cpu = None
+        self.status = 0
+        self.err = ""
+        self.syscalls = None
+        self.__dict__.update(kw)
+
+
+def parse_strace_calls(path):
+    """{syscall: calls} from `strace -c` output, with "total"."""
+    calls = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                t = line.split()
+                if len(t) < 5 or not t[0][0].isdigit():
+                    continue
+                # % time, seconds, usecs/call, calls[, errors], name
+                try:
+                    calls[t[-1]] = int(t[3])
+                except ValueError:
+                    pass
+    except OSError:
+        pass
+    return calls or None
+
+
+def tls_run_ours(row, m, workdir, strace=None):
+    label, opts, _, flag = row
+    if strace:  # one session: the counts do not depend on scheduling
+        opts = list(opts)
+        opts[opts.index("-s") + 1] = "1"
+    sink = TlsSink(workdir, flag, RUN_TIMEOUT, messages=m)
+    outfile = os.path.join(workdir, "client.out")
+    errfile = os.path.join(workdir, "client.err")
+    argv = [OURS, "--report=json"] + opts + ["-m", str(m), sink.addr]
+    trace_out = os.path.join(workdir, "strace.out")
+    if strace:
+        argv = [strace, "-f", "-c", "-o", trace_out, "--"] + argv
+    try:
+        wall, ru, status, timed_out = spawn_wait(
+            argv, client_env("ours"), errfile, RUN_TIMEOUT * (4 if strace else 1),
+            outfile=outfile)
+        summary = sink.finish(wait=5)
+    finally:
+        sink.stop()
+    code = os.waitstatus_to_exitcode(status)
+    with open(errfile, errors="replace") as f:
+        err = f.read().strip()
+    r = TlsRun(wall=wall, cpu=ru.ru_utime + ru.ru_stime, user=ru.ru_utime,
+               status=code, err=err, sink=summary, sink_cpu=sink.cpu())
+    try:
+        with open(outfile) as f:
+            rep = json.load(f)
+        r.messages = rep["messages"]["accepted"]
+        r.handshakes = rep["tls"]["handshakes"]
+        r.full = rep["tls"]["full"]
+        r.resumed = rep["tls"]["resumed"]
+    except (OSError, ValueError, KeyError, TypeError):
+        r.err = "no JSON report; " + r.err
+    r.ok = code == 0 and not timed_out and r.messages == m
+    if timed_out:
+        r.err = "timed out; " + r.err
+    if r.ok and summary.get("messages", m) != m:
+        tls_note("`%s -m %d`: the sink counted %s of %d messages"
+                 % (label, m, summary.get("messages"), m))
+    if r.ok and not strace and (summary.get("handshakes", r.handshakes) != r.handshakes
+                                or summary.get("resumed", r.resumed) != r.resumed):
+        tls_note("`%s -m %d`: the client reported %d handshakes (%d resumed), the sink "
+                 "%s (%s resumed)" % (label, m, r.handshakes, r.resumed,
+                                     summary.get("handshakes"), summary.get("resumed")))
+    if strace:
+        r.syscalls = parse_strace_calls(trace_out)
+    return r
+
+
+STIME_RE = re.compile(r"(\d+) connections in ([\d.]+)s; ([\d.]+) connections/user sec")
+
+
+def tls_run_stime(openssl, workdir, extra, strace=None, seconds=None):
+    """openssl s_time -new against a fresh SMTPS sink: full handshakes, one
+    at a time, in one process."""
+    seconds = seconds or TLS_STIME_SECONDS
+    sink = TlsSink(workdir, "--tls-wrapper", seconds + 1)
+    outfile = os.path.join(workdir, "stime.out")
+    errfile = os.path.join(workdir, "stime.err")
+    argv = [openssl, "s_time", "-connect", sink.addr, "-new", "-time", str(seconds)] + extra
+    trace_out = os.path.join(workdir, "strace.out")
+    if strace:
+        argv = [strace, "-f", "-c", "-o", trace_out, "--"] + argv
+    try:
+        wall, ru, status, timed_out = spawn_wait(
+            argv, client_env("ours"), errfile, seconds * 4 + 30, outfile=outfile)
+        summary = sink.finish(wait=seconds + 5)
+    finally:
+        sink.stop()
+    code = os.waitstatus_to_exitcode(status)
+    with open(outfile, errors="replace") as f:
+        out = f.read()
+    with open(errfile, errors="replace") as f:
+        err = f.read().strip()
+    r = TlsRun(wall=wall, cpu=ru.ru_utime + ru.ru_stime, user=ru.ru_utime,
+               status=code, err=err, sink=summary, sink_cpu=sink.cpu())
+    mt = STIME_RE.search(out)
+    if mt:
+        r.handshakes = r.full = int(mt.group(1))
+        r.stime_user_rate = float(mt.group(3))
+    r.ok = code == 0 and not timed_out and r.handshakes > 0
+    if not r.ok:
+        r.err = (out.strip().split("\n") + [""])[-1] + " " + err
+    if strace:
+        r.syscalls = parse_strace_calls(trace_out)
+    return r
+
+
+def tls_run_postal(postal, workdir):
+    """Debian's postal against a fresh STARTTLS sink for TLS_POSTAL_SECONDS:
+    10 threads, one message per connection, TLS on every connection
+    (-s 100), headers only (-m 0), no rate limit. postal runs until it is
+    killed (SIGINT does not stop it; SIGTERM does) and prints a line a
+    minute, so its figures are the sink's counts over the window and its
+    CPU is from wait4."""
+    users = os.path.join(workdir, "postal-users")
+    with open(users, "w") as f:
+        f.write("foo@example.com\n")
+    secs = TLS_POSTAL_SECONDS
+    sink = TlsSink(workdir, "--tls", secs + 1)
+    port = sink.addr.rsplit(":", 1)[1]
+    outfile = os.path.join(workdir, "postal.out")
+    errfile = os.path.join(workdir, "postal.err")
+    argv = [shutil.which("timeout"), "-s", "TERM", "-k", "2", str(secs), postal,
+            "-m", "0", "-t", "10", "-c", "1", "-s", "100", "-r", "1000000",
+            "[127.0.0.1]%s" % port, users]
+    try:
+        wall, ru, status, timed_out = spawn_wait(argv, client_env("ours"), errfile,
+                                                 secs + 20, outfile=outfile)
+        summary = sink.finish(wait=secs + 5)
+    finally:
+        sink.stop()
+    with open(errfile, errors="replace") as f:
+        err = f.read()
+    r = TlsRun(wall=wall, cpu=ru.ru_utime + ru.ru_stime, user=ru.ru_utime,
+               sink=summary, sink_cpu=sink.cpu(), err=err)
+    r.messages = summary.get("messages", 0)
+    r.handshakes = r.full = summary.get("handshakes", 0)
+    r.failed = summary.get("failed", 0)
+    r.connections = summary.get("connections", 0)
+    r.handshake_errors = err.count("Can't gnutls_handshake")
+    if os.WIFSIGNALED(status):
+        r.how = "killed by signal %d%s after %.1f s" % (
+            os.WTERMSIG(status), " (SIGSEGV)" if os.WTERMSIG(status) == 11 else "", wall)
+    else:
+        code = os.waitstatus_to_exitcode(status)
+        r.how = "stopped by SIGTERM after %d s" % secs if code == 124 else \
+            "exited with status %d after %.1f s" % (code, wall)
+    r.status = 0
+    r.ok = r.handshakes > 0
+    r.window = min(wall, secs)
+    return r
+
+
+SWAKS_RUNS = 20
+
+
+def tls_run_swaks(swaks, workdir):
+    """swaks --tls, SWAKS_RUNS times in a row against a fresh STARTTLS sink:
+    one process, one connection, one message each. Wall and CPU are
+    summed over the processes."""
+    n = SWAKS_RUNS
+    sink = TlsSink(workdir, "--tls", RUN_TIMEOUT, messages=n)
+    port = sink.addr.rsplit(":", 1)[1]
+    errfile = os.path.join(workdir, "swaks.err")
+    argv = [swaks, "--server", "127.0.0.1", "--port", port, "--tls",
+            "--to", "foo@example.com", "--from", "foo@example.com", "--silent", "2"]
+    wall = cpu = user = 0.0
+    good = 0
+    err = ""
+    try:
+        for _ in range(n):
+            w, ru, status, timed_out = spawn_wait(argv, client_env("ours"), errfile, 20)
+            wall += w
+            cpu += ru.ru_utime + ru.ru_stime
+            user += ru.ru_utime
+            if os.waitstatus_to_exitcode(status) == 0 and not timed_out:
+                good += 1
+            else:
+                with open(errfile, errors="replace") as f:
+                    err = f.read().strip()
+        summary = sink.finish(wait=5)
+    finally:
+        sink.stop()
+    r = TlsRun(wall=wall, cpu=cpu, user=user, sink=summary, sink_cpu=sink.cpu(), err=err)
+    r.messages = good
+    r.handshakes = r.full = summary.get("handshakes", 0)
+    r.ok = good == n and r.handshakes == n
+    r.status = 0 if r.ok else 1
+    return r
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+class TlsStats:
+    def __init__(self, runs):
+        self.runs = runs
+        good = [r for r in runs if r.ok]
+        self.failures = len(runs) - len(good)
+        self.wall = med(r.wall for r in good)
+        self.cpu = med(r.cpu for r in good)
+        self.messages = med(r.messages for r in good)
+        self.handshakes = med(r.handshakes for r in good)
+        self.full = med(r.full for r in good)
+        self.resumed = med(r.resumed for r in good)
+        # Sink CPU per handshake counts the handshakes the sink saw fail
+        # too: they cost it the crypto (s_time closes before reading the
+        # session tickets).
+
+    @staticmethod
+    def value(r, name):
+        if name == "sink_hs":
+            if "handshakes" not in r.sink:
+                return None
+            return r.sink["handshakes"] + r.sink.get("failed", 0)
+        return getattr(r, name)
+
+    def ratio_median(self, num, den, scale=1.0):
+        """The median over the good runs of num/den (attribute names): a
+        per-run ratio, since s_time's and postal's counts vary by run."""
+        xs = []
+        for r in self.runs:
+            a, b = self.value(r, num), self.value(r, den)
+            if r.ok and a is not None and b:
+                xs.append(a / b * scale)
+        return med(xs)
+
+    def rate(self, n):
+        """n per second of wall time."""
+        return self.ratio_median(n, "wall")
+
+    def per(self, x, n):
+        """Microseconds of x (a CPU time) per n."""
+        return self.ratio_median(x, n, 1e6)
+
+    def per_core(self):
+        """Handshakes per second of client CPU."""
+        return self.ratio_median("handshakes", "cpu")
+
+
+def run_tls(nofile, strace):
+    """The TLS section: returns its markdown."""
+    t_start = time.monotonic()
+    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    load_start = loadavg()
+    if not os.access(TLS_SINK, os.X_OK):
+        msg = ("TLS rows skipped: our sink is missing (%s; `cargo build --release "
+               "--example sink`)" % os.path.relpath(TLS_SINK, ROOT))
+        log("bench: " + msg)
+        return "\n".join([TLS_BEGIN, "## TLS", "", msg + ".", "", TLS_END, ""])
+    openssl = ensure_tool(["openssl"], "openssl")
+    postal = ensure_tool(["postal"], "postal")
+    # swaks needs IO::Socket::SSL and Net::SSLeay for --tls.
+    swaks = ensure_tool(["swaks"], "swaks libio-socket-ssl-perl libnet-ssleay-perl")
+    perl_tls = ["perl", "-MIO::Socket::SSL", "-MNet::SSLeay", "-e", "1"]
+    if swaks and subprocess.run(perl_tls, capture_output=True).returncode != 0:
+        if os.geteuid() == 0 and shutil.which("apt-get"):
+            subprocess.run(["timeout", "300", "apt-get", "install", "-y",
+                            "libio-socket-ssl-perl", "libnet-ssleay-perl"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        if subprocess.run(perl_tls, capture_output=True).returncode != 0:
+            tls_note("swaks is there but Perl's IO::Socket::SSL is not: no swaks row")
+            swaks = None
+    if not openssl:
+        tls_note("openssl is unavailable: the s_time row is skipped")
+    if not postal:
+        tls_note("postal is unavailable: its row is skipped")
+    if not swaks:
+        tls_note("swaks is unavailable: its row is skipped")
+    rows = [(r, scaled(r[2])) for r in TLS_ROWS]
+    runs = {r[0]: [] for r in TLS_ROWS}
+    for key, _ in STIME_VARIANTS:
+        runs[key] = []
+    runs["swaks"] = []
+    postal_runs = []
+    workdir = tempfile.mkdtemp(prefix="smtp-bench-tls.")
+    os.chmod(workdir, 0o755)
+    entries = [("ours", row, m) for row, m in rows]
+    if openssl:
+        entries += [("s_time", key, extra) for key, extra in STIME_VARIANTS]
+    if swaks:
+        entries.append(("swaks", None, None))
+    log("bench: TLS rows, rounds=%d" % ROUNDS)
+    traces = {}
+    try:
+        for rnd in range(ROUNDS):
+            order = entries if rnd % 2 == 0 else entries[::-1]
+            for which, row, m in order:
+                if which == "ours":
+                    r = tls_run_ours(row, m, workdir)
+                    runs[row[0]].append(r)
+                    name = "%s -m %d" % (row[0], m)
+                elif which == "swaks":
+                    r = tls_run_swaks(swaks, workdir)
+                    runs["swaks"].append(r)
+                    name = "swaks --tls, %d in a row" % SWAKS_RUNS
+                else:
+                    r = tls_run_stime(openssl, workdir, m)
+                    runs[row].append(r)
+                    name = stime_label(m)
+                log("  %-34s round %d: %s %.3fs cpu %.3fs handshakes %d (%d resumed) "
+                    "sink %s%s" % (name, rnd + 1, "ok" if r.ok else "FAILED(%d)" % r.status,
+                                   r.wall, r.cpu, r.handshakes, r.resumed, r.sink,
+                                   "" if r.ok else " " + r.err[-200:]))
+                if not r.ok:
+                    tls_note("`%s` round %d failed (exit %d): %s"
+                             % (name, rnd + 1, r.status, r.err[-200:].replace("\n", " ")))
+            # postal: every round while it gets handshakes through, else once.
+            if postal and (rnd == 0 or any(p.ok for p in postal_runs)):
+                p = tls_run_postal(postal, workdir)
+                postal_runs.append(p)
+                log("  %-34s round %d: %s; sink %s; cpu %.3fs; %d \"Can't gnutls_handshake\""
+                    % ("postal -t 10 -c 1 -s 100", rnd + 1, p.how, p.sink, p.cpu,
+                       p.handshake_errors))
+        if strace:
+            for row, _ in rows:
+                r = tls_run_ours(row, TLS_STRACE_M, workdir, strace=strace)
+                traces[row[0]] = r
+                log("  %-34s strace -s 1 -m %d: %s %s"
+                    % (row[0], TLS_STRACE_M, "ok" if r.ok else "FAILED",
+                       (r.syscalls or {}).get("total")))
+            for key, extra in (STIME_VARIANTS if openssl else []):
+                r = tls_run_stime(openssl, workdir, extra, strace=strace, seconds=2)
+                traces[key] = r
+                log("  %-34s strace: %s %d handshakes %s" % (
+                    stime_label(extra, 2), "ok" if r.ok else "FAILED", r.handshakes,
+                    (r.syscalls or {}).get("total")))
+    finally:
+        kill_sinks()
+        shutil.rmtree(workdir, ignore_errors=True)
+    floor = crypto_floor(openssl) if openssl else {}
+    elapsed = time.monotonic() - t_start
+    return tls_report(rows, runs, postal_runs, traces, openssl, postal, strace,
+                      started, elapsed, load_start, floor, swaks)
+
+
+def crypto_floor(openssl):
+    """Single-core rates of the public-key operations a client's full TLS
+    1.3 handshake needs, from `openssl speed`: {name: ops per second}."""
+    try:
+        p = subprocess.run(["timeout", "60", openssl, "speed", "-seconds", "1",
+                            "ecdhx25519", "ecdhp256", "ecdhp384", "ecdsap256"],
+                           capture_output=True, text=True, timeout=90)
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    rates = {}
+    for line in p.stdout.split("\n"):
+        t = line.split()
+        try:
+            if "ecdsa" in line and "(nistp256)" in line:
+                rates["p256 verify"] = float(t[-1])
+            elif "ecdh" in line and "(X25519)" in line:
+                rates["x25519"] = float(t[-1])
+            elif "ecdh" in line and "(nistp256)" in line:
+                rates["p256 ecdh"] = float(t[-1])
+            elif "ecdh" in line and "(nistp384)" in line:
+                rates["p384 ecdh"] = float(t[-1])
+        except (ValueError, IndexError):
+            pass
+    return rates
+
+
+def floor_lines(rates):
+    """What the client's public-key work per full handshake costs at
+    OpenSSL's single-core speed: two key-exchange operations (key pair,
+    shared secret; the first is counted as a full one, so this is an upper
+    bound) and one ECDSA P-256 verify (CertificateVerify; level encrypt
+    checks no chain)."""
+    v = rates.get("p256 verify")
+    if not v:
+        return []
+    out = ["| key share | µs per handshake (2 × key exchange + 1 × P-256 verify) | "
+           "handshakes per CPU-s |", "|---|---:|---:|"]
+    for name, key in (("X25519", "x25519"), ("secp256r1", "p256 ecdh"),
+                      ("secp384r1", "p384 ecdh")):
+        if rates.get(key):
+            us = (2 / rates[key] + 1 / v) * 1e6
+            out.append("| %s | %.0f | %s |" % (name, us, fmt_rate(1e6 / us)))
+    return out
+
+
+def stime_label(extra, seconds=None):
+    return "openssl s_time -new -time %d%s" % (
+        seconds or TLS_STIME_SECONDS, "".join(" " + x for x in extra))
+
+
+def tool_version(argv):
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        return (p.stdout + p.stderr).strip().split("\n")[0]
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def dpkg_version(package):
+    v = tool_version(["dpkg-query", "-W", "-f", "${Version}", package])
+    return v if v and "no packages" not in v else "unknown"
+
+
+def syscall_cells(r, per):
+    """total, writes, reads, getrandom per `per` (messages or handshakes)."""
+    c = r.syscalls if r is not None and r.ok else None
+    if not c or not per:
+        return ["n/a"] * 4
+    total = c.get("total")
+    writes = sum(c.get(k, 0) for k in ("write", "writev", "sendto", "sendmsg"))
+    reads = sum(c.get(k, 0) for k in ("read", "readv", "recvfrom", "recvmsg"))
+    return [fmt(total / per if total else None, "%.1f"), "%.1f" % (writes / per),
+            "%.1f" % (reads / per), "%.1f" % (c.get("getrandom", 0) / per)]
+
+
+def tls_report(rows, runs, postal_runs, traces, openssl, postal, strace,
+               started, elapsed, load_start, floor, swaks=None):
+    head = ["row", "m", "wall s", "msg/s", "handshakes (full/resumed)", "handshakes/s",
+            "client CPU µs/msg", "client CPU µs/handshake", "handshakes per client CPU-s",
+            "sink CPU µs/handshake"]
+    lines = ["| " + " | ".join(head) + " |",
+             "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    stats = {}
+    for row, m in rows:
+        st = TlsStats(runs[row[0]])
+        stats[row[0]] = st
+        reuse = "-d" in row[1]
+        fails = " (failed runs: %d)" % st.failures if st.failures else ""
+        lines.append("| " + " | ".join([
+            "`%s -m %d`%s" % (row[0], m, fails), str(m), fmt(st.wall, "%.3f"),
+            fmt_rate(st.rate("messages")),
+            "n/a" if st.handshakes is None else "%d (%d/%d)" % (st.handshakes, st.full, st.resumed),
+            fmt_rate(st.rate("handshakes")),
+            fmt(st.per("cpu", "messages"), "%.0f"),
+            "–" if reuse else fmt(st.per("cpu", "handshakes"), "%.0f"),
+            "–" if reuse else fmt_rate(st.per_core()),
+            "–" if reuse else fmt(st.per("sink_cpu", "sink_hs"), "%.0f"),
+        ]) + " |")
+    stimes = []
+    for key, extra in (STIME_VARIANTS if openssl else []):
+        st_time = TlsStats(runs[key])
+        stimes.append((key, extra, st_time))
+        fails = " (failed runs: %d)" % st_time.failures if st_time.failures else ""
+        lines.append("| " + " | ".join([
+            "`%s` (SMTPS sink)%s" % (stime_label(extra), fails), "–",
+            fmt(st_time.wall, "%.3f"), "–",
+            "n/a" if st_time.handshakes is None else "%d (%d/0)" % (st_time.handshakes, st_time.full),
+            fmt_rate(st_time.rate("handshakes")), "–",
+            fmt(st_time.per("cpu", "handshakes"), "%.0f"),
+            fmt_rate(st_time.per_core()),
+            fmt(st_time.per("sink_cpu", "sink_hs"), "%.0f"),
+        ]) + " |")
+    if swaks:
+        sw = TlsStats(runs["swaks"])
+        fails = " (failed runs: %d)" % sw.failures if sw.failures else ""
+        lines.append("| " + " | ".join([
+            "`swaks --tls` (STARTTLS sink; one process per message, %d in a row)%s"
+            % (SWAKS_RUNS, fails), str(SWAKS_RUNS), fmt(sw.wall, "%.3f"),
+            fmt_rate(sw.rate("messages")),
+            "n/a" if sw.handshakes is None else "%d (%d/0)" % (sw.handshakes, sw.full),
+            fmt_rate(sw.rate("handshakes")), fmt(sw.per("cpu", "messages"), "%.0f"),
+            fmt(sw.per("cpu", "handshakes"), "%.0f"), fmt(sw.per_core(), "%.1f"),
+            fmt(sw.per("sink_cpu", "sink_hs"), "%.0f")]) + " |")
+    postal_line = None
+    if postal and postal_runs:
+        good = [p for p in postal_runs if p.ok]
+        if good:
+            pst = TlsStats(good)
+            win = med(p.window for p in good)
+            lines.append("| " + " | ".join([
+                "postal -t 10 -c 1 -s 100 -m 0 (STARTTLS sink, %d s)" % TLS_POSTAL_SECONDS, "–",
+                fmt(win, "%.3f"), fmt_rate(pst.messages / win),
+                "%d (%d/0)" % (pst.handshakes, pst.full), fmt_rate(pst.handshakes / win),
+                fmt(pst.per("cpu", "messages"), "%.0f"),
+                fmt(pst.per("cpu", "handshakes"), "%.0f"), fmt_rate(pst.per_core()),
+                fmt(pst.per("sink_cpu", "sink_hs"), "%.0f")]) + " |")
+        p = postal_runs[0]
+        postal_line = (
+            "postal %s (`postal -m 0 -t 10 -c 1 -s 100 -r 1000000 [127.0.0.1]PORT users` "
+            "against the STARTTLS sink, %d s): %s; the sink saw %d connections, "
+            "%d messages, %d TLS handshakes (%d failed); postal printed \"Can't "
+            "gnutls_handshake\" %d times and used %.2f s of CPU."
+            % (dpkg_version("postal"), TLS_POSTAL_SECONDS, p.how, p.connections,
+               p.messages, p.handshakes, p.failed, p.handshake_errors, p.cpu))
+    table_md = "\n".join(lines)
+
+    # The per-core comparison with s_time: against each variant; the goal
+    # is against the faster one.
+    cmp_lines = []
+    misses = []
+    bases = [(key, extra, st) for key, extra, st in stimes if st.per_core()]
+    if bases:
+        best = max(st.per_core() for _, _, st in bases)
+        head = ["client", "full handshakes per CPU-s"]
+        head += ["÷ `s_time%s`" % "".join(" " + x for x in extra) for _, extra, _ in bases]
+        head.append("goal: ≥ %.2f× the faster s_time" % TLS_TARGET_PER_CORE)
+        cmp_lines.append("| " + " | ".join(head) + " |")
+        cmp_lines.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
+        for key, extra, st in bases:
+            cmp_lines.append("| `%s` | %s | %s | – |" % (
+                stime_label(extra), fmt_rate(st.per_core()),
+                " | ".join("%.2f" % (st.per_core() / b.per_core()) for _, _, b in bases)))
+        for row, m in rows:
+            st = stats[row[0]]
+            if "-d" in row[1] or st.per_core() is None:
+                continue
+            if st.full and st.resumed:
+                continue  # mostly resumed: not a full-handshake rate
+            q = st.per_core() / best
+            ok = q >= TLS_TARGET_PER_CORE
+            cmp_lines.append("| `%s -m %d` | %s | %s | %s |" % (
+                row[0], m, fmt_rate(st.per_core()),
+                " | ".join("%.2f" % (st.per_core() / b.per_core()) for _, _, b in bases),
+                passfail(ok)))
+            if not ok:
+                misses.append("`%s`: %s full handshakes per CPU-s, %.2f× s_time's best %s "
+                              "(goal ≥ %.2f×)" % (row[0], fmt_rate(st.per_core()), q,
+                                                  fmt_rate(best), TLS_TARGET_PER_CORE))
+        for key, extra, st in bases:
+            user_rates = [r.stime_user_rate for r in st.runs
+                          if r.ok and hasattr(r, "stime_user_rate")]
+            if user_rates:
+                cmp_lines.append("")
+                cmp_lines.append("`%s` printed (median) %s connections per second of *user* "
+                                 "CPU; the tables divide by user+sys from wait4, for every client."
+                                 % (stime_label(extra), fmt_rate(statistics.median(user_rates))))
+    fl = floor_lines(floor)
+    if fl:
+        cmp_lines.append("")
+        cmp_lines.append("The public-key floor, from `openssl speed -seconds 1` in the same run "
+                         "(OpenSSL's code, one core; the client uses ring, whose figures differ):")
+        cmp_lines.append("")
+        cmp_lines.extend(fl)
+
+    sys_lines = []
+    if traces:
+        sys_lines.append("| run | per | syscalls | writes | reads | getrandom |")
+        sys_lines.append("|---|---|---:|---:|---:|---:|")
+        for row, _ in rows:
+            r = traces.get(row[0])
+            label = row[0].replace("-s 10", "-s 1")
+            per, what = (r.messages, "message") if r is not None else (None, "message")
+            if r is not None and "-d" not in row[1]:
+                what = "message (= handshake)"
+            sys_lines.append("| `%s -m %d` | %s | %s |" % (
+                label, TLS_STRACE_M, what, " | ".join(syscall_cells(r, per))))
+        for key, extra in STIME_VARIANTS:
+            r = traces.get(key)
+            if r is not None:
+                sys_lines.append("| `%s` (%d handshakes) | handshake | %s |" % (
+                    stime_label(extra, 2), r.handshakes,
+                    " | ".join(syscall_cells(r, r.handshakes))))
+
+    stime_failed = sum(r.sink.get("failed", 0) for key, _ in STIME_VARIANTS
+                       for r in runs.get(key, []))
+    if stime_failed:
+        tls_note("The sink counted %d of s_time's handshakes as failed (all rounds): s_time "
+                 "closes right after its Finished, so the sink's write of the session "
+                 "tickets that follow meets ECONNRESET (seen with strace). The handshake "
+                 "itself, and all of its public-key work, was done; the handshake counts "
+                 "above are s_time's own." % stime_failed)
+    every = ["| row | runs: wall s / client CPU s / handshakes (resumed) |", "|---|---|"]
+    for row, m in rows:
+        every.append("| `%s -m %d` | %s |" % (row[0], m, ", ".join(
+            ("%.2f/%.2f/%d (%d)" % (r.wall, r.cpu, r.handshakes, r.resumed)) if r.ok
+            else "failed (exit %d)" % r.status for r in runs[row[0]])))
+    for key, extra in (STIME_VARIANTS if openssl else []):
+        every.append("| `%s` | %s |" % (stime_label(extra), ", ".join(
+            ("%.2f/%.2f/%d" % (r.wall, r.cpu, r.handshakes)) if r.ok else "failed"
+            for r in runs[key])))
+    if swaks:
+        every.append("| `swaks --tls` ×%d | %s |" % (SWAKS_RUNS, ", ".join(
+            ("%.2f/%.2f/%d" % (r.wall, r.cpu, r.handshakes)) if r.ok else "failed"
+            for r in runs["swaks"])))
+
+    print()
+    print(table_md)
+    if cmp_lines:
+        print()
+        print("\n".join(cmp_lines))
+    if postal_line:
+        print()
+        print(postal_line)
+    if sys_lines:
+        print()
+        print("\n".join(sys_lines))
+    if misses:
+        print("\nMissed TLS goals:")
+        for x in misses:
+            print("  - " + x)
+
+    out = [TLS_BEGIN, "## TLS", ""]
+    out.append("Generated by `make bench` (or `make bench BENCH_ONLY=tls`, which rewrites "
+               "only this section); see [benches/README.md](benches/README.md).")
+    out.append("")
+    out.append("- date: %s (took %.0f s); ours: `%s` at %s; BENCH_ROUNDS=%d, BENCH_SCALE=%g"
+               % (started, elapsed, os.path.relpath(OURS, ROOT), git_rev(), ROUNDS, SCALE))
+    out.append("- sink: `%s` (examples/sink.rs: a thread per connection, rustls with ring, "
+               "ECDSA P-256 leaf, tickets), a fresh one per run, `--tls` (STARTTLS) or "
+               "`--tls-wrapper` (SMTPS)" % os.path.relpath(TLS_SINK, ROOT))
+    out.append("- openssl: %s; postal: %s" % (
+        tool_version([openssl, "version"]) if openssl else "unavailable",
+        dpkg_version("postal") if postal else "unavailable"))
+    out.append("- machine: %s CPUs (%s); load average at the start: %s; at the end: %s"
+               % (os.cpu_count(), read_first("/proc/cpuinfo", "model name"),
+                  load_start, loadavg()))
+    out.append("")
+    out.append("Medians over the rounds (each round runs every row, in reverse order in "
+               "even rounds, so `--tls-wrapper` and s_time alternate which goes first). "
+               "msg/s, handshakes/s and the per-handshake figures are medians of each run's own "
+               "ratio (s_time's handshake count varies by run); client CPU is "
+               "user+sys from wait4 (all threads); handshakes per client CPU-s is the "
+               "per-core rate. Handshakes are the client's JSON report "
+               "(`tls.handshakes`, `full`, `resumed`), checked against the sink's count; "
+               "s_time's are its own count. Sink CPU is the sink process's user+sys "
+               "(it shares the 2 cores with the client). On `-d` rows the per-handshake "
+               "columns are left out (10 handshakes carry all the messages).")
+    out.append("")
+    out.append(table_md)
+    out.append("")
+    if cmp_lines:
+        out.append("### Per core: full handshakes per client CPU second against `openssl s_time`")
+        out.append("")
+        out.append("s_time runs one handshake at a time in one process against a fresh "
+                   "SMTPS sink (s_time has no STARTTLS); the `--tls-wrapper` row runs "
+                   "our client against the same kind of listener. Ours also carries an SMTP "
+                   "transaction on each connection; s_time only handshakes and closes.")
+        out.append("")
+        out.extend(cmp_lines)
+        out.append("")
+    if misses:
+        out.append("Missed TLS goals:")
+        out.append("")
+        out.extend("- " + x for x in misses)
+        out.append("")
+    out.append("### postal")
+    out.append("")
+    if not postal:
+        out.append("postal is unavailable (`apt-get install postal` failed or not root).")
+    else:
+        out.append(postal_line or "postal did not run.")
+    out.append("")
+    if sys_lines:
+        out.append("### System calls (`strace -f -c`, one session, m=%d)" % TLS_STRACE_M)
+        out.append("")
+        out.append("Counts per message (each message is a connection and a full "
+                   "handshake, but on the `-d` row) or per s_time handshake. writes = "
+                   "write+writev+sendto+sendmsg, reads = read+readv+recvfrom+recvmsg.")
+        out.append("")
+        out.extend(sys_lines)
+        out.append("")
+    out.append("### Every TLS run")
+    out.append("")
+    out.extend(every)
+    out.append("")
+    if TLS_NOTES:
+        out.append("### TLS notes")
+        out.append("")
+        out.extend("- " + n for n in TLS_NOTES)
+        out.append("")
+    out.append(TLS_END)
+    out.append("")
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------
+# The report file
+
+
+ANALYSIS_HEAD = "## Analysis (by hand"
+
+
+def split_report(text):
+    """(rows part, TLS part) of an existing BENCHMARKS.md, either may be ''."""
+    tls = ""
+    b, e = text.find(TLS_BEGIN), text.find(TLS_END)
+    if b >= 0 and e > b:
+        tls = text[b:e + len(TLS_END)] + "\n"
+        main = text[:b]
+    else:
+        a = text.find(ANALYSIS_HEAD)
+        main = text[:a] if a >= 0 else text
+    return main.rstrip("\n") + "\n" if main.strip() else "", tls
+
+
+def write_report(main_md, tls_md):
+    """BENCHMARKS.md: the rows against the reference, the TLS section, then
+    benches/analysis.md. A part this run did not measure (BENCH_ONLY) is
+    kept from the existing file."""
+    path = os.path.join(ROOT, OUTPUT)
+    old_main = old_tls = ""
+    if main_md is None or tls_md is None:
+        try:
+            with open(path) as f:
+                old_main, old_tls = split_report(f.read())
+        except OSError:
+            pass
+    parts = [main_md if main_md is not None else old_main,
+             tls_md if tls_md is not None else old_tls]
+    if not parts[0]:
+        parts[0] = ("# Benchmarks: smtp-source (ours) vs Postfix 3.7.11 smtp-source\n\n"
+                    "The rows against the reference have not been run (`make bench`).\n")
+    analysis = os.path.join(ROOT, "benches", "analysis.md")
+    if os.path.exists(analysis):
+        with open(analysis) as f:
+            parts.append(f.read())
+    with open(path, "w") as f:
+        f.write("\n".join(p.rstrip("\n") + "\n" for p in parts if p))
+    log("bench: wrote %s" % OUTPUT)
+
+
+# ---------------------------------------------------------------------------
 
 
 def main():
     os.chdir(ROOT)
-    for path, what in ((OURS, "our smtp-source (cargo build --release)"),
-                       (REF, "the reference smtp-source (make reference)"),
-                       (SINK, "smtp-sink (make reference)")):
-        if not os.access(path, os.X_OK):
-            die("%s is missing: %s" % (what, path))
-    if os.geteuid() == 0 and not shutil.which("timeout"):
-        die("timeout(1) is missing")
-    nofile = raise_nofile()
-    strace = ensure_strace()
-    rss_floor = ensure_time()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-
     selected = []
     for i, wl in enumerate(WORKLOADS, 1):
         if not ONLY or str(i) in ONLY:
             selected.append(wl)
     do_big = not ONLY or "big" in ONLY
+    do_tls = not ONLY or "tls" in ONLY
+    do_rows = bool(selected) or do_big
+    needed = [(OURS, "our smtp-source (cargo build --release)")]
+    if do_rows:
+        needed += [(REF, "the reference smtp-source (make reference)"),
+                   (SINK, "smtp-sink (make reference)")]
+    for path, what in needed:
+        if not os.access(path, os.X_OK):
+            die("%s is missing: %s" % (what, path))
+    if not shutil.which("timeout"):
+        die("timeout(1) is missing")
+    nofile = raise_nofile()
+    strace = ensure_strace()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    main_md = run_rows(selected, do_big, nofile, strace) if do_rows else None
+    tls_md = run_tls(nofile, strace) if do_tls else None
+    if OUTPUT != "-":
+        write_report(main_md, tls_md)
 
+
+def run_rows(selected, do_big, nofile, strace):
+    """The rows against the reference; returns their part of the report."""
+    rss_floor = ensure_time()
     t_start = time.monotonic()
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     load_start = loadavg()
@@ -857,8 +1801,6 @@ def main():
         for x in misses:
             print("  - " + x)
 
-    if OUTPUT == "-":
-        return
     mach = machine()
     out = []
     out.append("# Benchmarks: smtp-source (ours) vs Postfix 3.7.11 smtp-source")
@@ -934,14 +1876,8 @@ def main():
     for n in NOTES:
         out.append("- " + n)
     out.append("")
-    # What the figures mean (written by hand, kept across runs).
-    analysis = os.path.join(ROOT, "benches", "analysis.md")
-    if os.path.exists(analysis):
-        with open(analysis) as f:
-            out.append(f.read())
-    with open(os.path.join(ROOT, OUTPUT), "w") as f:
-        f.write("\n".join(out))
-    log("bench: wrote %s (%.0f s)" % (OUTPUT, elapsed))
+    log("bench: rows against the reference done (%.0f s)" % elapsed)
+    return "\n".join(out)
 
 
 if __name__ == "__main__":
