@@ -136,13 +136,14 @@ pub fn build(args: &Args, env: Env) -> Result<Plan, Error> {
     let default_addr = [&b"foo@"[..], &myhostname].concat();
     let sender = args.from.clone().unwrap_or_else(|| default_addr.clone());
     let recipient = args.to.clone().unwrap_or(default_addr);
-    let headers =
-        (!args.old_mode && args.file.is_none()).then(|| HeaderTemplate {
-            from: sender.clone(),
-            to: recipient.clone(),
-            subject: args.subject.clone(),
-            myhostname: myhostname.clone(),
-        });
+    // A -F file or a --message-dir file brings its own headers.
+    let own_headers = args.file.is_some() || args.long.message_dir.is_some();
+    let headers = (!args.old_mode && !own_headers).then(|| HeaderTemplate {
+        from: sender.clone(),
+        to: recipient.clone(),
+        subject: args.subject.clone(),
+        myhostname: myhostname.clone(),
+    });
     Ok(Plan {
         addr,
         keepalive,

@@ -233,17 +233,23 @@ fn read_corpus(dir: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
         return Err(fatal(format!("--message-dir {shown}: no files")));
     }
     paths.sort();
+    // Sizes first: a directory too large fails without reading it.
+    let listed: u64 = paths
+        .iter()
+        .filter_map(|(_, p)| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    if listed > MAX_CORPUS {
+        return Err(too_large(&shown));
+    }
     let mut left = MAX_CORPUS;
     let mut files = Vec::with_capacity(paths.len());
     for (_, path) in paths {
         let data = read_file(path.as_os_str().as_bytes(), left).map_err(
             |e| match e {
+                // A file that grew since it was listed.
                 Error::Config { fatal: f, .. } if f.is_empty() => {
-                    fatal(format!(
-                        "--message-dir {shown}: more than {} MiB of \
-messages",
-                        MAX_CORPUS >> 20
-                    ))
+                    too_large(&shown)
                 }
                 e => prefixed("--message-dir: ", e),
             },
@@ -252,6 +258,13 @@ messages",
         files.push(data);
     }
     Ok(files)
+}
+
+fn too_large(shown: &str) -> Error {
+    fatal(format!(
+        "--message-dir {shown}: more than {} MiB of messages",
+        MAX_CORPUS >> 20
+    ))
 }
 
 /// An address list: one a line, surrounding white space dropped, blank
