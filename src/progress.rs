@@ -11,6 +11,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
+
 use crate::diag;
 use crate::stats::{Interval, Stats};
 
@@ -82,11 +84,19 @@ fn wait_until(at: Instant, done: &AtomicBool) -> bool {
     }
 }
 
-/// Reads the run's counters, remembering the previous reading.
+/// A line that comes sooner than this after the previous one (the last
+/// line, when the run ends just after a tick) also covers the second
+/// before, so that its figures are not those of a few milliseconds.
+const SHORT: Duration = Duration::from_millis(500);
+
+/// Reads the run's counters, remembering the two previous readings.
 struct Meter<'a> {
     stats: &'a Stats,
-    accepted: u64,
-    at: Duration,
+    /// (when, accepted) of the previous line and of the one before.
+    prev: (Duration, u64),
+    before: (Duration, u64),
+    /// Transaction latency of the previous line's interval.
+    prev_hist: Histogram<u64>,
 }
 
 impl<'a> Meter<'a> {
@@ -95,8 +105,9 @@ impl<'a> Meter<'a> {
         let _ = stats.take_interval(Interval::Progress);
         Meter {
             stats,
-            accepted: 0,
-            at: Duration::ZERO,
+            prev: (Duration::ZERO, 0),
+            before: (Duration::ZERO, 0),
+            prev_hist: crate::stats::new_histogram(),
         }
     }
 
@@ -104,22 +115,32 @@ impl<'a> Meter<'a> {
         let elapsed = self.stats.started.elapsed();
         let (counts, _) = self.stats.snapshot();
         let interval = self.stats.take_interval(Interval::Progress);
-        let span = (elapsed - self.at).as_secs_f64();
+        let short = elapsed.saturating_sub(self.prev.0) < SHORT;
+        let (from, window) = if short {
+            let mut both = self.prev_hist.clone();
+            let _ = both.add(&interval);
+            (self.before, both)
+        } else {
+            (self.prev, interval.clone())
+        };
+        let span = elapsed.saturating_sub(from.0).as_secs_f64();
         let rate = if span > 0.0 {
-            counts.accepted.saturating_sub(self.accepted) as f64 / span
+            counts.accepted.saturating_sub(from.1) as f64 / span
         } else {
             0.0
         };
-        self.accepted = counts.accepted;
-        self.at = elapsed;
+        self.before = self.prev;
+        self.prev = (elapsed, counts.accepted);
+        self.prev_hist = interval;
+        let p99 = window.value_at_quantile(0.99) as f64 / 1000.0;
+        let p99_ms = (!window.is_empty()).then_some(p99);
         Status {
             elapsed,
             accepted: counts.accepted,
             rate,
             connected: self.stats.connections_open(),
             errors: counts.rejected + counts.failed,
-            p99_ms: (!interval.is_empty())
-                .then(|| interval.value_at_quantile(0.99) as f64 / 1000.0),
+            p99_ms,
         }
     }
 }
@@ -158,8 +179,19 @@ p99 4.211 ms"
         let first = meter.read();
         assert_eq!(first.accepted, 5);
         assert!(first.p99_ms.is_some_and(|ms| (ms - 3.0).abs() < 0.01));
-        let second = meter.read();
-        assert_eq!((second.accepted, second.rate), (5, 0.0));
-        assert_eq!(second.p99_ms, None);
+        // Soon after: the previous interval counts too.
+        let soon = meter.read();
+        assert_eq!(soon.accepted, 5);
+        assert!(soon.rate > 0.0);
+        assert!(soon.p99_ms.is_some());
+    }
+
+    #[test]
+    fn a_full_interval_without_transactions_shows_none() {
+        let stats = Stats::new(1);
+        let mut meter = Meter::new(&stats);
+        std::thread::sleep(SHORT + Duration::from_millis(20));
+        let s = meter.read();
+        assert_eq!((s.accepted, s.rate, s.p99_ms), (0, 0.0, None));
     }
 }
