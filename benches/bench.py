@@ -23,7 +23,8 @@ Environment (all optional):
   BENCH_OUTPUT     where to write the report (default BENCHMARKS.md;
                    "-" writes nothing)
   BENCH_ONLY       comma-separated workload numbers (1-based) to run;
-                   "big" is the -s 10000 run, e.g. BENCH_ONLY=1,3,big
+                   "big" is the -s 10000 run, "mix" the --size-mix row,
+                   e.g. BENCH_ONLY=1,3,big
   BENCH_NO_STRACE  set to 1 to skip the strace runs
   REFERENCE        the unpacked Debian postfix (default target/reference)
   SMTP_SOURCE      our client (default target/release/smtp-source)
@@ -68,6 +69,13 @@ TARGET_THROUGHPUT_FOR = {"--pipelining -d -s 1 -m 20000": 3.0}
 # The many-sessions check (not timed against a target).
 BIG = ("-s 10000 -m 20000", ["-s", "10000"], 20000, "inet")
 RSS_WORKLOAD = "-s 1000 -m 20000"
+# The --size-mix row (BENCH_ONLY=mix): ours draws each message's payload
+# size from the mix (fixed seed), the reference sends -l at the mix's
+# mean size; compared in MB/s of payload (message counts alone would
+# favour whichever client drew the smaller messages).
+SIZE_MIX = [(2048, 60), (20480, 30), (204800, 9), (2097152, 1)]
+SIZE_MIX_MEAN = sum(s * w for s, w in SIZE_MIX) // sum(w for _, w in SIZE_MIX)
+MIX = ("--size-mix -d -s 10 -m 2000", ["-d", "-s", "10"], 2000, "inet")
 
 # The default targets.
 TARGET_THROUGHPUT = 1.25  # ours msgs/s >= 1.25 x the reference's
@@ -653,6 +661,47 @@ def table(rows):
 WL_M = {w[0]: w[2] for w in WORKLOADS + [BIG]}
 
 
+def mix_payload(report_file):
+    """Payload bytes ours sent, from its JSON report's size_classes."""
+    import json
+    try:
+        with open(report_file) as f:
+            classes = json.load(f)["size_classes"]
+        return sum(c["size"] * c["messages"] for c in classes)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def run_mix(workdir, nofile):
+    """The --size-mix row: BENCH_ROUNDS rounds each; Markdown lines."""
+    label, opts, m0, transport = MIX
+    m = scaled(m0)
+    report = os.path.join(workdir, "mix.json")
+    spec = ",".join("%d:%d" % c for c in SIZE_MIX)
+    OURS_EXTRA[label] = ["--size-mix=" + spec, "--seed=1", "--report-file=" + report]
+    wl = {"ours": MIX, "ref": (label, opts + ["-l", str(SIZE_MIX_MEAN)], m0, transport)}
+    rates = {"ref": [], "ours": []}
+    for rnd in range(ROUNDS):
+        for which in (("ref", "ours") if rnd % 2 == 0 else ("ours", "ref")):
+            r = run_client(which, wl[which], m, workdir, nofile)
+            payload = m * SIZE_MIX_MEAN if which == "ref" else mix_payload(report)
+            mbs = payload / r.wall / 1e6 if r.ok and payload else None
+            log("  %-28s %-4s round %d: %s %.3fs payload %s MB/s %s"
+                % (label, which, rnd + 1, "ok" if r.ok else "FAILED(%d)" % r.status,
+                   r.wall, payload, fmt(mbs, "%.1f")))
+            if mbs is not None:
+                rates[which].append(mbs)
+    med = {k: statistics.median(v) if v else None for k, v in rates.items()}
+    return [
+        "| workload | ref MB/s (`-l %d`) | ours MB/s (`--size-mix=%s`) | ours/ref |"
+        % (SIZE_MIX_MEAN, spec),
+        "|---|---:|---:|---:|",
+        "| `%s`%s | %s | %s | %s |" % (
+            label, "" if m == m0 else " (m=%d)" % m, fmt(med["ref"], "%.1f"),
+            fmt(med["ours"], "%.1f"), fmt(ratio(med["ours"], med["ref"]), "%.2f")),
+    ]
+
+
 # ---------------------------------------------------------------------------
 
 
@@ -675,6 +724,8 @@ def main():
         if not ONLY or str(i) in ONLY:
             selected.append(wl)
     do_big = not ONLY or "big" in ONLY
+    do_mix = not ONLY or "mix" in ONLY
+    mix_lines = []
 
     t_start = time.monotonic()
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
@@ -741,6 +792,8 @@ def main():
                     "reference" if which == "ref" else "ours", result, r.wall,
                     fmt_rate(m / r.wall) if r.ok else "n/a", r.cpu, r.maxrss))
             big_m = m
+        if do_mix:
+            mix_lines = run_mix(workdir, nofile)
     finally:
         kill_sinks()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -753,6 +806,9 @@ def main():
     if do_big:
         print()
         print("\n".join(big_lines))
+    if mix_lines:
+        print()
+        print("\n".join(mix_lines))
 
     misses = []
     for label, m, ref, ours in rows:
@@ -817,6 +873,11 @@ def main():
         out.append("### Many sessions: `%s` (m=%d), one run each" % (BIG[0], big_m))
         out.append("")
         out.extend(big_lines)
+        out.append("")
+    if mix_lines:
+        out.append("### Size mix: payload MB/s against `-l` at the mix's mean size")
+        out.append("")
+        out.extend(mix_lines)
         out.append("")
     if misses:
         out.append("### Missed targets")
