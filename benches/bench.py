@@ -34,9 +34,10 @@ Environment (all optional):
   BENCH_OUTPUT     where to write the report (default BENCHMARKS.md;
                    "-" writes nothing)
   BENCH_ONLY       comma-separated workload numbers (1-based) to run;
-                   "big" is the -s 30000 run, "tls" the TLS section, e.g.
-                   BENCH_ONLY=1,3,big or BENCH_ONLY=tls. A section that is
-                   not run is kept as it was in the existing report.
+                   "big" is the -s 30000 run, "tls" the TLS section, "mix"
+                   the --size-mix row, e.g. BENCH_ONLY=1,3,big or
+                   BENCH_ONLY=tls. A section that is not run is kept as it
+                   was in the existing report.
   BENCH_TLS_SECONDS     -time of each openssl s_time run (default 5)
   BENCH_POSTAL_SECONDS  how long postal runs (default 8)
   BENCH_SINK       our sink (default target/release/examples/sink)
@@ -104,6 +105,13 @@ TARGET_RSS_FOR = {
 }
 # Client CPU targets (ours / reference), per workload.
 TARGET_CPU_FOR = {"-s 10000 -m 20000": 1.0, "-d -s 10000 -m 20000": 1.0}
+# The --size-mix row (BENCH_ONLY=mix): ours draws each message's payload
+# size from the mix (fixed seed), the reference sends -l at the mix's
+# mean size; compared in MB/s of payload (message counts alone would
+# favour whichever client drew the smaller messages).
+SIZE_MIX = [(2048, 60), (20480, 30), (204800, 9), (2097152, 1)]
+SIZE_MIX_MEAN = sum(s * w for s, w in SIZE_MIX) // sum(w for _, w in SIZE_MIX)
+MIX = ("--size-mix -d -s 10 -m 2000", ["-d", "-s", "10"], 2000, "inet")
 
 # The default targets.
 TARGET_THROUGHPUT = 1.0  # never slower than the reference
@@ -735,6 +743,47 @@ def table(rows):
 
 
 WL_M = {w[0]: w[2] for w in WORKLOADS + [BIG]}
+
+
+def mix_payload(report_file):
+    """Payload bytes ours sent, from its JSON report's size_classes."""
+    import json
+    try:
+        with open(report_file) as f:
+            classes = json.load(f)["size_classes"]
+        return sum(c["size"] * c["messages"] for c in classes)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def run_mix(workdir, nofile):
+    """The --size-mix row: BENCH_ROUNDS rounds each; Markdown lines."""
+    label, opts, m0, transport = MIX
+    m = scaled(m0)
+    report = os.path.join(workdir, "mix.json")
+    spec = ",".join("%d:%d" % c for c in SIZE_MIX)
+    OURS_EXTRA[label] = ["--size-mix=" + spec, "--seed=1", "--report-file=" + report]
+    wl = {"ours": MIX, "ref": (label, opts + ["-l", str(SIZE_MIX_MEAN)], m0, transport)}
+    rates = {"ref": [], "ours": []}
+    for rnd in range(ROUNDS):
+        for which in (("ref", "ours") if rnd % 2 == 0 else ("ours", "ref")):
+            r = run_client(which, wl[which], m, workdir, nofile)
+            payload = m * SIZE_MIX_MEAN if which == "ref" else mix_payload(report)
+            mbs = payload / r.wall / 1e6 if r.ok and payload else None
+            log("  %-28s %-4s round %d: %s %.3fs payload %s MB/s %s"
+                % (label, which, rnd + 1, "ok" if r.ok else "FAILED(%d)" % r.status,
+                   r.wall, payload, fmt(mbs, "%.1f")))
+            if mbs is not None:
+                rates[which].append(mbs)
+    med = {k: statistics.median(v) if v else None for k, v in rates.items()}
+    return [
+        "| workload | ref MB/s (`-l %d`) | ours MB/s (`--size-mix=%s`) | ours/ref |"
+        % (SIZE_MIX_MEAN, spec),
+        "|---|---:|---:|---:|",
+        "| `%s`%s | %s | %s | %s |" % (
+            label, "" if m == m0 else " (m=%d)" % m, fmt(med["ref"], "%.1f"),
+            fmt(med["ours"], "%.1f"), fmt(ratio(med["ours"], med["ref"]), "%.2f")),
+    ]
 
 
 # ---------------------------------------------------------------------------
@@ -1662,7 +1711,8 @@ def main():
             selected.append(wl)
     do_big = not ONLY or "big" in ONLY
     do_tls = not ONLY or "tls" in ONLY
-    do_rows = bool(selected) or do_big
+    do_mix = not ONLY or "mix" in ONLY
+    do_rows = bool(selected) or do_big or do_mix
     needed = [(OURS, "our smtp-source (cargo build --release)")]
     if do_rows:
         needed += [(REF, "the reference smtp-source (make reference)"),
@@ -1675,13 +1725,13 @@ def main():
     nofile = raise_nofile()
     strace = ensure_strace()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    main_md = run_rows(selected, do_big, nofile, strace) if do_rows else None
+    main_md = run_rows(selected, do_big, do_mix, nofile, strace) if do_rows else None
     tls_md = run_tls(nofile, strace) if do_tls else None
     if OUTPUT != "-":
         write_report(main_md, tls_md)
 
 
-def run_rows(selected, do_big, nofile, strace):
+def run_rows(selected, do_big, do_mix, nofile, strace):
     """The rows against the reference; returns their part of the report."""
     rss_floor = ensure_time()
     t_start = time.monotonic()
@@ -1689,6 +1739,7 @@ def run_rows(selected, do_big, nofile, strace):
     load_start = loadavg()
     tw_max = 0
     rows = []
+    mix_lines = []
     workdir = tempfile.mkdtemp(prefix="smtp-bench.")
     os.chmod(workdir, 0o755)
     log("bench: rounds=%d scale=%g nofile=%d strace=%s" % (ROUNDS, SCALE, nofile, strace or "n/a"))
@@ -1758,6 +1809,8 @@ def run_rows(selected, do_big, nofile, strace):
                     "reference" if which == "ref" else "ours", result, r.wall,
                     fmt_rate(m / r.wall) if r.ok else "n/a", r.cpu, r.maxrss))
             big_m = m
+        if do_mix:
+            mix_lines = run_mix(workdir, nofile)
     finally:
         kill_sinks()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -1770,6 +1823,9 @@ def run_rows(selected, do_big, nofile, strace):
     if do_big:
         print()
         print("\n".join(big_lines))
+    if mix_lines:
+        print()
+        print("\n".join(mix_lines))
 
     misses = []
     for label, m, ref, ours in rows:
@@ -1845,6 +1901,11 @@ def run_rows(selected, do_big, nofile, strace):
         out.append("### Many sessions: `%s` (m=%d), one run each" % (BIG_RUN[0], big_m))
         out.append("")
         out.extend(big_lines)
+        out.append("")
+    if mix_lines:
+        out.append("### Size mix: payload MB/s against `-l` at the mix's mean size")
+        out.append("")
+        out.extend(mix_lines)
         out.append("")
     if misses:
         out.append("### Missed targets")

@@ -397,6 +397,16 @@ Extensions (long options):
   --duration=SECONDS      run for a time (-m, if given, is an upper bound)
   --numbering=3.7|3.9     recipient numbering of Postfix 3.7 (default)
                           or 3.9 (number appended to the local part)
+  --size-mix=SIZE:WEIGHT[,SIZE:WEIGHT...]
+                          -l bodies of sizes drawn with these weights
+                          (k and m suffixes: 2k:60,20k:30,200k:9,2m:1)
+  --message-dir=DIR       each message the next file of DIR, as -F
+                          sends it (name order, wrapping)
+  --rcpt-file=FILE        recipients, one a line, taken in turn
+  --sender-file=FILE      senders, one a line, taken in turn
+  --seed=N                repeat the random draws (--size-mix, -R,
+                          --arrival=poisson)
+  --progress              a status line on stderr every second
 
 Secure transport and client identity:
   --tls[=may|encrypt|verify]

@@ -19,6 +19,12 @@ static VERBOSE: AtomicU32 = AtomicU32::new(0);
 static FATAL: Mutex<()> = Mutex::new(());
 /// The -c count.
 static COUNTER: Counter = Counter::new();
+/// A --progress line is on the terminal without its newline: the next
+/// diagnostic clears it first (the next status line redraws it).
+static STATUS_SHOWN: AtomicBool = AtomicBool::new(false);
+
+/// Clears the terminal line: carriage return, erase to end of line.
+const CLEAR_LINE: &[u8] = b"\r\x1b[K";
 
 /// Sets the program name used as the prefix of every line (argv[0] as
 /// invoked, no basename stripping).
@@ -73,8 +79,29 @@ pub fn raw_line(text: &[u8]) {
     let _ = io::stderr().lock().write_all(&line);
 }
 
+/// --progress: `argv0: text`. With `rewrite` (stderr is a terminal) it
+/// replaces the line on screen and ends with a newline only when `last`;
+/// otherwise it is a line of its own.
+pub fn status(text: &[u8], rewrite: bool, last: bool) {
+    let mut line = Vec::with_capacity(argv0().len() + text.len() + 8);
+    if rewrite {
+        line.extend_from_slice(CLEAR_LINE);
+    }
+    line.extend_from_slice(argv0());
+    line.extend_from_slice(b": ");
+    line.extend(text.iter().map(|&b| censor(b)));
+    if !rewrite || last {
+        line.push(b'\n');
+    }
+    let _ = io::stderr().lock().write_all(&line);
+    STATUS_SHOWN.store(rewrite && !last, Ordering::SeqCst);
+}
+
 fn emit(level: &[u8], text: &[u8]) {
-    let mut line = Vec::with_capacity(argv0().len() + text.len() + 12);
+    let mut line = Vec::with_capacity(argv0().len() + text.len() + 16);
+    if STATUS_SHOWN.swap(false, Ordering::SeqCst) {
+        line.extend_from_slice(CLEAR_LINE);
+    }
     line.extend_from_slice(argv0());
     line.extend_from_slice(b": ");
     line.extend_from_slice(level);

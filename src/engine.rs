@@ -16,8 +16,9 @@ use crossbeam_channel::{bounded, Receiver, SendTimeoutError, Sender};
 use crate::error::Error;
 use crate::plan::Plan;
 use crate::session;
+use crate::stats::Interval;
 use crate::sys;
-use crate::work::{Job, Jobs, Shared};
+use crate::work::{Dealer, Job, Jobs, Shared};
 use crate::{diag, report};
 
 /// Session threads run shallow code (name resolution stays in the main
@@ -61,7 +62,7 @@ impl Latch {
 /// from inside its thread, as one fatal error ends the reference.
 pub fn run(plan: Plan) -> Result<(), Error> {
     ensure_fds(plan.sessions)?;
-    if plan.ext.report.is_some() || plan.ext.duration.is_some() {
+    if catches_interrupt(&plan) {
         // A first SIGINT ends the run early, with its report.
         let _ = sys::catch_interrupt();
     }
@@ -70,7 +71,8 @@ pub fn run(plan: Plan) -> Result<(), Error> {
     let hlog = open_hlog(&shared)?;
     let room = shared.plan.messages.clamp(1, JOB_ROOM as u64) as usize;
     let (tx, rx) = bounded::<Job>(room);
-    let queued = prefill(&shared, &tx, room);
+    let mut dealer = Dealer::new(&shared.plan);
+    let queued = prefill(&shared, &mut dealer, &tx, room);
     let done = AtomicBool::new(false);
     let start = Latch::default();
     // The receiver learns at once when the last session has ended: the
@@ -103,7 +105,10 @@ pub fn run(plan: Plan) -> Result<(), Error> {
         if let Some(log) = hlog {
             start_hlog(scope, &shared, log, &done)?;
         }
-        dispatch(&shared, &tx, queued);
+        if shared.plan.ext.progress {
+            start_progress(scope, &shared, &done)?;
+        }
+        dispatch(&shared, &mut dealer, &tx, queued);
         drop(tx);
         watch(&shared, &all_done);
         for handle in handles {
@@ -279,26 +284,36 @@ fn write_reports(plan: &Plan, summary: &report::Summary) {
 
 /// A plain count run queues what fits before any session starts, so
 /// sessions never wait on (or contend with) the dispatcher for it.
-fn prefill(shared: &Shared, tx: &Sender<Job>, room: usize) -> u64 {
+fn prefill(
+    shared: &Shared,
+    dealer: &mut Dealer,
+    tx: &Sender<Job>,
+    room: usize,
+) -> u64 {
     let ext = &shared.plan.ext;
     if ext.rate.is_some() || ext.duration.is_some() {
         return 0;
     }
     let n = shared.plan.messages.min(room as u64);
     for _ in 0..n {
-        let _ = tx.try_send(Job { due: None });
+        let _ = tx.try_send(dealer.deal(None));
     }
     n
 }
 
 /// Hands out the jobs: all at once, on the --rate schedule, and until
 /// --duration ends or a SIGINT stops it.
-fn dispatch(shared: &Shared, tx: &Sender<Job>, queued: u64) {
+fn dispatch(
+    shared: &Shared,
+    dealer: &mut Dealer,
+    tx: &Sender<Job>,
+    queued: u64,
+) {
     let plan = &shared.plan;
     let start = shared.started();
     let end = plan.ext.duration.map(|d| start + d);
     let mut schedule = plan.ext.rate.map(|(rate, arrival)| {
-        crate::schedule::Schedule::new(start, rate, arrival)
+        crate::schedule::Schedule::new(start, rate, arrival, plan.seed)
     });
     for _ in queued..plan.messages {
         let due = schedule.as_mut().map(|s| s.next_start());
@@ -312,7 +327,7 @@ fn dispatch(shared: &Shared, tx: &Sender<Job>, queued: u64) {
                 );
             }
         }
-        if !send(tx, Job { due }, end) {
+        if !send(tx, dealer.deal(due), end) {
             break;
         }
     }
@@ -326,8 +341,9 @@ fn dispatch(shared: &Shared, tx: &Sender<Job>, queued: u64) {
 /// sessions are done.
 fn watch(shared: &Shared, all_done: &Receiver<()>) {
     let ext = &shared.plan.ext;
-    let catches = ext.report.is_some() || ext.duration.is_some();
-    if !catches || shared.stopping.load(Ordering::SeqCst) {
+    if !catches_interrupt(&shared.plan)
+        || shared.stopping.load(Ordering::SeqCst)
+    {
         return;
     }
     let end = ext.duration.map(|d| shared.started() + d);
@@ -338,6 +354,14 @@ fn watch(shared: &Shared, all_done: &Receiver<()>) {
             return;
         }
     }
+}
+
+/// Whether a first SIGINT ends the run with its report and last
+/// progress line (otherwise SIGINT has its default action, as in the
+/// reference).
+fn catches_interrupt(plan: &Plan) -> bool {
+    let ext = &plan.ext;
+    ext.report.is_some() || ext.duration.is_some() || ext.progress
 }
 
 /// Whether dispatching must stop: --duration over, or SIGINT.
@@ -419,12 +443,33 @@ fn start_hlog<'s>(
                 let last = wait_interval(done);
                 let now = SystemTime::now();
                 let length = now.duration_since(from).unwrap_or_default();
-                let _ = log.interval(&stats.take_interval(), from, length);
+                let interval = stats.take_interval(Interval::Hlog);
+                let _ = log.interval(&interval, from, length);
                 from = now;
                 if last {
                     break;
                 }
             }
+        })
+        .map_err(Error::Spawn)?;
+    Ok(())
+}
+
+/// --progress: a thread that prints the status line every second and
+/// the last one when the sessions are done.
+fn start_progress<'s>(
+    scope: &'s thread::Scope<'s, '_>,
+    shared: &'s Shared,
+    done: &'s AtomicBool,
+) -> Result<(), Error> {
+    use std::io::IsTerminal;
+    let stats = shared.stats.as_ref().ok_or(Error::Internal("no stats"))?;
+    let rewrite = std::io::stderr().is_terminal();
+    thread::Builder::new()
+        .name("progress".into())
+        .stack_size(STACK_SIZE)
+        .spawn_scoped(scope, move || {
+            crate::progress::run(stats, done, rewrite)
         })
         .map_err(Error::Spawn)?;
     Ok(())

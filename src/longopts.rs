@@ -81,6 +81,15 @@ pub struct LongArgs {
     pub xclient: Option<Xclient>,
     pub proxy: Option<ProxyVersion>,
     pub proxy_source: Option<Cidr>,
+    /// --size-mix: (payload size, weight), sizes distinct, in the order
+    /// given.
+    pub size_mix: Option<Vec<(u32, u64)>>,
+    pub message_dir: Option<Vec<u8>>,
+    pub rcpt_file: Option<Vec<u8>>,
+    pub sender_file: Option<Vec<u8>>,
+    pub progress: bool,
+    /// --seed: the random draws (size mix, -R, Poisson arrivals) repeat.
+    pub seed: Option<u64>,
 }
 
 impl Default for LongArgs {
@@ -106,6 +115,12 @@ impl Default for LongArgs {
             xclient: None,
             proxy: None,
             proxy_source: None,
+            size_mix: None,
+            message_dir: None,
+            rcpt_file: None,
+            sender_file: None,
+            progress: false,
+            seed: None,
         }
     }
 }
@@ -130,6 +145,11 @@ const VALUED: &[&[u8]] = &[
     b"xclient",
     b"proxy",
     b"proxy-source",
+    b"size-mix",
+    b"message-dir",
+    b"rcpt-file",
+    b"sender-file",
+    b"seed",
 ];
 
 /// What a long option asked for.
@@ -190,6 +210,7 @@ pub fn apply(
         b"tls-wrapper" => return flag(&mut args.tls.wrapper),
         b"tls-resume" => return flag(&mut args.tls.resume),
         b"auth-plaintext" => return flag(&mut args.auth_plaintext),
+        b"progress" => return flag(&mut args.progress),
         _ if !VALUED.contains(&name) => return Err(unknown()),
         _ => {
             let value = match inline {
@@ -226,7 +247,7 @@ fn tls_level(value: Option<Vec<u8>>) -> Result<Level, Error> {
 }
 
 fn valued(args: &mut LongArgs, name: &[u8], v: Vec<u8>) -> Result<(), Error> {
-    if identity(args, name, &v)? {
+    if identity(args, name, &v)? || workload(args, name, &v)? {
         return Ok(());
     }
     match name {
@@ -314,6 +335,71 @@ fn identity(
     Ok(true)
 }
 
+/// The workload options (--size-mix, --message-dir, --rcpt-file,
+/// --sender-file, --seed); false for any other.
+fn workload(
+    args: &mut LongArgs,
+    name: &[u8],
+    v: &[u8],
+) -> Result<bool, Error> {
+    let path = || Some(v.to_vec());
+    match name {
+        b"size-mix" => {
+            let mix = size_mix(v).ok_or_else(|| bad("--size-mix", v))?;
+            args.size_mix = Some(mix);
+        }
+        b"message-dir" => args.message_dir = path(),
+        b"rcpt-file" => args.rcpt_file = path(),
+        b"sender-file" => args.sender_file = path(),
+        b"seed" => {
+            let text = std::str::from_utf8(v).unwrap_or("");
+            args.seed = Some(text.parse().map_err(|_| bad("--seed", v))?);
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// The largest payload of a size class: -l's (a C int).
+const MAX_CLASS_SIZE: u64 = i32::MAX as u64;
+
+/// `SIZE:WEIGHT[,SIZE:WEIGHT...]`, sizes in bytes with an optional `k`
+/// (1024) or `m` (1048576) suffix, weights whole numbers > 0. A size
+/// given twice is one class with the weights added (its body is built
+/// once).
+fn size_mix(v: &[u8]) -> Option<Vec<(u32, u64)>> {
+    let text = std::str::from_utf8(v).ok()?;
+    let mut classes: Vec<(u32, u64)> = Vec::new();
+    let mut total: u64 = 0;
+    for item in text.split(',') {
+        let (size, weight) = item.split_once(':')?;
+        let size = class_size(size)?;
+        let weight: u64 = weight.parse().ok().filter(|w| *w > 0)?;
+        total = total
+            .checked_add(weight)
+            .filter(|t| *t <= u32::MAX.into())?;
+        match classes.iter_mut().find(|(s, _)| *s == size) {
+            Some((_, w)) => *w += weight,
+            None => classes.push((size, weight)),
+        }
+    }
+    Some(classes)
+}
+
+fn class_size(text: &str) -> Option<u32> {
+    let (digits, unit) = match text.as_bytes().last()? {
+        b'k' | b'K' => (&text[..text.len() - 1], 1024),
+        b'm' | b'M' => (&text[..text.len() - 1], 1024 * 1024),
+        _ => (text, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    let size = n.checked_mul(unit)?;
+    (1..=MAX_CLASS_SIZE).contains(&size).then_some(size as u32)
+}
+
 fn number(value: &[u8]) -> Option<f64> {
     std::str::from_utf8(value)
         .ok()
@@ -391,8 +477,49 @@ mod tests {
     }
 
     #[test]
+    fn size_mix_values() {
+        let mix = parse(&["size-mix=2k:60,20K:30,200k:9,2m:1"]).unwrap();
+        assert_eq!(
+            mix.size_mix.unwrap(),
+            [(2048, 60), (20480, 30), (204_800, 9), (2 << 20, 1)]
+        );
+        let merged = parse(&["size-mix", "100:1,100:2,7:1"]).unwrap();
+        assert_eq!(merged.size_mix.unwrap(), [(100, 3), (7, 1)]);
+        for bad in [
+            "",
+            "2k",
+            "2k:",
+            ":5",
+            "0:1",
+            "2k:0",
+            "2x:1",
+            "k:1",
+            "-1:1",
+            "2k:1,",
+            "2k:-1",
+            "3000m:1",
+            "1:4294967296",
+        ] {
+            assert_eq!(
+                fatal_text(&[&format!("size-mix={bad}")]),
+                format!("bad --size-mix value: {bad}")
+            );
+        }
+    }
+
+    #[test]
+    fn seed_and_workload_files() {
+        assert_eq!(parse(&["seed=42"]).unwrap().seed, Some(42));
+        assert_eq!(fatal_text(&["seed=x"]), "bad --seed value: x");
+        assert_eq!(fatal_text(&["seed=-1"]), "bad --seed value: -1");
+        let a = parse(&["rcpt-file", "r.txt"]).unwrap();
+        assert_eq!(a.rcpt_file.as_deref(), Some(&b"r.txt"[..]));
+        assert!(parse(&["progress"]).unwrap().progress);
+    }
+
+    #[test]
     fn unknown_and_misused_options_fail_like_the_reference() {
-        for words in [&["frobnicate"][..], &["ehlo=yes"]] {
+        for words in [&["frobnicate"][..], &["ehlo=yes"], &["progress=1"]] {
             match parse(words) {
                 Err(Error::Usage {
                     getopt_line: Some(l),

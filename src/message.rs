@@ -79,16 +79,18 @@ pub struct MessageId {
 
 impl HeaderTemplate {
     /// Appends From/To/Date/Message-Id/[Subject] and the blank line.
-    /// `to` replaces the plan's recipient (3.9 numbering names the last
-    /// recipient sent).
+    /// `from` replaces the plan's sender (--sender-file), `to` its
+    /// recipient (3.9 numbering and --rcpt-file name the last recipient
+    /// sent).
     pub fn write(
         &self,
+        from: Option<&[u8]>,
         to: Option<&[u8]>,
         date: &[u8],
         id: MessageId,
         out: &mut Vec<u8>,
     ) {
-        header(out, b"From: <", &self.from, b">");
+        header(out, b"From: <", from.unwrap_or(&self.from), b">");
         header(out, b"To: <", to.unwrap_or(&self.to), b">");
         header(out, b"Date: ", date, b"");
         // %04x of C ints: negative values print as 32-bit two's
@@ -222,7 +224,7 @@ mod tests {
             fd: 3,
             counter: -2,
         };
-        t.write(None, b"D", id, &mut out);
+        t.write(None, None, b"D", id, &mut out);
         assert_eq!(
             out,
             b"From: <foo@vm>\r\nTo: <bar@vm>\r\nDate: D\r\n\

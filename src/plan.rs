@@ -6,21 +6,20 @@
 //! body, parse and resolve the endpoint, find myhostname, make the
 //! default addresses. Sessions never see argv.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::SockAddr;
 
 use crate::cli::{Args, Delay};
-use crate::command::Command;
 use crate::endpoint::{self, Spec};
 use crate::error::Error;
 use crate::hostname;
 use crate::identity::{self, Cidr, Credential, ProxyVersion, Xclient};
 use crate::longopts::{self, Arrival, AuthMech, ReportFormat};
-use crate::message::{self, HeaderTemplate, DEFAULT_BODY};
+use crate::message::HeaderTemplate;
 use crate::sys;
 use crate::tls::{self, TlsPlan};
+use crate::workload::{self, Content};
 
 /// Default per-stage deadline: the reference's 300 s I/O limit.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -51,6 +50,8 @@ pub struct Extensions {
     pub hlog: Option<Vec<u8>>,
     pub rate: Option<(f64, Arrival)>,
     pub duration: Option<Duration>,
+    /// --progress: a status line on stderr every second.
+    pub progress: bool,
 }
 
 /// Secure transport and client identity (all None for an old command
@@ -101,10 +102,10 @@ pub struct Plan {
     pub numbering: Numbering,
     /// Per-message headers; None with -o or -F.
     pub headers: Option<HeaderTemplate>,
-    /// The body with the end-of-data dot appended, shared by all.
-    pub body: Arc<[u8]>,
-    /// --chunking: the body as BDAT sends it (no dot-stuffing, no dot).
-    pub raw_body: Option<Arc<[u8]>>,
+    /// The bodies (built once, shared by all) and the address lists.
+    pub content: Content,
+    /// The seed of every random draw (--seed, or a random one).
+    pub seed: u64,
     pub ext: Extensions,
     pub security: Security,
     pub reuse: bool,
@@ -122,8 +123,9 @@ pub const UNLIMITED: u64 = 1 << 60;
 
 /// Builds the plan from the arguments and the environment.
 pub fn build(args: &Args, env: Env) -> Result<Plan, Error> {
+    workload::conflicts(args)?;
     let timeout = timeout(args, env.timeout)?;
-    let (content, raw_body) = body(args)?;
+    let content = workload::build(args)?;
     let (addr, keepalive) = resolve(args)?;
     let security =
         security(args, env.password).map_err(|fatal| Error::Config {
@@ -134,13 +136,14 @@ pub fn build(args: &Args, env: Env) -> Result<Plan, Error> {
     let default_addr = [&b"foo@"[..], &myhostname].concat();
     let sender = args.from.clone().unwrap_or_else(|| default_addr.clone());
     let recipient = args.to.clone().unwrap_or(default_addr);
-    let headers =
-        (!args.old_mode && args.file.is_none()).then(|| HeaderTemplate {
-            from: sender.clone(),
-            to: recipient.clone(),
-            subject: args.subject.clone(),
-            myhostname: myhostname.clone(),
-        });
+    // A -F file or a --message-dir file brings its own headers.
+    let own_headers = args.file.is_some() || args.long.message_dir.is_some();
+    let headers = (!args.old_mode && !own_headers).then(|| HeaderTemplate {
+        from: sender.clone(),
+        to: recipient.clone(),
+        subject: args.subject.clone(),
+        myhostname: myhostname.clone(),
+    });
     Ok(Plan {
         addr,
         keepalive,
@@ -155,8 +158,8 @@ pub fn build(args: &Args, env: Env) -> Result<Plan, Error> {
         recipients: args.recipients,
         numbering: numbering(args),
         headers,
-        body: content,
-        raw_body,
+        content,
+        seed: crate::draw::run_seed(args.long.seed),
         ext: extensions(args),
         security,
         reuse: args.reuse,
@@ -207,9 +210,14 @@ pub enum Numbering {
     Appended,
     /// 3.9 without -N and -r: the address as given.
     Plain,
+    /// --rcpt-file: the addresses of the list, in turn.
+    File,
 }
 
 fn numbering(args: &Args) -> Numbering {
+    if args.long.rcpt_file.is_some() {
+        return Numbering::File;
+    }
     let on = args.numbered || args.recipients_given;
     match (args.long.numbering, args.numbered, on) {
         (longopts::Numbering::Postfix37, true, _) => Numbering::Sequence,
@@ -229,12 +237,14 @@ fn extensions(args: &Args) -> Extensions {
             || l.report_file.is_some()
             || l.hlog.is_some()
             || l.rate.is_some()
-            || l.duration.is_some(),
+            || l.duration.is_some()
+            || l.progress,
         report: l.report,
         report_file: l.report_file.clone(),
         hlog: l.hlog.clone(),
         rate: l.rate.map(|r| (r, l.arrival)),
         duration: l.duration,
+        progress: l.progress,
     }
 }
 
@@ -340,44 +350,8 @@ fn timeout(args: &Args, env: Option<&[u8]>) -> Result<Duration, Error> {
     }
 }
 
-/// The message content with the dot (-F file, -l filler or default),
-/// and with --chunking the same content unstuffed and without the dot.
-type Bodies = (Arc<[u8]>, Option<Arc<[u8]>>);
-
-fn body(args: &Args) -> Result<Bodies, Error> {
-    let file = match &args.file {
-        Some(path) => Some(read_file(path)?),
-        None => None,
-    };
-    let make = |stuff: bool| match (&file, args.length) {
-        (Some(data), _) => message::from_file_with(data, stuff),
-        (None, Some(len)) => message::filler(len as usize),
-        (None, None) => DEFAULT_BODY.to_vec(),
-    };
-    let raw = args.long.chunking.then(|| make(false).into());
-    let mut content = make(true);
-    Command::Dot.write_wire(&mut content);
-    Ok((content.into(), raw))
-}
-
 fn read_file(path: &[u8]) -> Result<Vec<u8>, Error> {
-    use std::os::unix::ffi::OsStrExt;
-    let os = std::ffi::OsStr::from_bytes(path);
-    let mut file =
-        std::fs::File::open(os).map_err(|e| file_error(b"open ", path, &e))?;
-    let mut data = Vec::new();
-    std::io::Read::read_to_end(&mut file, &mut data)
-        .map_err(|e| file_error(b"read ", path, &e))?;
-    Ok(data)
-}
-
-fn file_error(what: &[u8], path: &[u8], e: &std::io::Error) -> Error {
-    let mut fatal = [what, path, b": "].concat();
-    fatal.extend_from_slice(crate::error::io_text(e).as_bytes());
-    Error::Config {
-        warning: None,
-        fatal,
-    }
+    workload::read_file(path, u64::MAX)
 }
 
 /// Parses and resolves the operand once, in the main thread.

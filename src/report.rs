@@ -34,6 +34,17 @@ pub struct Summary {
     /// False when a fatal error ended the run; `fatal` then says why.
     pub completed: bool,
     pub fatal: Option<String>,
+    /// --size-mix: each class's size, messages and bytes sent, in the
+    /// order given (empty without a mix).
+    pub size_classes: Vec<SizeClass>,
+}
+
+/// One --size-mix class in the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeClass {
+    pub size: u64,
+    pub messages: u64,
+    pub bytes: u64,
 }
 
 const QUANTILES: [(&str, f64); 4] =
@@ -105,7 +116,16 @@ impl Summary {
                 );
             }
         }
-        o.push_str("}\n");
+        o.push_str(",\"size_classes\":[");
+        for (i, c) in self.size_classes.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(
+                o,
+                "{sep}{{\"size\":{},\"messages\":{},\"bytes\":{}}}",
+                c.size, c.messages, c.bytes
+            );
+        }
+        o.push_str("]}\n");
         o
     }
 
@@ -204,8 +224,27 @@ connection, {} tls, {} auth",
             c.errors[5]
         );
         self.text_codes(&mut o);
+        self.text_sizes(&mut o);
         self.text_latency(&mut o);
         o
+    }
+
+    /// `size classes: 2048: 60 messages, 130000 bytes; ...` (with a mix).
+    fn text_sizes(&self, o: &mut String) {
+        if self.size_classes.is_empty() {
+            return;
+        }
+        let items: Vec<String> = self
+            .size_classes
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}: {} messages, {} bytes",
+                    c.size, c.messages, c.bytes
+                )
+            })
+            .collect();
+        let _ = writeln!(o, "size classes: {}", items.join("; "));
     }
 
     fn text_codes(&self, o: &mut String) {
@@ -424,6 +463,7 @@ mod tests {
             schedule: None,
             completed: true,
             fatal: None,
+            size_classes: Vec::new(),
         }
     }
 
@@ -445,7 +485,33 @@ mod tests {
         );
         assert!(j.contains("\"connect\":{\"count\":0}"));
         assert!(j.contains("\"messages_per_second\":1.500"));
-        assert!(j.ends_with("\"schedule\":null}\n"));
+        assert!(j.ends_with("\"schedule\":null,\"size_classes\":[]}\n"));
+    }
+
+    #[test]
+    fn size_classes_in_json_and_text() {
+        let mut s = summary();
+        s.size_classes = vec![
+            SizeClass {
+                size: 2048,
+                messages: 2,
+                bytes: 4300,
+            },
+            SizeClass {
+                size: 10,
+                messages: 0,
+                bytes: 0,
+            },
+        ];
+        assert!(s.json().ends_with(
+            "\"size_classes\":[{\"size\":2048,\"messages\":2,\
+\"bytes\":4300},{\"size\":10,\"messages\":0,\"bytes\":0}]}\n"
+        ));
+        assert!(s.text().contains(
+            "size classes: 2048: 2 messages, 4300 bytes; 10: 0 messages, \
+0 bytes\n"
+        ));
+        assert!(!summary().text().contains("size classes"));
     }
 
     #[test]

@@ -4,8 +4,9 @@
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
+use crate::draw;
 use crate::longopts::Arrival;
 
 /// Start times at `rate` per second from `start`.
@@ -18,22 +19,19 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    pub fn new(start: Instant, rate: f64, arrival: Arrival) -> Self {
+    /// Poisson gaps are drawn from the run seed's arrival stream.
+    pub fn new(
+        start: Instant,
+        rate: f64,
+        arrival: Arrival,
+        seed: u64,
+    ) -> Self {
+        let stream = || draw::stream(seed, draw::Purpose::Arrival, 0);
         Schedule {
             start,
             offset: 0.0,
             gap: 1.0 / rate,
-            poisson: (arrival == Arrival::Poisson).then(StdRng::from_entropy),
-        }
-    }
-
-    /// Seeded variant, for tests.
-    pub fn with_seed(start: Instant, rate: f64, seed: u64) -> Self {
-        Schedule {
-            start,
-            offset: 0.0,
-            gap: 1.0 / rate,
-            poisson: Some(StdRng::seed_from_u64(seed)),
+            poisson: (arrival == Arrival::Poisson).then(stream),
         }
     }
 
@@ -60,7 +58,7 @@ mod tests {
     #[test]
     fn uniform_arrivals_are_evenly_spaced() {
         let t0 = Instant::now();
-        let mut s = Schedule::new(t0, 4.0, Arrival::Uniform);
+        let mut s = Schedule::new(t0, 4.0, Arrival::Uniform, 0);
         let at: Vec<_> = (0..5).map(|_| s.next_start() - t0).collect();
         assert_eq!(at[0], Duration::ZERO);
         assert_eq!(at[4], Duration::from_secs(1));
@@ -69,7 +67,7 @@ mod tests {
     #[test]
     fn poisson_gaps_have_the_right_mean() {
         let t0 = Instant::now();
-        let mut s = Schedule::with_seed(t0, 100.0, 7);
+        let mut s = Schedule::new(t0, 100.0, Arrival::Poisson, 7);
         let n = 20_000;
         let mut last = t0;
         for _ in 0..n {
@@ -77,5 +75,16 @@ mod tests {
         }
         let mean = (last - t0).as_secs_f64() / f64::from(n - 1);
         assert!((mean - 0.01).abs() < 0.0005, "mean gap {mean}");
+    }
+
+    #[test]
+    fn poisson_arrivals_repeat_with_the_seed() {
+        let t0 = Instant::now();
+        let starts = |seed| {
+            let mut s = Schedule::new(t0, 10.0, Arrival::Poisson, seed);
+            (0..20).map(|_| s.next_start()).collect::<Vec<_>>()
+        };
+        assert_eq!(starts(3), starts(3));
+        assert_ne!(starts(3), starts(4));
     }
 }

@@ -8,7 +8,7 @@
 //! measures (the drop-in path stays as lean as before).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -109,6 +109,8 @@ pub struct Counts {
     pub tls_ciphers: BTreeMap<String, u64>,
     /// (command, reply code) -> replies seen.
     pub codes: BTreeMap<(&'static str, u16), u64>,
+    /// --size-mix: payload size -> (messages sent, bytes sent).
+    pub size_classes: BTreeMap<u64, (u64, u64)>,
 }
 
 impl Counts {
@@ -135,6 +137,18 @@ impl Counts {
         for (k, v) in &o.tls_ciphers {
             *self.tls_ciphers.entry(k.clone()).or_default() += v;
         }
+        for (k, (m, b)) in &o.size_classes {
+            let e = self.size_classes.entry(*k).or_default();
+            e.0 += m;
+            e.1 += b;
+        }
+    }
+
+    /// A message of the size class `size` went out in `bytes`.
+    pub fn size_class(&mut self, size: u64, bytes: u64) {
+        let e = self.size_classes.entry(size).or_default();
+        e.0 += 1;
+        e.1 += bytes;
     }
 
     /// One finished TLS handshake.
@@ -165,12 +179,20 @@ fn micros(d: Duration) -> u64 {
     (d.as_micros() as u64).clamp(1, MAX_MICROS)
 }
 
+/// Who reads transaction latency one interval at a time; each has an
+/// interval histogram of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interval {
+    Hlog = 0,
+    Progress = 1,
+}
+
 /// One lock's worth of shared state.
 struct Shard {
     counts: Counts,
     hist: Vec<Histogram<u64>>,
-    /// Transaction latency since the last --hlog interval.
-    interval: Histogram<u64>,
+    /// Transaction latency since each reader's last interval.
+    intervals: [Histogram<u64>; 2],
 }
 
 /// The run's measurements.
@@ -181,6 +203,8 @@ pub struct Stats {
     /// --rate: the largest lag of a job's start behind its schedule.
     max_lag_micros: AtomicU64,
     last_lag_micros: AtomicU64,
+    /// Connections open now.
+    connected: AtomicI64,
 }
 
 /// Sessions share this many locks at most.
@@ -193,7 +217,7 @@ impl Stats {
             Mutex::new(Shard {
                 counts: Counts::default(),
                 hist: PHASES.iter().map(|_| new_histogram()).collect(),
-                interval: new_histogram(),
+                intervals: [new_histogram(), new_histogram()],
             })
         };
         Stats {
@@ -202,6 +226,7 @@ impl Stats {
             started_wall: SystemTime::now(),
             max_lag_micros: AtomicU64::new(0),
             last_lag_micros: AtomicU64::new(0),
+            connected: AtomicI64::new(0),
         }
     }
 
@@ -244,15 +269,25 @@ impl Stats {
         (counts, hist)
     }
 
-    /// Transaction latency since the last call (for --hlog).
-    pub fn take_interval(&self) -> Histogram<u64> {
+    /// Transaction latency since `reader`'s last call.
+    pub fn take_interval(&self, reader: Interval) -> Histogram<u64> {
         let mut out = new_histogram();
         for shard in &self.shards {
             let mut s = shard.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = out.add(&s.interval);
-            s.interval.reset();
+            let _ = out.add(&s.intervals[reader as usize]);
+            s.intervals[reader as usize].reset();
         }
         out
+    }
+
+    /// A connection opened (+1) or closed (-1).
+    pub fn connected(&self, by: i64) {
+        self.connected.fetch_add(by, Ordering::Relaxed);
+    }
+
+    /// Connections open now.
+    pub fn connections_open(&self) -> u64 {
+        self.connected.load(Ordering::Relaxed).max(0) as u64
     }
 }
 
@@ -282,7 +317,9 @@ impl Recorder<'_> {
         for &(phase, us) in &self.samples {
             let _ = s.hist[phase as usize].record(us);
             if phase == Phase::Transaction {
-                let _ = s.interval.record(us);
+                for h in &mut s.intervals {
+                    let _ = h.record(us);
+                }
             }
         }
         drop(s);
@@ -323,8 +360,9 @@ mod tests {
         let mut r = stats.recorder(0);
         r.latency(Phase::Transaction, Duration::from_millis(3));
         r.flush();
-        assert_eq!(stats.take_interval().len(), 1);
-        assert_eq!(stats.take_interval().len(), 0);
+        assert_eq!(stats.take_interval(Interval::Hlog).len(), 1);
+        assert_eq!(stats.take_interval(Interval::Hlog).len(), 0);
+        assert_eq!(stats.take_interval(Interval::Progress).len(), 1);
         assert_eq!(stats.snapshot().1[Phase::Transaction as usize].len(), 1);
     }
 }

@@ -13,21 +13,65 @@ use std::sync::OnceLock;
 use std::time::{Instant, SystemTime};
 
 use crossbeam_channel::Receiver;
+use rand::rngs::StdRng;
 
+use crate::draw;
 use crate::error::Error;
 use crate::message;
 use crate::net::Gate;
 use crate::plan::Plan;
 use crate::report;
-use crate::stats::Stats;
+use crate::stats::{Counts, Stats};
 use crate::sys;
+use crate::workload::{Choice, Content};
 
 /// One message to send.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Job {
     /// --rate: when it was meant to start; latency counts from here, so a
     /// stalled server shows as latency (no coordinated omission).
     pub due: Option<Instant>,
+    /// The message's number in the run, from 0, in dispatch order: it
+    /// picks the --message-dir file, the --sender-file sender and the
+    /// --rcpt-file recipients.
+    pub n: u64,
+    /// Its body (an index into the plan's bodies).
+    pub body: u32,
+}
+
+/// Makes the jobs, in order, in the dispatching thread: numbers them
+/// and draws their bodies, so that the sequence of a run with --seed is
+/// the same whatever the sessions do.
+pub struct Dealer<'a> {
+    content: &'a Content,
+    next: u64,
+    sizes: StdRng,
+}
+
+impl<'a> Dealer<'a> {
+    pub fn new(plan: &'a Plan) -> Self {
+        Dealer {
+            content: &plan.content,
+            next: 0,
+            sizes: draw::stream(plan.seed, draw::Purpose::SizeMix, 0),
+        }
+    }
+
+    /// The next message.
+    pub fn deal(&mut self, due: Option<Instant>) -> Job {
+        let n = self.next;
+        self.next += 1;
+        let body = match &self.content.choice {
+            Choice::One => 0,
+            Choice::Mix(mix) => mix.pick(&mut self.sizes),
+            Choice::Corpus => (n % self.content.bodies.len() as u64) as usize,
+        };
+        Job {
+            due,
+            n,
+            body: body as u32,
+        }
+    }
 }
 
 /// What every session shares: the plan and the run's counters.
@@ -108,6 +152,7 @@ impl Shared {
         Some(report::Summary {
             start: stats.started_wall,
             elapsed: stats.started.elapsed(),
+            size_classes: self.size_classes(&counts),
             counts,
             latency,
             schedule: self.plan.ext.rate.map(|(rate, arrival)| {
@@ -122,6 +167,29 @@ impl Shared {
             fatal: fatal
                 .map(|e| String::from_utf8_lossy(&e.text()).into_owned()),
         })
+    }
+
+    /// Every --size-mix class, in the order given, with what was sent.
+    fn size_classes(&self, counts: &Counts) -> Vec<report::SizeClass> {
+        let Choice::Mix(mix) = &self.plan.content.choice else {
+            return Vec::new();
+        };
+        mix.sizes
+            .iter()
+            .map(|&size| {
+                let size = u64::from(size);
+                let (messages, bytes) = counts
+                    .size_classes
+                    .get(&size)
+                    .copied()
+                    .unwrap_or_default();
+                report::SizeClass {
+                    size,
+                    messages,
+                    bytes,
+                }
+            })
+            .collect()
     }
 }
 

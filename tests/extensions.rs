@@ -1347,11 +1347,14 @@ fn report_json_shape() {
             "reply_codes",
             "errors",
             "latency_ms",
-            "schedule"
+            "schedule",
+            "size_classes"
         ]
     );
     assert_eq!(j.int("version"), 1);
     assert_eq!(j.at("schedule"), &Json::Null);
+    // Without --size-mix there are no classes.
+    assert_eq!(j.at("size_classes"), &Json::Arr(Vec::new()));
     assert_eq!(
         j.at("latency_ms").keys(),
         [

@@ -10,3 +10,4 @@ mod properties;
 mod protocol;
 mod secure;
 mod support;
+mod workloads;

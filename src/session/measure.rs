@@ -49,6 +49,33 @@ impl Session<'_> {
         }
     }
 
+    /// --size-mix: a message of `job`'s class went out, `len` bytes.
+    pub(crate) fn size_class(&mut self, job: super::Job, len: usize) {
+        let content = &self.sh.plan.content;
+        let Some(r) = &mut self.rec else { return };
+        if let crate::workload::Choice::Mix(_) = content.choice {
+            let size = content.bodies[job.body as usize].size;
+            r.counts.size_class(size, len as u64);
+        }
+    }
+
+    /// A connection of this session is up (--progress counts them).
+    pub(super) fn linked(&mut self) {
+        if let Some(stats) = &self.sh.stats {
+            self.linked = true;
+            stats.connected(1);
+        }
+    }
+
+    /// This session's connection, if any, is gone.
+    pub(super) fn unlinked(&mut self) {
+        if let Some(stats) = &self.sh.stats {
+            if std::mem::take(&mut self.linked) {
+                stats.connected(-1);
+            }
+        }
+    }
+
     pub(super) fn flush_stats(&mut self) {
         if let Some(r) = &mut self.rec {
             r.flush();

@@ -19,9 +19,12 @@ mod secure;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use rand::rngs::StdRng;
+
 use crate::cli::Delay;
 use crate::command::{split_recipient, Command, RcptAddr};
 use crate::diag;
+use crate::draw;
 use crate::error::{reject_text, Error, Stage};
 use crate::lineio::LineReader;
 use crate::message::MessageId;
@@ -119,6 +122,10 @@ pub struct Session<'a> {
     /// TLS settings for this session's connections (its own session
     /// cache with --tls-resume).
     tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// The -R pauses: this session's stream of the run seed.
+    rng: StdRng,
+    /// A connection of this session is open (for --progress).
+    linked: bool,
 }
 
 /// Said once per run under -v when PIPELINING is not offered.
@@ -142,8 +149,10 @@ pub fn run(jobs: &Jobs, n: usize) -> Result<(), Error> {
         group_sent: Instant::now(),
         last_rcpt: Vec::new(),
         claimed: false,
-        job: Job { due: None },
+        job: Job::default(),
         tls_config: sh.plan.security.tls.as_ref().map(|t| t.session_config()),
+        rng: draw::stream(sh.plan.seed, draw::Purpose::Delay, n as u64),
+        linked: false,
     };
     while s.claim() {
         let after = s.connection();
@@ -156,7 +165,7 @@ pub fn run(jobs: &Jobs, n: usize) -> Result<(), Error> {
     Ok(())
 }
 
-impl Session<'_> {
+impl<'a> Session<'a> {
     /// Takes the next job, if any.
     fn claim(&mut self) -> bool {
         let first = !self.claimed;
@@ -184,6 +193,7 @@ impl Session<'_> {
     /// error on it counts the message in hand as failed.
     fn connection(&mut self) -> Result<After, Error> {
         let out = self.connection_inner();
+        self.unlinked();
         if out.is_err() {
             self.fate(Fate::Failed);
         }
@@ -307,6 +317,7 @@ impl Session<'_> {
 
     fn connected(&mut self, conn: Transport, started: Instant) -> Link {
         self.latency(Phase::Connect, started);
+        self.linked();
         if let Some(r) = &mut self.rec {
             r.counts.connections += 1;
         }
@@ -374,7 +385,7 @@ impl Session<'_> {
 
     /// MAIL, RCPT×r, DATA, content, end of data; RSET after a rejection.
     fn transaction(&mut self, link: &mut Link) -> Result<Flow, Error> {
-        let sender = &self.sh.plan.sender;
+        let sender = self.sender();
         match self.step(link, Command::Mail(sender), Stage::Mail)? {
             Verdict::Ok => {}
             Verdict::Rejected => return self.rejected_then_rset(link),
@@ -415,10 +426,19 @@ impl Session<'_> {
         Ok(Some(accepted))
     }
 
-    /// The numbers of this transaction's recipients.
+    /// The sender of this message: -f (or the default), or its turn of
+    /// --sender-file.
+    pub(crate) fn sender(&self) -> &'a [u8] {
+        let plan = &self.sh.plan;
+        plan.content.sender(self.job.n, &plan.sender)
+    }
+
+    /// The numbers of this transaction's recipients (with --rcpt-file,
+    /// their places in the list).
     pub(crate) fn rcpt_numbers(&self) -> Vec<Option<u64>> {
         let plan = &self.sh.plan;
         let seq = || Some(self.sh.rcpt_seq.fetch_add(1, Ordering::Relaxed));
+        let r = u64::from(plan.recipients);
         (1..=plan.recipients)
             .rev()
             .map(|left| match plan.numbering {
@@ -426,6 +446,8 @@ impl Session<'_> {
                 // 3.7 count-down: `3foo`, `2foo`, then plain `foo`.
                 Numbering::CountDown => (left > 1).then_some(u64::from(left)),
                 Numbering::Plain => None,
+                // Message n takes entries n*r .. n*r+r-1, in order.
+                Numbering::File => Some(self.job.n * r + r - u64::from(left)),
             })
             .collect()
     }
@@ -446,9 +468,12 @@ impl Session<'_> {
                     domain,
                 }
             }
+            (Numbering::File, Some(k)) => {
+                RcptAddr::Prefixed(None, plan.content.rcpt(k))
+            }
             _ => RcptAddr::Prefixed(number, &plan.recipient),
         };
-        if plan.numbering == Numbering::Appended {
+        if names_last_rcpt(plan.numbering) {
             self.last_rcpt.clear();
             addr.write(&mut self.last_rcpt);
         }
@@ -464,9 +489,11 @@ impl Session<'_> {
                 fd: link.conn.fd(),
                 counter: sh.unclaimed(),
             };
-            let to = (sh.plan.numbering == Numbering::Appended)
+            let to = names_last_rcpt(sh.plan.numbering)
                 .then_some(self.last_rcpt.as_slice());
-            headers.write(to, sh.date(), id, &mut self.wire);
+            let from =
+                sh.plan.content.senders.is_some().then(|| self.sender());
+            headers.write(from, to, sh.date(), id, &mut self.wire);
         }
     }
 
@@ -478,26 +505,35 @@ impl Session<'_> {
         self.wire.clear();
         self.headers(link);
         self.ahead.clear();
-        self.send_message(link)
+        self.send_message(link, self.job)
+    }
+
+    /// The body of `job` as this message goes out: with its dot for
+    /// DATA, raw for BDAT.
+    pub(crate) fn body_of(&self, job: Job) -> &'a [u8] {
+        let body = &self.sh.plan.content.bodies[job.body as usize];
+        match (&body.raw, self.bdat_now) {
+            (Some(raw), true) => raw,
+            _ => &body.data,
+        }
     }
 
     /// Writes the wire buffer (the headers, or a BDAT group), the body
-    /// (with its dot for DATA, raw for BDAT) and `self.ahead` (a
-    /// look-ahead group) in one go; then -c counts the message.
+    /// of `job` and `self.ahead` (a look-ahead group) in one go; then -c
+    /// counts the message.
     pub(crate) fn send_message(
         &mut self,
         link: &mut Link,
+        job: Job,
     ) -> Result<(), Error> {
         let plan = &self.sh.plan;
-        let body: &[u8] = match (&plan.raw_body, self.bdat_now) {
-            (Some(raw), true) => raw,
-            _ => &plan.body,
-        };
+        let body = self.body_of(job);
         let bufs = [&self.wire[..], body, &self.ahead];
         let len = bufs.iter().map(|b| b.len()).sum();
         let deadline = Instant::now() + plan.timeout;
         let result = link.conn.write_all_by(&bufs, deadline);
         self.written(link, len, result, Stage::Message)?;
+        self.size_class(job, len - self.ahead.len());
         if self.sh.plan.count {
             diag::count_message();
         }
@@ -630,12 +666,18 @@ impl Session<'_> {
 
     /// The -w/-R pause between messages (whole seconds; -R uniform in
     /// 0..=interval).
-    fn delay(&self) {
-        let secs = delay_seconds(self.sh.plan.delay, &mut rand::thread_rng());
+    fn delay(&mut self) {
+        let secs = delay_seconds(self.sh.plan.delay, &mut self.rng);
         if secs > 0 {
             std::thread::sleep(Duration::from_secs(secs));
         }
     }
+}
+
+/// Whether To: names the last recipient sent (3.9 numbering and
+/// --rcpt-file), not the plan's recipient.
+fn names_last_rcpt(numbering: Numbering) -> bool {
+    matches!(numbering, Numbering::Appended | Numbering::File)
 }
 
 /// -v, once per run: an extension asked for is not offered.

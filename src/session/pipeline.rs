@@ -53,7 +53,7 @@ impl Session<'_> {
             if bdat {
                 self.queue_bdat(link);
                 self.ahead.clear();
-                self.send_message(link)?;
+                self.send_message(link, self.job)?;
             } else {
                 self.queue(Command::Data);
                 self.flush_wire(link, Stage::Mail)?;
@@ -86,14 +86,14 @@ impl Session<'_> {
         self.wire.clear();
         self.queue_bdat(link);
         self.ahead.clear();
-        self.send_message(link)?;
+        self.send_message(link, self.job)?;
         self.bdat_replies(link, &group)
     }
 
     /// Appends MAIL and every RCPT to `self.wire`.
     fn queue_envelope(&mut self) {
         let plan = &self.sh.plan;
-        self.queue(Command::Mail(&plan.sender));
+        self.queue(Command::Mail(self.sender()));
         for number in self.rcpt_numbers() {
             let addr = self.rcpt_addr(plan, number);
             self.queue(Command::Rcpt(addr));
@@ -115,9 +115,9 @@ impl Session<'_> {
         self.wire.splice(start..start, cmd);
     }
 
-    /// The length of the body as BDAT sends it.
+    /// The length of this message's body as BDAT sends it.
     fn raw_len(&self) -> usize {
-        self.sh.plan.raw_body.as_ref().map_or(0, |b| b.len())
+        self.body_of(self.job).len()
     }
 
     /// Reads the MAIL and RCPT replies of a group; None after a 421/521.
@@ -209,9 +209,11 @@ impl Session<'_> {
         // look-ahead claim of the next message.
         self.wire.clear();
         self.headers(link);
+        // The look-ahead takes the next job: this message's goes along.
+        let job = self.job;
         let ahead = self.next_group();
         let sent_at = Instant::now();
-        self.send_message(link)?;
+        self.send_message(link, job)?;
         if ahead {
             self.group_sent = sent_at;
         }
@@ -301,7 +303,7 @@ impl Session<'_> {
         self.wire.clear();
         self.queue_bdat(link);
         self.ahead.clear();
-        self.send_message(link)?;
+        self.send_message(link, self.job)?;
         let flow = self.end_of_data(link, accepted)?;
         self.rset_after_refused_bdat(link, flow)
     }

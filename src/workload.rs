@@ -1,0 +1,383 @@
+//! workload: what the messages of a run are made of, decided before any
+//! connection. The bodies (one, a --size-mix class each, or a
+//! --message-dir file each), each built once in both forms (DATA and
+//! BDAT) and shared by every session; and the --rcpt-file and
+//! --sender-file lists. Which body, sender and recipients a message gets
+//! is a function of its number in the run (`work::Dealer` numbers them),
+//! so a run's sequence does not depend on thread scheduling.
+
+use std::sync::Arc;
+
+use crate::cli::Args;
+use crate::command::Command;
+use crate::draw::SizeMix;
+use crate::error::Error;
+use crate::message::{self, DEFAULT_BODY};
+
+/// Most bytes of --message-dir files a run reads (they are held in
+/// memory, in up to three forms, for the whole run).
+pub const MAX_CORPUS: u64 = 256 << 20;
+
+/// Most bytes of a --rcpt-file or --sender-file.
+const MAX_LIST: u64 = 64 << 20;
+
+/// One message body.
+#[derive(Debug, Clone)]
+pub struct Body {
+    /// As DATA sends it: dot-stuffed, the end-of-data dot appended.
+    pub data: Arc<[u8]>,
+    /// With --chunking, as BDAT sends it (no stuffing, no dot).
+    pub raw: Option<Arc<[u8]>>,
+    /// The --size-mix payload size or the --message-dir file size.
+    pub size: u64,
+}
+
+/// How each message's body is chosen.
+#[derive(Debug, Clone)]
+pub enum Choice {
+    /// Every message has body 0 (default text, -l or -F).
+    One,
+    /// Drawn with the weights; body i is class i.
+    Mix(SizeMix),
+    /// Message n has file n modulo the count (name order).
+    Corpus,
+}
+
+/// The bodies and address lists of a run.
+#[derive(Debug, Clone)]
+pub struct Content {
+    pub bodies: Vec<Body>,
+    pub choice: Choice,
+    /// --sender-file: message n has sender n modulo the count.
+    pub senders: Option<Vec<Vec<u8>>>,
+    /// --rcpt-file: message n's recipients are r consecutive entries
+    /// from entry n*r, wrapping.
+    pub rcpts: Option<Vec<Vec<u8>>>,
+}
+
+impl Content {
+    /// The sender of message `n` (`default`: -f or foo@myhostname).
+    pub fn sender<'a>(&'a self, n: u64, default: &'a [u8]) -> &'a [u8] {
+        match &self.senders {
+            Some(list) => &list[(n % list.len() as u64) as usize],
+            None => default,
+        }
+    }
+
+    /// The `k`-th --rcpt-file address, wrapping (empty without one).
+    pub fn rcpt(&self, k: u64) -> &[u8] {
+        match &self.rcpts {
+            Some(list) => &list[(k % list.len() as u64) as usize],
+            None => b"",
+        }
+    }
+}
+
+/// Options that cannot go together; the fatal text, as the -l/-F
+/// conflict is reported.
+pub fn conflicts(args: &Args) -> Result<(), Error> {
+    let l = &args.long;
+    let pairs = [
+        (
+            l.size_mix.is_some(),
+            args.length.is_some(),
+            "--size-mix",
+            "-l",
+        ),
+        (
+            l.size_mix.is_some(),
+            args.file.is_some(),
+            "--size-mix",
+            "-F",
+        ),
+        (
+            l.message_dir.is_some(),
+            args.length.is_some(),
+            "--message-dir",
+            "-l",
+        ),
+        (
+            l.message_dir.is_some(),
+            args.file.is_some(),
+            "--message-dir",
+            "-F",
+        ),
+        (
+            l.message_dir.is_some(),
+            l.size_mix.is_some(),
+            "--message-dir",
+            "--size-mix",
+        ),
+        (
+            l.rcpt_file.is_some(),
+            args.to.is_some(),
+            "--rcpt-file",
+            "-t",
+        ),
+        (l.rcpt_file.is_some(), args.numbered, "--rcpt-file", "-N"),
+        (
+            l.rcpt_file.is_some(),
+            l.numbering == crate::longopts::Numbering::Postfix39,
+            "--rcpt-file",
+            "--numbering=3.9",
+        ),
+        (
+            l.sender_file.is_some(),
+            args.from.is_some(),
+            "--sender-file",
+            "-f",
+        ),
+    ];
+    match pairs.iter().find(|(a, b, _, _)| *a && *b) {
+        Some((_, _, x, y)) => {
+            Err(fatal(format!("{x} cannot be used with {y}")))
+        }
+        None => Ok(()),
+    }
+}
+
+/// Reads and builds everything: the -F file or the --message-dir files,
+/// the bodies, the address lists.
+pub fn build(args: &Args) -> Result<Content, Error> {
+    let chunking = args.long.chunking;
+    let (bodies, choice) = if let Some(mix) = &args.long.size_mix {
+        let bodies = mix
+            .iter()
+            .map(|&(size, _)| filler_body(size, chunking))
+            .collect();
+        (bodies, Choice::Mix(SizeMix::new(mix)))
+    } else if let Some(dir) = &args.long.message_dir {
+        let files = read_corpus(dir)?;
+        let bodies = files.iter().map(|f| file_body(f, chunking)).collect();
+        (bodies, Choice::Corpus)
+    } else {
+        (vec![single_body(args)?], Choice::One)
+    };
+    Ok(Content {
+        bodies,
+        choice,
+        senders: list(args.long.sender_file.as_deref(), "--sender-file")?,
+        rcpts: list(args.long.rcpt_file.as_deref(), "--rcpt-file")?,
+    })
+}
+
+/// The body of an old command line: -F file, -l filler or the default.
+fn single_body(args: &Args) -> Result<Body, Error> {
+    let file = match &args.file {
+        Some(path) => Some(read_file(path, u64::MAX)?),
+        None => None,
+    };
+    let make = |stuff: bool| match (&file, args.length) {
+        (Some(data), _) => message::from_file_with(data, stuff),
+        (None, Some(len)) => message::filler(len as usize),
+        (None, None) => DEFAULT_BODY.to_vec(),
+    };
+    Ok(body(make, args.long.chunking, 0))
+}
+
+/// A -l filler body of `size` bytes: nothing to stuff, so the BDAT form
+/// is the DATA form without its dot.
+fn filler_body(size: u32, chunking: bool) -> Body {
+    let filler = message::filler(size as usize);
+    let mut data = Vec::with_capacity(filler.len() + 3);
+    data.extend_from_slice(&filler);
+    Command::Dot.write_wire(&mut data);
+    Body {
+        data: data.into(),
+        raw: chunking.then(|| filler.into()),
+        size: u64::from(size),
+    }
+}
+
+fn file_body(file: &[u8], chunking: bool) -> Body {
+    let make = |stuff| message::from_file_with(file, stuff);
+    body(make, chunking, file.len() as u64)
+}
+
+fn body(make: impl Fn(bool) -> Vec<u8>, chunking: bool, size: u64) -> Body {
+    let mut data = make(true);
+    Command::Dot.write_wire(&mut data);
+    Body {
+        data: data.into(),
+        raw: chunking.then(|| make(false).into()),
+        size,
+    }
+}
+
+/// The regular files of `dir` (hidden ones skipped), in byte order of
+/// their names, read whole; at most `MAX_CORPUS` bytes in all.
+fn read_corpus(dir: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let shown = String::from_utf8_lossy(dir).into_owned();
+    let os = std::ffi::OsStr::from_bytes(dir);
+    let entries = std::fs::read_dir(os).map_err(|e| {
+        fatal(format!("--message-dir: open {shown}: {}", io_text(&e)))
+    })?;
+    let mut paths = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| {
+            fatal(format!("--message-dir: read {shown}: {}", io_text(&e)))
+        })?;
+        let name = entry.file_name().into_vec();
+        // Editors and tools leave dot files behind (swap files, .git).
+        if name.first() == Some(&b'.') {
+            continue;
+        }
+        let path = entry.path();
+        // Follows symbolic links: a link to a message is a message.
+        if std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+            paths.push((name, path));
+        }
+    }
+    if paths.is_empty() {
+        return Err(fatal(format!("--message-dir {shown}: no files")));
+    }
+    paths.sort();
+    // Sizes first: a directory too large fails without reading it.
+    let listed: u64 = paths
+        .iter()
+        .filter_map(|(_, p)| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    if listed > MAX_CORPUS {
+        return Err(too_large(&shown));
+    }
+    let mut left = MAX_CORPUS;
+    let mut files = Vec::with_capacity(paths.len());
+    for (_, path) in paths {
+        let data = read_file(path.as_os_str().as_bytes(), left).map_err(
+            |e| match e {
+                // A file that grew since it was listed.
+                Error::Config { fatal: f, .. } if f.is_empty() => {
+                    too_large(&shown)
+                }
+                e => prefixed("--message-dir: ", e),
+            },
+        )?;
+        left -= data.len() as u64;
+        files.push(data);
+    }
+    Ok(files)
+}
+
+fn too_large(shown: &str) -> Error {
+    fatal(format!(
+        "--message-dir {shown}: more than {} MiB of messages",
+        MAX_CORPUS >> 20
+    ))
+}
+
+/// An address list: one a line, surrounding white space dropped, blank
+/// lines and `#` comments skipped.
+fn list(
+    path: Option<&[u8]>,
+    what: &str,
+) -> Result<Option<Vec<Vec<u8>>>, Error> {
+    let Some(path) = path else { return Ok(None) };
+    let shown = String::from_utf8_lossy(path).into_owned();
+    let text = read_file(path, MAX_LIST).map_err(|e| match e {
+        Error::Config { fatal: f, .. } if f.is_empty() => fatal(format!(
+            "{what} {shown}: larger than {} MiB",
+            MAX_LIST >> 20
+        )),
+        e => prefixed(&format!("{what}: "), e),
+    })?;
+    let entries: Vec<Vec<u8>> = text
+        .split(|&b| b == b'\n')
+        .map(<[u8]>::trim_ascii)
+        .filter(|l| !l.is_empty() && l[0] != b'#')
+        .map(<[u8]>::to_vec)
+        .collect();
+    if entries.is_empty() {
+        return Err(fatal(format!("{what} {shown}: no addresses")));
+    }
+    Ok(Some(entries))
+}
+
+/// A whole file of at most `limit` bytes. Errors are `open PATH: why`
+/// and `read PATH: why` (the -F texts); a file over the limit is a
+/// Config error with an empty text, for the caller to word.
+pub fn read_file(path: &[u8], limit: u64) -> Result<Vec<u8>, Error> {
+    use std::io::Read;
+    use std::os::unix::ffi::OsStrExt;
+    let os = std::ffi::OsStr::from_bytes(path);
+    let file =
+        std::fs::File::open(os).map_err(|e| file_error(b"open ", path, &e))?;
+    let mut data = Vec::new();
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut data)
+        .map_err(|e| file_error(b"read ", path, &e))?;
+    if data.len() as u64 > limit {
+        return Err(fatal(String::new()));
+    }
+    Ok(data)
+}
+
+fn file_error(what: &[u8], path: &[u8], e: &std::io::Error) -> Error {
+    let mut fatal = [what, path, b": "].concat();
+    fatal.extend_from_slice(io_text(e).as_bytes());
+    Error::Config {
+        warning: None,
+        fatal,
+    }
+}
+
+fn io_text(e: &std::io::Error) -> String {
+    crate::error::io_text(e)
+}
+
+fn prefixed(prefix: &str, e: Error) -> Error {
+    let mut text = prefix.as_bytes().to_vec();
+    text.extend_from_slice(&e.text());
+    Error::Config {
+        warning: None,
+        fatal: text,
+    }
+}
+
+fn fatal(text: String) -> Error {
+    Error::Config {
+        warning: None,
+        fatal: text.into_bytes(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filler_bodies_match_the_l_format() {
+        let b = filler_body(200, true);
+        let mut want = message::filler(200);
+        assert_eq!(&b.raw.unwrap()[..], &want[..]);
+        want.extend_from_slice(b".\r\n");
+        assert_eq!(&b.data[..], &want[..]);
+        assert_eq!(b.size, 200);
+    }
+
+    #[test]
+    fn lists_skip_blanks_and_comments() {
+        let dir = std::env::temp_dir()
+            .join(format!("smtp-source-list-{}", std::process::id()));
+        std::fs::write(&dir, b"# head\n a@x \r\n\n#b@x\nc@x").unwrap();
+        let path = dir.to_string_lossy().into_owned();
+        let got = list(Some(path.as_bytes()), "--rcpt-file").unwrap();
+        std::fs::remove_file(&dir).unwrap();
+        assert_eq!(got.unwrap(), [b"a@x".to_vec(), b"c@x".to_vec()]);
+    }
+
+    #[test]
+    fn over_the_limit_is_its_own_error() {
+        let dir = std::env::temp_dir()
+            .join(format!("smtp-source-limit-{}", std::process::id()));
+        std::fs::write(&dir, b"12345").unwrap();
+        let path = dir.to_string_lossy().into_owned();
+        let small = read_file(path.as_bytes(), 4);
+        let fits = read_file(path.as_bytes(), 5);
+        std::fs::remove_file(&dir).unwrap();
+        assert!(matches!(small, Err(Error::Config { fatal, .. })
+            if fatal.is_empty()));
+        assert_eq!(fits.unwrap(), b"12345");
+    }
+}
