@@ -23,6 +23,7 @@ pub mod net;
 pub mod plan;
 pub mod reply;
 pub mod report;
+pub mod scale;
 pub mod schedule;
 pub mod session;
 pub mod stats;

@@ -18,12 +18,24 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    pub fn new(start: Instant, rate: f64, arrival: Arrival) -> Self {
+    /// `stream` is mixed into the random seed (the shard's index), so
+    /// that shards never share a Poisson stream, even from equal
+    /// entropy.
+    pub fn new(
+        start: Instant,
+        rate: f64,
+        arrival: Arrival,
+        stream: u64,
+    ) -> Self {
+        let seed = || {
+            let mix = stream.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            StdRng::seed_from_u64(rand::random::<u64>() ^ mix)
+        };
         Schedule {
             start,
             offset: 0.0,
             gap: 1.0 / rate,
-            poisson: (arrival == Arrival::Poisson).then(StdRng::from_entropy),
+            poisson: (arrival == Arrival::Poisson).then(seed),
         }
     }
 
@@ -60,7 +72,7 @@ mod tests {
     #[test]
     fn uniform_arrivals_are_evenly_spaced() {
         let t0 = Instant::now();
-        let mut s = Schedule::new(t0, 4.0, Arrival::Uniform);
+        let mut s = Schedule::new(t0, 4.0, Arrival::Uniform, 0);
         let at: Vec<_> = (0..5).map(|_| s.next_start() - t0).collect();
         assert_eq!(at[0], Duration::ZERO);
         assert_eq!(at[4], Duration::from_secs(1));

@@ -169,8 +169,22 @@ fn micros(d: Duration) -> u64 {
 struct Shard {
     counts: Counts,
     hist: Vec<Histogram<u64>>,
-    /// Transaction latency since the last --hlog interval.
+    /// Transaction latency since the last interval.
     interval: Histogram<u64>,
+    /// Messages accepted since the last interval.
+    interval_accepted: u64,
+}
+
+/// One interval of the run (a second, the last one shorter): what
+/// --hlog writes and the JSON report's `"intervals"` hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interval {
+    pub start: SystemTime,
+    pub length: Duration,
+    pub accepted: u64,
+    /// Transaction latency, HdrHistogram's compressed base64 form (kept
+    /// encoded: a whole histogram per second would cost far more).
+    pub histogram: String,
 }
 
 /// The run's measurements.
@@ -181,6 +195,8 @@ pub struct Stats {
     /// --rate: the largest lag of a job's start behind its schedule.
     max_lag_micros: AtomicU64,
     last_lag_micros: AtomicU64,
+    /// The intervals so far, oldest first.
+    intervals: Mutex<Vec<Interval>>,
 }
 
 /// Sessions share this many locks at most.
@@ -188,20 +204,32 @@ const SHARDS: usize = 8;
 
 impl Stats {
     pub fn new(sessions: u32) -> Self {
+        Self::starting(sessions, Instant::now(), SystemTime::now())
+    }
+
+    /// Measurements of a run that starts (or started) at `started`
+    /// (--start-at: elapsed time counts from then).
+    pub fn starting(
+        sessions: u32,
+        started: Instant,
+        started_wall: SystemTime,
+    ) -> Self {
         let n = (sessions as usize).clamp(1, SHARDS);
         let shard = || {
             Mutex::new(Shard {
                 counts: Counts::default(),
                 hist: PHASES.iter().map(|_| new_histogram()).collect(),
                 interval: new_histogram(),
+                interval_accepted: 0,
             })
         };
         Stats {
             shards: (0..n).map(|_| shard()).collect(),
-            started: Instant::now(),
-            started_wall: SystemTime::now(),
+            started,
+            started_wall,
             max_lag_micros: AtomicU64::new(0),
             last_lag_micros: AtomicU64::new(0),
+            intervals: Mutex::new(Vec::new()),
         }
     }
 
@@ -244,15 +272,43 @@ impl Stats {
         (counts, hist)
     }
 
-    /// Transaction latency since the last call (for --hlog).
-    pub fn take_interval(&self) -> Histogram<u64> {
+    /// Transaction latency and accepted messages since the last call.
+    pub fn take_interval(&self) -> (Histogram<u64>, u64) {
         let mut out = new_histogram();
+        let mut accepted = 0;
         for shard in &self.shards {
             let mut s = shard.lock().unwrap_or_else(|e| e.into_inner());
             let _ = out.add(&s.interval);
             s.interval.reset();
+            accepted += std::mem::take(&mut s.interval_accepted);
         }
-        out
+        (out, accepted)
+    }
+
+    /// The interval from the end of `last` (or the start) to now, taken
+    /// and encoded.
+    pub fn interval_since(&self, last: Option<&Interval>) -> Interval {
+        let from = last.map_or(self.started_wall, |l| l.start + l.length);
+        let now = SystemTime::now();
+        let (h, accepted) = self.take_interval();
+        Interval {
+            start: from,
+            length: now.duration_since(from).unwrap_or_default(),
+            accepted,
+            histogram: crate::report::encode_histogram(&h),
+        }
+    }
+
+    /// Keeps a finished interval for the report.
+    pub fn push_interval(&self, interval: Interval) {
+        let mut all = self.intervals.lock().unwrap_or_else(|e| e.into_inner());
+        all.push(interval);
+    }
+
+    /// The intervals kept so far.
+    pub fn intervals(&self) -> Vec<Interval> {
+        let all = self.intervals.lock().unwrap_or_else(|e| e.into_inner());
+        all.clone()
     }
 }
 
@@ -279,6 +335,7 @@ impl Recorder<'_> {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         s.counts.add(&self.counts);
+        s.interval_accepted += self.counts.accepted;
         for &(phase, us) in &self.samples {
             let _ = s.hist[phase as usize].record(us);
             if phase == Phase::Transaction {
@@ -322,9 +379,12 @@ mod tests {
         let stats = Stats::new(1);
         let mut r = stats.recorder(0);
         r.latency(Phase::Transaction, Duration::from_millis(3));
+        r.counts.accepted += 1;
         r.flush();
-        assert_eq!(stats.take_interval().len(), 1);
-        assert_eq!(stats.take_interval().len(), 0);
+        let (h, accepted) = stats.take_interval();
+        assert_eq!((h.len(), accepted), (1, 1));
+        let (h, accepted) = stats.take_interval();
+        assert_eq!((h.len(), accepted), (0, 0));
         assert_eq!(stats.snapshot().1[Phase::Transaction as usize].len(), 1);
     }
 }

@@ -50,11 +50,17 @@ pub struct Shared {
     /// Connections opened so far, run-wide: the n-th connection takes
     /// the n-th --xclient/--proxy-source address and --auth-file user.
     pub conn_seq: AtomicU64,
+    /// Connect attempts so far: the n-th takes the n-th --bind address.
+    bind_seq: AtomicU64,
 }
 
 impl Shared {
     pub fn new(plan: Plan) -> Self {
-        let stats = plan.ext.measure.then(|| Stats::new(plan.sessions));
+        let (started, started_wall) = start_time(&plan);
+        let stats = plan
+            .ext
+            .measure
+            .then(|| Stats::starting(plan.sessions, started, started_wall));
         Shared {
             // The reference starts every session at once, and each takes
             // one from M before any connects: take them all here, so the
@@ -64,18 +70,34 @@ impl Shared {
                 plan.messages.min(i64::MAX as u64 / 2) as i64
                     - i64::from(plan.sessions),
             ),
-            // 3.7 numbers from 1, 3.9 from 0.
-            rcpt_seq: AtomicU64::new(u64::from(
-                plan.numbering != crate::plan::Numbering::Appended,
-            )),
+            rcpt_seq: AtomicU64::new(first_rcpt(&plan)),
             date: OnceLock::new(),
             gate: Gate::new(plan.max_connecting),
             pid: std::process::id(),
             stats,
             stopping: AtomicBool::new(false),
             conn_seq: AtomicU64::new(0),
+            bind_seq: AtomicU64::new(0),
             plan,
         }
+    }
+
+    /// The --bind address for the next connect attempt, in turn.
+    pub fn next_bind(&self) -> Option<&socket2::SockAddr> {
+        let all = &self.plan.scale.bind;
+        if all.is_empty() {
+            return None;
+        }
+        let n = self.bind_seq.fetch_add(1, Ordering::Relaxed);
+        all.get((n % all.len() as u64) as usize)
+    }
+
+    /// The Message-Id counter: the messages not yet claimed here, plus
+    /// those of the later shards (so shard K's counters continue the
+    /// whole run's count-down; 0 without --shard).
+    pub fn id_counter(&self) -> i64 {
+        let later = self.plan.scale.later.min(i64::MAX as u64 / 2) as i64;
+        self.unclaimed().wrapping_add(later)
     }
 
     /// When the run began (for --duration and --rate).
@@ -105,9 +127,16 @@ impl Shared {
         let stats = self.stats.as_ref()?;
         let (counts, latency) = stats.snapshot();
         let (max_lag, final_lag) = stats.lags();
+        let mut intervals = stats.intervals();
+        if fatal.is_some() {
+            // The interval thread will not write the one under way.
+            intervals.push(stats.interval_since(intervals.last()));
+        }
+        let start = stats.started_wall.duration_since(SystemTime::UNIX_EPOCH);
         Some(report::Summary {
-            start: stats.started_wall,
-            elapsed: stats.started.elapsed(),
+            start: SystemTime::UNIX_EPOCH
+                + report::whole_micros(start.unwrap_or_default()),
+            elapsed: report::whole_micros(stats.started.elapsed()),
             counts,
             latency,
             schedule: self.plan.ext.rate.map(|(rate, arrival)| {
@@ -121,8 +150,29 @@ impl Shared {
             completed: fatal.is_none(),
             fatal: fatal
                 .map(|e| String::from_utf8_lossy(&e.text()).into_owned()),
+            shard: self.plan.scale.shard,
+            intervals,
         })
     }
+}
+
+/// When the run starts: now, or at --start-at (a time in the past
+/// means now; the engine warns about it).
+pub(crate) fn start_time(plan: &Plan) -> (Instant, SystemTime) {
+    let (now, wall) = (Instant::now(), SystemTime::now());
+    match plan.scale.start_at.map(|at| at.duration_since(wall)) {
+        Some(Ok(ahead)) => (now + ahead, wall + ahead),
+        _ => (now, wall),
+    }
+}
+
+/// The first recipient number: 3.7 numbers from 1, 3.9 from 0, and a
+/// shard after the numbers of the shards before it (every message
+/// takes -r numbers).
+fn first_rcpt(plan: &Plan) -> u64 {
+    let base = u64::from(plan.numbering != crate::plan::Numbering::Appended);
+    let before = plan.scale.first.saturating_mul(u64::from(plan.recipients));
+    base.saturating_add(before)
 }
 
 /// A session's end of the job channel.

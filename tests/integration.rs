@@ -8,5 +8,6 @@ mod faults;
 mod load;
 mod properties;
 mod protocol;
+mod scale;
 mod secure;
 mod support;
