@@ -8,6 +8,7 @@ mod faults;
 mod load;
 mod properties;
 mod protocol;
+mod report_tool;
 mod scale;
 mod secure;
 mod support;
