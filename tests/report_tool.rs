@@ -272,13 +272,13 @@ fn check_screenshot(png: &Path) {
     let red = rgb(smtp_source::html::COLORS[1]);
     let (mut n_fill, mut n_blue, mut n_red, mut n_dark) = (0, 0, 0, 0);
     let mut fill_rows = vec![false; h];
-    for y in 0..h {
+    for (y, row_has_fill) in fill_rows.iter_mut().enumerate() {
         for x in 0..w {
             let i = (y * w + x) * step;
             let p = &buf[i..i + 3];
             if near(p, fill, 2) {
                 n_fill += 1;
-                fill_rows[y] = true;
+                *row_has_fill = true;
             } else if near(p, blue, 40) {
                 n_blue += 1;
             } else if near(p, red, 40) {
