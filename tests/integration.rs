@@ -2,6 +2,7 @@
 //! declared here and shares `support`.
 
 mod cli;
+mod deploy;
 mod differential;
 mod extensions;
 mod faults;
