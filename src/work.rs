@@ -208,3 +208,65 @@ impl Jobs<'_> {
         Some(job)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+
+    fn shared(words: &[&str]) -> Shared {
+        let mut argv: Vec<OsString> =
+            vec!["smtp-source".into(), "-M".into(), "h.example".into()];
+        argv.extend(words.iter().map(OsString::from));
+        argv.push("127.0.0.1:25".into());
+        let crate::cli::Parsed::Run(args) = crate::cli::parse(argv).unwrap()
+        else {
+            panic!("not a run")
+        };
+        Shared::new(
+            crate::plan::build(&args, crate::plan::Env::default()).unwrap(),
+        )
+    }
+
+    /// Shard K's first -N number and Message-Id counter follow shard
+    /// K-1's last: together the shards number like one run.
+    #[test]
+    fn numbering_continues_across_shards() {
+        for (m, n, r) in
+            [(10u64, 3u32, 2u32), (7, 7, 1), (5, 8, 3), (1000, 16, 4)]
+        {
+            let (m_s, r_s) = (m.to_string(), r.to_string());
+            let mut next_rcpt = 1;
+            let mut counters_top = Vec::new();
+            for k in 1..=n {
+                let shard = format!("--shard={k}/{n}");
+                let sh = shared(&[&shard, "-N", "-r", &r_s, "-m", &m_s]);
+                let first = sh.rcpt_seq.load(Ordering::SeqCst);
+                assert_eq!(first, next_rcpt, "m={m} n={n} k={k}");
+                next_rcpt += sh.plan.messages * u64::from(r);
+                // One session: its counter starts at (messages left) - 1
+                // plus the later shards' messages.
+                counters_top.push(sh.id_counter() + 1);
+            }
+            assert_eq!(next_rcpt, 1 + m * u64::from(r));
+            // The shards' counter ranges tile m..0 from the top down.
+            let want: Vec<i64> = (1..=n)
+                .map(|k| {
+                    let (first, _) =
+                        crate::scale::Shard { index: k, count: n }.share(m);
+                    (m - first) as i64
+                })
+                .collect();
+            assert_eq!(counters_top, want, "m={m} n={n}");
+        }
+        // 3.9 numbering counts from 0.
+        let sh =
+            shared(&["--shard=2/2", "--numbering=3.9", "-r", "2", "-m", "4"]);
+        assert_eq!(sh.rcpt_seq.load(Ordering::SeqCst), 4);
+        let sh = shared(&["--shard=1/1", "-N", "-m", "4"]);
+        assert_eq!(
+            (sh.rcpt_seq.load(Ordering::SeqCst), sh.id_counter()),
+            (1, 3)
+        );
+    }
+}

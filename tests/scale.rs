@@ -326,3 +326,49 @@ fn shard_report_carries_raw_histograms_and_intervals() {
         .collect();
     assert!(!seen.is_empty());
 }
+
+/// --shard composes with --pipelining and -d: the numbers continue, the
+/// groups are pipelined as without --shard.
+#[test]
+fn shard_composes_with_pipelining_and_reuse() {
+    let srv = FakeServer::tcp(Responder::new().on(
+        crate::support::fake_server::Verb::Ehlo,
+        "250-x\r\n250 PIPELINING",
+    ));
+    let out = ours()
+        .cmd()
+        .args(["-M", HOST, "--shard=2/2", "--pipelining", "-d", "-N"])
+        .args(["-t", "u@x", "-m", "6"])
+        .arg(srv.endpoint())
+        .timeout(LIMIT)
+        .run();
+    let tr = srv.finish();
+    out.assert_status(0).assert_stderr("");
+    assert_eq!(tr.len(), 1);
+    assert_eq!(recipients(&tr), ["4u@x", "5u@x", "6u@x"]);
+    let first = &tr.conns[0].reads;
+    assert!(
+        first.iter().any(|r| r.starts_with(b"MAIL FROM:")
+            && r.windows(4).any(|w| w == b"DATA")),
+        "MAIL..DATA in one write"
+    );
+}
+
+/// --shard with --rate and --duration: the shard keeps 1/N of the rate.
+#[test]
+fn shard_keeps_its_part_of_the_rate() {
+    let (out, tr) = run(&[
+        "--shard=1/4",
+        "--rate=80",
+        "--duration=1",
+        "--report=json",
+        "-s",
+        "2",
+    ]);
+    out.assert_status(0).assert_stderr("");
+    let j: serde_json::Value =
+        serde_json::from_str(out.stdout_text().trim()).unwrap();
+    assert_eq!(j["schedule"]["rate"], 20.0);
+    let n = tr.len();
+    assert!((15..=21).contains(&n), "{n} messages at 20/s for 1 s");
+}
