@@ -13,6 +13,7 @@ REFERENCE   ?= target/reference
 # The binary `make demo` runs; point it at another smtp-source to compare.
 SMTP_SOURCE ?= target/release/smtp-source
 MANPAGE     := man/smtp-source.1
+REPORT_MAN  := man/smtp-report.1
 
 # cargo-nextest when it is installed, plain cargo test otherwise.
 HAVE_NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
@@ -57,19 +58,25 @@ lint:
 
 # man --warnings exits 0 even when groff warns, so any stderr fails.
 man:
-	@echo "man --warnings -l $(MANPAGE) >/dev/null"
-	@out=$$(man --warnings -l $(MANPAGE) 2>&1 >/dev/null); \
-	if [ -n "$$out" ]; then \
-		printf '%s\n' "$$out" >&2; \
-		echo "make man: $(MANPAGE) renders with warnings" >&2; \
-		exit 1; \
-	fi
+	@for page in $(MANPAGE) $(REPORT_MAN); do \
+		echo "man --warnings -l $$page >/dev/null"; \
+		out=$$(man --warnings -l $$page 2>&1 >/dev/null); \
+		if [ -n "$$out" ]; then \
+			printf '%s\n' "$$out" >&2; \
+			echo "make man: $$page renders with warnings" >&2; \
+			exit 1; \
+		fi; \
+	done
 	sh tests/check-man.sh $(MANPAGE)
+	sh tests/check-man-report.sh $(REPORT_MAN)
 
 install: build
 	install -D -m 0755 target/release/smtp-source \
 		$(DESTDIR)$(SBINDIR)/smtp-source
+	install -D -m 0755 target/release/smtp-report \
+		$(DESTDIR)$(SBINDIR)/smtp-report
 	install -D -m 0644 $(MANPAGE) $(DESTDIR)$(MAN1DIR)/smtp-source.1
+	install -D -m 0644 $(REPORT_MAN) $(DESTDIR)$(MAN1DIR)/smtp-report.1
 
 clean:
 	$(CARGO) clean
@@ -138,9 +145,10 @@ help:
 	@echo "  differential  compare transcripts with the reference smtp-source"
 	@echo "  demo          run smtp-source against examples/sink.rs on loopback"
 	@echo "  lint          cargo fmt --check and cargo clippy -D warnings"
-	@echo "  man           check that $(MANPAGE) renders without warnings"
-	@echo "                and documents every option"
-	@echo "  install       install into \$$(DESTDIR)\$$(PREFIX) (PREFIX=$(PREFIX))"
+	@echo "  man           check that $(MANPAGE) and $(REPORT_MAN) render"
+	@echo "                without warnings and document every option"
+	@echo "  install       smtp-source and smtp-report into"
+	@echo "                \$$(DESTDIR)\$$(PREFIX) (PREFIX=$(PREFIX))"
 	@echo "  clean         cargo clean, remove $(REFERENCE)"
 	@echo "  bench         time ours against the reference smtp-source, and the"
 	@echo "                TLS rows (BENCH_ROUNDS=3, BENCH_SCALE=1.0,"

@@ -429,6 +429,13 @@ Secure transport and client identity:
   --proxy=v1|v2           HAProxy PROXY header before any SMTP byte
   --proxy-source=CIDR     PROXY source addresses, one per connection
   --help, --version
+
+One run over many hosts:
+  --shard=K/N             part K of N of one run: -m and --rate are the
+                          whole run's; numbering continues across shards
+  --start-at=TIME         wait until TIME (Unix seconds or RFC 3339)
+  --bind=ADDR[,ADDR...]   local source addresses, one per connection
+  --dry-run               print the plan and exit without connecting
 ";
 
 #[cfg(test)]

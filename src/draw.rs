@@ -27,6 +27,16 @@ pub fn run_seed(given: Option<u64>) -> u64 {
     given.unwrap_or_else(|| StdRng::from_entropy().gen())
 }
 
+/// The seed of shard K of N of a run seeded with `seed`: the run seed
+/// itself for a whole run (`--shard=1/1` draws what no --shard draws),
+/// a different one for every shard of a split run.
+pub fn shard_seed(seed: u64, shard: crate::scale::Shard) -> u64 {
+    if shard.count <= 1 {
+        return seed;
+    }
+    mix64(seed ^ mix64(u64::from(shard.index) << 32 | u64::from(shard.count)))
+}
+
 /// The stream for `purpose` and `index` (a session number, or 0) of the
 /// run seeded with `seed`.
 pub fn stream(seed: u64, purpose: Purpose, index: u64) -> StdRng {
@@ -96,6 +106,17 @@ impl SizeMix {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shards_draw_different_streams() {
+        use crate::scale::Shard;
+        assert_eq!(shard_seed(7, Shard::WHOLE), 7);
+        let a = shard_seed(7, Shard { index: 1, count: 2 });
+        let b = shard_seed(7, Shard { index: 2, count: 2 });
+        assert!(a != b && a != 7 && b != 7);
+        let draw = |s| stream(s, Purpose::SizeMix, 0).gen::<u64>();
+        assert_ne!(draw(a), draw(b));
+    }
 
     #[test]
     fn streams_repeat_and_differ() {

@@ -16,7 +16,7 @@ use crossbeam_channel::{bounded, Receiver, SendTimeoutError, Sender};
 use crate::error::Error;
 use crate::plan::Plan;
 use crate::session;
-use crate::stats::Interval;
+use crate::stats::{Interval, Reader};
 use crate::sys;
 use crate::work::{Dealer, Job, Jobs, Shared};
 use crate::{diag, report};
@@ -66,6 +66,13 @@ pub fn run(plan: Plan) -> Result<(), Error> {
         // A first SIGINT ends the run early, with its report.
         let _ = sys::catch_interrupt();
     }
+    if plan
+        .scale
+        .start_at
+        .is_some_and(|at| at <= SystemTime::now())
+    {
+        diag::warn(b"--start-at is in the past; starting now");
+    }
     let shared = Shared::new(plan);
     // A bad --hlog path ends the run before any connection.
     let hlog = open_hlog(&shared)?;
@@ -98,12 +105,13 @@ pub fn run(plan: Plan) -> Result<(), Error> {
         }
         let later = Arc::downgrade(&sessions);
         drop(sessions);
+        wait_for_start(&shared.plan);
         start.open();
         if shared.plan.sessions > EAGER_SESSIONS {
             start_grower(scope, later)?;
         }
-        if let Some(log) = hlog {
-            start_hlog(scope, &shared, log, &done)?;
+        if shared.stats.is_some() {
+            start_intervals(scope, &shared, hlog, &done)?;
         }
         if shared.plan.ext.progress {
             start_progress(scope, &shared, &done)?;
@@ -243,12 +251,38 @@ fn grow(sessions: &Weak<Sessions>) {
     }
 }
 
+/// --start-at: sleeps until then (at once if it has passed, or on
+/// SIGINT, which the dispatcher then sees).
+fn wait_for_start(plan: &Plan) {
+    let Some(at) = plan.scale.start_at else {
+        return;
+    };
+    while !sys::interrupted() {
+        match at.duration_since(SystemTime::now()) {
+            Ok(left) if !left.is_zero() => thread::sleep(left.min(TICK)),
+            _ => return,
+        }
+    }
+}
+
 /// A fatal error: the report (if any) first, then the fatal line; exit 1.
+/// The report is made on a thread of its own: compressing its
+/// histograms needs more stack than a session thread has.
 fn die(shared: &Shared, e: Error) -> ! {
     diag::fatal_then(&e.text(), || {
-        if let Some(summary) = shared.summary(Some(&e)) {
-            write_reports(&shared.plan, &summary);
-        }
+        let report = || {
+            if let Some(summary) = shared.summary(Some(&e)) {
+                write_reports(&shared.plan, &summary);
+            }
+        };
+        thread::scope(|s| {
+            let spawned = thread::Builder::new()
+                .stack_size(HLOG_STACK_SIZE)
+                .spawn_scoped(s, report);
+            if let Ok(handle) = spawned {
+                let _ = handle.join();
+            }
+        });
     })
 }
 
@@ -424,17 +458,17 @@ fn open_hlog(
         .map_err(|e| failed(b"write ", e))
 }
 
-/// --hlog: a thread that writes one interval of transaction latency a
-/// second until the sessions are done.
-fn start_hlog<'s>(
+/// A thread that closes one interval a second until the sessions are
+/// done: kept for the report's `"intervals"`, and written to --hlog.
+fn start_intervals<'s>(
     scope: &'s thread::Scope<'s, '_>,
     shared: &'s Shared,
-    mut log: report::HistogramLog<std::fs::File>,
+    mut log: Option<report::HistogramLog<std::fs::File>>,
     done: &'s AtomicBool,
 ) -> Result<(), Error> {
     let stats = shared.stats.as_ref().ok_or(Error::Internal("no stats"))?;
     thread::Builder::new()
-        .name("hlog".into())
+        .name("intervals".into())
         // Compressing a histogram needs far more stack than a session.
         .stack_size(HLOG_STACK_SIZE)
         .spawn_scoped(scope, move || {
@@ -443,8 +477,16 @@ fn start_hlog<'s>(
                 let last = wait_interval(done);
                 let now = SystemTime::now();
                 let length = now.duration_since(from).unwrap_or_default();
-                let interval = stats.take_interval(Interval::Hlog);
-                let _ = log.interval(&interval, from, length);
+                let (h, accepted) = stats.take_interval(Reader::Intervals);
+                if let Some(log) = &mut log {
+                    let _ = log.interval(&h, from, length);
+                }
+                stats.push_interval(Interval {
+                    start: from,
+                    length,
+                    accepted,
+                    histogram: report::encode_histogram(&h),
+                });
                 from = now;
                 if last {
                     break;

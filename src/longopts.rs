@@ -7,10 +7,12 @@
 //! require a value. `--report` takes its optional format only as
 //! `--report=json`.
 
-use std::time::Duration;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
 
 use crate::error::Error;
 use crate::identity::{Cidr, ProxyVersion, Xclient};
+use crate::scale::{self, Shard};
 use crate::tls::{Level, TlsArgs};
 
 /// --report output format.
@@ -90,6 +92,14 @@ pub struct LongArgs {
     pub progress: bool,
     /// --seed: the random draws (size mix, -R, Poisson arrivals) repeat.
     pub seed: Option<u64>,
+    /// --shard=K/N: this process is part K of N of one run.
+    pub shard: Option<Shard>,
+    /// --start-at: when the first connect may happen.
+    pub start_at: Option<SystemTime>,
+    /// --bind: local source addresses, one per connection in turn.
+    pub bind: Vec<IpAddr>,
+    /// --dry-run: print the plan, connect nowhere.
+    pub dry_run: bool,
 }
 
 impl Default for LongArgs {
@@ -121,6 +131,10 @@ impl Default for LongArgs {
             sender_file: None,
             progress: false,
             seed: None,
+            shard: None,
+            start_at: None,
+            bind: Vec::new(),
+            dry_run: false,
         }
     }
 }
@@ -150,6 +164,9 @@ const VALUED: &[&[u8]] = &[
     b"rcpt-file",
     b"sender-file",
     b"seed",
+    b"shard",
+    b"start-at",
+    b"bind",
 ];
 
 /// What a long option asked for.
@@ -211,6 +228,7 @@ pub fn apply(
         b"tls-resume" => return flag(&mut args.tls.resume),
         b"auth-plaintext" => return flag(&mut args.auth_plaintext),
         b"progress" => return flag(&mut args.progress),
+        b"dry-run" => return flag(&mut args.dry_run),
         _ if !VALUED.contains(&name) => return Err(unknown()),
         _ => {
             let value = match inline {
@@ -247,7 +265,10 @@ fn tls_level(value: Option<Vec<u8>>) -> Result<Level, Error> {
 }
 
 fn valued(args: &mut LongArgs, name: &[u8], v: Vec<u8>) -> Result<(), Error> {
-    if identity(args, name, &v)? || workload(args, name, &v)? {
+    if identity(args, name, &v)?
+        || workload(args, name, &v)?
+        || scale_out(args, name, &v)?
+    {
         return Ok(());
     }
     match name {
@@ -400,6 +421,38 @@ fn class_size(text: &str) -> Option<u32> {
     (1..=MAX_CLASS_SIZE).contains(&size).then_some(size as u32)
 }
 
+/// --shard, --start-at and --bind; false for any other.
+fn scale_out(
+    args: &mut LongArgs,
+    name: &[u8],
+    v: &[u8],
+) -> Result<bool, Error> {
+    match name {
+        b"shard" => {
+            args.shard =
+                Some(Shard::parse(v).ok_or_else(|| bad("--shard", v))?)
+        }
+        b"start-at" => {
+            let at = scale::parse_time(v);
+            args.start_at = Some(at.ok_or_else(|| bad("--start-at", v))?)
+        }
+        b"bind" => args.bind = bind_list(v).ok_or_else(|| bad("--bind", v))?,
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// `ADDR[,ADDR...]`: IPv4 or IPv6 addresses (brackets allowed).
+fn bind_list(v: &[u8]) -> Option<Vec<IpAddr>> {
+    let text = std::str::from_utf8(v).ok()?;
+    text.split(',')
+        .map(|a| {
+            let bare = a.strip_prefix('[').and_then(|b| b.strip_suffix(']'));
+            bare.unwrap_or(a).parse().ok()
+        })
+        .collect()
+}
+
 fn number(value: &[u8]) -> Option<f64> {
     std::str::from_utf8(value)
         .ok()
@@ -529,6 +582,34 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn scale_out_options() {
+        let a = parse(&["shard=2/4"]).unwrap();
+        assert_eq!(a.shard, Some(Shard { index: 2, count: 4 }));
+        let a = parse(&["bind", "127.0.0.2,[::1],127.0.0.3"]).unwrap();
+        let want: Vec<IpAddr> = ["127.0.0.2", "::1", "127.0.0.3"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(a.bind, want);
+        let a = parse(&["start-at=1796464800.5"]).unwrap();
+        let at = a.start_at.unwrap().duration_since(SystemTime::UNIX_EPOCH);
+        assert_eq!(at.unwrap(), Duration::from_millis(1_796_464_800_500));
+        assert!(parse(&["dry-run"]).unwrap().dry_run);
+        assert_eq!(fatal_text(&["shard=0/4"]), "bad --shard value: 0/4");
+        assert_eq!(fatal_text(&["shard=5/4"]), "bad --shard value: 5/4");
+        assert_eq!(fatal_text(&["shard=x"]), "bad --shard value: x");
+        assert_eq!(fatal_text(&["bind=a.b"]), "bad --bind value: a.b");
+        assert_eq!(
+            fatal_text(&["bind=1.2.3.4,"]),
+            "bad --bind value: 1.2.3.4,"
+        );
+        assert_eq!(
+            fatal_text(&["start-at=noon"]),
+            "bad --start-at value: noon"
+        );
     }
 
     #[test]

@@ -20,6 +20,9 @@ fn main() {
         password: password.as_ref().map(|v| v.as_encoded_bytes()),
     };
     let plan = plan::build(&args, env).unwrap_or_else(|e| fail(e));
+    if plan.scale.dry_run {
+        return diag::out(plan::describe(&plan).as_bytes());
+    }
     engine::run(plan).unwrap_or_else(|e| fail(e));
 }
 

@@ -13,8 +13,10 @@ use crate::transport::Transport;
 
 /// Socket settings taken from the plan.
 #[derive(Debug, Clone, Copy)]
-pub struct SocketOptions {
+pub struct SocketOptions<'a> {
     pub window: Option<u32>,
+    /// --bind: the source address (port 0) for this connection.
+    pub bind: Option<&'a SockAddr>,
     pub keepalive: bool,
     /// Yield the CPU before each blocking read (see
     /// `Transport::read_by`).
@@ -26,7 +28,7 @@ pub struct SocketOptions {
 /// them).
 pub fn connect(
     addr: &SockAddr,
-    opts: SocketOptions,
+    opts: SocketOptions<'_>,
     timeout: Duration,
     warn: &mut dyn FnMut(String),
 ) -> io::Result<Transport> {
@@ -41,6 +43,9 @@ pub fn connect(
     if opts.keepalive {
         sock.set_keepalive(true)?;
     }
+    if let Some(local) = opts.bind {
+        bind_source(&sock, local)?;
+    }
     // A blocking connect() gives up after SO_SNDTIMEO (Linux: TCP and
     // UNIX alike), and the write timeout is needed later anyway: two
     // system calls fewer per connection than non-blocking connect + poll.
@@ -53,6 +58,22 @@ pub fn connect(
         Err(e) => return Err(e),
     }
     Ok(Transport::plain(sock, timeout, opts.yield_first))
+}
+
+/// Binds to a --bind source address, its port left to connect() where
+/// the kernel supports that (the option is an optimisation only).
+fn bind_source(sock: &Socket, local: &SockAddr) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let _ = crate::sys::bind_address_no_port(sock.as_raw_fd());
+    sock.bind(local)
+}
+
+/// Checks once, before the run, that `local` can be bound: an address
+/// that is not this host's fails here rather than at every connect.
+pub fn try_bind(local: &SockAddr) -> io::Result<()> {
+    let domain = Domain::from(i32::from(local.family()));
+    let sock = Socket::new(domain, Type::STREAM.cloexec(), None)?;
+    sock.bind(local)
 }
 
 /// What a blocking connect() returns when SO_SNDTIMEO runs out.

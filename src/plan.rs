@@ -17,6 +17,7 @@ use crate::hostname;
 use crate::identity::{self, Cidr, Credential, ProxyVersion, Xclient};
 use crate::longopts::{self, Arrival, AuthMech, ReportFormat};
 use crate::message::HeaderTemplate;
+use crate::scale::Shard;
 use crate::sys;
 use crate::tls::{self, TlsPlan};
 use crate::workload::{self, Content};
@@ -74,6 +75,28 @@ pub struct AuthPlan {
     pub plaintext_ok: bool,
 }
 
+/// One run over many processes: this process's part of it, when it
+/// starts, where its connections come from (all neutral for an old
+/// command line: shard 1 of 1 is the whole run).
+#[derive(Debug, Clone, Default)]
+pub struct Scale {
+    /// --shard as given (None: no --shard, reported as null).
+    pub shard: Option<Shard>,
+    /// The whole run's message budget (-m, or `UNLIMITED`).
+    pub total: u64,
+    /// Messages of the shards before this one: numbering starts after
+    /// them.
+    pub first: u64,
+    /// Messages of the shards after this one: the Message-Id counter
+    /// counts down over this shard's part of the whole run's range.
+    pub later: u64,
+    /// --start-at.
+    pub start_at: Option<std::time::SystemTime>,
+    /// --bind: source addresses (port 0), one per connection in turn.
+    pub bind: Vec<SockAddr>,
+    pub dry_run: bool,
+}
+
 /// What the environment gives the plan.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Env<'a> {
@@ -108,6 +131,7 @@ pub struct Plan {
     pub seed: u64,
     pub ext: Extensions,
     pub security: Security,
+    pub scale: Scale,
     pub reuse: bool,
     pub allow_reject: bool,
     pub count: bool,
@@ -132,6 +156,10 @@ pub fn build(args: &Args, env: Env) -> Result<Plan, Error> {
             warning: None,
             fatal: fatal.into_bytes(),
         })?;
+    let bind = bind(args, &addr).map_err(|fatal| Error::Config {
+        warning: None,
+        fatal: fatal.into_bytes(),
+    })?;
     let myhostname = myhostname(args)?;
     let default_addr = [&b"foo@"[..], &myhostname].concat();
     let sender = args.from.clone().unwrap_or_else(|| default_addr.clone());
@@ -144,6 +172,12 @@ pub fn build(args: &Args, env: Env) -> Result<Plan, Error> {
         subject: args.subject.clone(),
         myhostname: myhostname.clone(),
     });
+    let total = match (args.long.duration, args.messages_given) {
+        (Some(_), false) => UNLIMITED,
+        _ => u64::from(args.messages),
+    };
+    let shard = args.long.shard.unwrap_or(Shard::WHOLE);
+    let (first, messages) = shard.share(total);
     Ok(Plan {
         addr,
         keepalive,
@@ -159,19 +193,30 @@ pub fn build(args: &Args, env: Env) -> Result<Plan, Error> {
         numbering: numbering(args),
         headers,
         content,
-        seed: crate::draw::run_seed(args.long.seed),
-        ext: extensions(args),
+        // Shards of one run draw different streams (the shard index is
+        // mixed into the seed; a whole run is shard 1 of 1).
+        seed: crate::draw::shard_seed(
+            crate::draw::run_seed(args.long.seed),
+            shard,
+        ),
+        ext: extensions(args, shard),
         security,
+        scale: Scale {
+            shard: args.long.shard,
+            total,
+            first,
+            later: total - first - messages,
+            start_at: args.long.start_at,
+            bind,
+            dry_run: args.long.dry_run,
+        },
         reuse: args.reuse,
         allow_reject: args.allow_reject,
         count: args.count,
         verbose: args.verbose,
         delay: args.delay,
         sessions: args.sessions,
-        messages: match (args.long.duration, args.messages_given) {
-            (Some(_), false) => UNLIMITED,
-            _ => u64::from(args.messages),
-        },
+        messages,
         myhostname,
     })
 }
@@ -227,7 +272,8 @@ fn numbering(args: &Args) -> Numbering {
     }
 }
 
-fn extensions(args: &Args) -> Extensions {
+/// A --rate is the whole run's: each shard keeps its part of it.
+fn extensions(args: &Args, shard: Shard) -> Extensions {
     let l = &args.long;
     Extensions {
         capabilities: extended(l),
@@ -242,10 +288,41 @@ fn extensions(args: &Args) -> Extensions {
         report: l.report,
         report_file: l.report_file.clone(),
         hlog: l.hlog.clone(),
-        rate: l.rate.map(|r| (r, l.arrival)),
+        rate: l.rate.map(|r| (r / f64::from(shard.count), l.arrival)),
         duration: l.duration,
         progress: l.progress,
     }
+}
+
+/// --bind: each address must be of the server address's family and
+/// local (bound once here, on port 0, so that a typo fails before any
+/// connect). Err is the fatal text.
+fn bind(args: &Args, server: &SockAddr) -> Result<Vec<SockAddr>, String> {
+    let Some(server) = server.as_socket() else {
+        return match args.long.bind.is_empty() {
+            true => Ok(Vec::new()),
+            false => Err("--bind needs an inet endpoint, not unix:".into()),
+        };
+    };
+    let family =
+        |ip: &std::net::IpAddr| if ip.is_ipv4() { "IPv4" } else { "IPv6" };
+    let mut out = Vec::with_capacity(args.long.bind.len());
+    for ip in &args.long.bind {
+        if ip.is_ipv4() != server.is_ipv4() {
+            return Err(format!(
+                "--bind address {ip} is {}, but the server address {} is {}",
+                family(ip),
+                server.ip(),
+                family(&server.ip())
+            ));
+        }
+        let local = SockAddr::from(std::net::SocketAddr::new(*ip, 0));
+        crate::net::try_bind(&local).map_err(|e| {
+            format!("--bind address {ip}: {}", crate::error::io_text(&e))
+        })?;
+        out.push(local);
+    }
+    Ok(out)
 }
 
 /// TLS, AUTH, XCLIENT and PROXY from the long options; Err is the fatal
@@ -382,4 +459,180 @@ fn myhostname(args: &Args) -> Result<Vec<u8>, Error> {
         fatal: b"unable to use my own hostname".to_vec(),
     })?;
     Ok(name)
+}
+
+/// --dry-run: the plan as stable `name: value` lines (stdout, exit 0).
+/// Nothing is connected; everything a connect would need has been
+/// checked (the endpoint resolved, files read, --bind addresses bound).
+pub fn describe(plan: &Plan) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::from("smtp-source plan\n");
+    let mut line = |name: &str, value: String| {
+        let _ = writeln!(o, "{:<14}{value}", format!("{name}:"));
+    };
+    line("server", server_text(&plan.addr));
+    line("protocol", protocol_text(plan));
+    line("sessions", plan.sessions.to_string());
+    line("messages", messages_text(plan));
+    line("shard", shard_text(plan));
+    line("recipients", recipients_text(plan));
+    let at = plan.scale.start_at.map(crate::report::iso8601);
+    line("start", at.unwrap_or_else(|| "at once".into()));
+    line("rate", rate_text(plan));
+    let duration = plan.ext.duration.map(|d| format!("{} s", d.as_secs_f64()));
+    line("duration", duration.unwrap_or_else(|| "none".into()));
+    line("bind", bind_text(plan));
+    line("reuse", yes(plan.reuse).into());
+    line("pipelining", yes(plan.ext.pipelining).into());
+    line("chunking", yes(plan.ext.chunking).into());
+    line("tls", tls_text(plan));
+    line("report", report_text(plan));
+    o
+}
+
+fn yes(on: bool) -> &'static str {
+    if on {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+fn server_text(addr: &SockAddr) -> String {
+    match (addr.as_socket(), addr.as_pathname()) {
+        (Some(inet), _) => inet.to_string(),
+        (None, Some(path)) => format!("unix:{}", path.display()),
+        (None, None) => "unix".into(),
+    }
+}
+
+fn protocol_text(plan: &Plan) -> String {
+    let name = String::from_utf8_lossy(&plan.myhostname);
+    let proto = if plan.lmtp { "LMTP" } else { "SMTP" };
+    match plan.greeting {
+        Greeting::None => format!("{proto}, no greeting (-o)"),
+        Greeting::Helo => format!("{proto}, HELO {name}"),
+        Greeting::Ehlo => format!("{proto}, EHLO {name}"),
+        Greeting::Lhlo => format!("{proto}, LHLO {name}"),
+    }
+}
+
+fn count_text(n: u64) -> String {
+    if n >= UNLIMITED / 2 {
+        "unlimited".into()
+    } else {
+        n.to_string()
+    }
+}
+
+fn messages_text(plan: &Plan) -> String {
+    let s = &plan.scale;
+    if s.shard.is_none() {
+        return count_text(plan.messages);
+    }
+    format!(
+        "{} of {} in the whole run",
+        count_text(plan.messages),
+        count_text(s.total)
+    )
+}
+
+fn shard_text(plan: &Plan) -> String {
+    let s = &plan.scale;
+    match s.shard {
+        None => "none".into(),
+        Some(sh) if plan.messages == 0 => {
+            format!("{} of {} (no messages)", sh.index, sh.count)
+        }
+        Some(sh) if s.total >= UNLIMITED => format!(
+            "{} of {} (messages from {})",
+            sh.index,
+            sh.count,
+            s.first + 1
+        ),
+        Some(sh) => format!(
+            "{} of {} (messages {} to {})",
+            sh.index,
+            sh.count,
+            s.first + 1,
+            s.first + plan.messages
+        ),
+    }
+}
+
+fn recipients_text(plan: &Plan) -> String {
+    let n = plan.recipients;
+    let first = plan.scale.first * u64::from(n);
+    match plan.numbering {
+        Numbering::CountDown if n > 1 => {
+            format!("{n} per message, counted down")
+        }
+        Numbering::Sequence => {
+            format!("{n} per message, numbered from {}", first + 1)
+        }
+        Numbering::Appended => {
+            format!("{n} per message, numbered from {first} (3.9)")
+        }
+        _ => format!("{n} per message"),
+    }
+}
+
+fn rate_text(plan: &Plan) -> String {
+    match plan.ext.rate {
+        None => "as fast as possible".into(),
+        Some((rate, arrival)) => {
+            let how = match arrival {
+                Arrival::Uniform => "uniform",
+                Arrival::Poisson => "poisson",
+            };
+            format!("{rate} messages/s ({how})")
+        }
+    }
+}
+
+fn bind_text(plan: &Plan) -> String {
+    let all: Vec<String> = plan
+        .scale
+        .bind
+        .iter()
+        .filter_map(|a| a.as_socket().map(|s| s.ip().to_string()))
+        .collect();
+    if all.is_empty() {
+        "none".into()
+    } else {
+        all.join(", ")
+    }
+}
+
+fn tls_text(plan: &Plan) -> String {
+    let Some(tls) = &plan.security.tls else {
+        return "none".into();
+    };
+    let level = match tls.level {
+        tls::Level::May => "may",
+        tls::Level::Encrypt => "encrypt",
+        tls::Level::Verify => "verify",
+    };
+    let how = if tls.wrapper { "wrapper" } else { "STARTTLS" };
+    format!("{level} ({how})")
+}
+
+fn report_text(plan: &Plan) -> String {
+    let mut parts = Vec::new();
+    match plan.ext.report {
+        Some(ReportFormat::Text) => parts.push("text".to_string()),
+        Some(ReportFormat::Json) => parts.push("json".to_string()),
+        None => {}
+    }
+    if let Some(path) = &plan.ext.report_file {
+        parts.push(format!("file {}", String::from_utf8_lossy(path)));
+    }
+    if let Some(path) = &plan.ext.hlog {
+        parts.push(format!("hlog {}", String::from_utf8_lossy(path)));
+    }
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
+    }
 }

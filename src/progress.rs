@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::diag;
-use crate::stats::{Interval, Stats};
+use crate::stats::{Reader, Stats};
 
 /// How often the thread looks whether the run is over.
 const POLL: Duration = Duration::from_millis(10);
@@ -102,7 +102,7 @@ struct Meter<'a> {
 impl<'a> Meter<'a> {
     fn new(stats: &'a Stats) -> Self {
         // Transactions before the first line belong to its second.
-        let _ = stats.take_interval(Interval::Progress);
+        let _ = stats.take_interval(Reader::Progress);
         Meter {
             stats,
             prev: (Duration::ZERO, 0),
@@ -114,7 +114,7 @@ impl<'a> Meter<'a> {
     fn read(&mut self) -> Status {
         let elapsed = self.stats.started.elapsed();
         let (counts, _) = self.stats.snapshot();
-        let interval = self.stats.take_interval(Interval::Progress);
+        let (interval, _) = self.stats.take_interval(Reader::Progress);
         let short = elapsed.saturating_sub(self.prev.0) < SHORT;
         let (from, window) = if short {
             let mut both = self.prev_hist.clone();

@@ -8,12 +8,15 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::time::{Duration, SystemTime};
 
+use base64::Engine as _;
 use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use hdrhistogram::serialization::V2DeflateSerializer;
+use hdrhistogram::serialization::{Deserializer, Serializer as _};
 use hdrhistogram::Histogram;
 
 use crate::longopts::Arrival;
-use crate::stats::{Counts, ERROR_KEYS, PHASES};
+use crate::scale::Shard;
+use crate::stats::{Counts, Interval, ERROR_KEYS, PHASES};
 
 /// The --rate schedule and how far behind it the run fell.
 #[derive(Debug, Clone)]
@@ -25,8 +28,12 @@ pub struct Schedule {
 }
 
 /// Everything a report shows.
+#[derive(Clone)]
 pub struct Summary {
+    /// Whole microseconds (so that a report read back from its JSON
+    /// is the same report).
     pub start: SystemTime,
+    /// Whole microseconds, as `start`.
     pub elapsed: Duration,
     pub counts: Counts,
     pub latency: Vec<Histogram<u64>>,
@@ -34,6 +41,10 @@ pub struct Summary {
     /// False when a fatal error ended the run; `fatal` then says why.
     pub completed: bool,
     pub fatal: Option<String>,
+    /// --shard, or None for a whole run (and a complete merge).
+    pub shard: Option<Shard>,
+    /// One a second (what --hlog writes), oldest first.
+    pub intervals: Vec<Interval>,
     /// --size-mix: each class's size, messages and bytes sent, in the
     /// order given (empty without a mix).
     pub size_classes: Vec<SizeClass>,
@@ -125,8 +136,55 @@ impl Summary {
                 c.size, c.messages, c.bytes
             );
         }
-        o.push_str("]}\n");
+        o.push(']');
+        self.json_raw(&mut o);
+        o.push_str("}\n");
         o
+    }
+
+    /// `,"shard":..,"start_unix":..,"end_unix":..,"histograms":{..},
+    /// "intervals":[..]`: what merging needs (version 1 additions).
+    fn json_raw(&self, o: &mut String) {
+        o.push_str(",\"shard\":");
+        match self.shard {
+            None => o.push_str("null"),
+            Some(s) => {
+                let _ = write!(
+                    o,
+                    "{{\"index\":{},\"count\":{}}}",
+                    s.index, s.count
+                );
+            }
+        }
+        let _ = write!(
+            o,
+            ",\"start_unix\":{},\"end_unix\":{},\"histograms\":{{",
+            unix_text(self.start),
+            unix_text(self.start + self.elapsed)
+        );
+        for (i, (phase, h)) in PHASES.iter().zip(&self.latency).enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(
+                o,
+                "{sep}\"{}\":\"{}\"",
+                phase.key(),
+                encode_histogram(h)
+            );
+        }
+        o.push_str("},\"intervals\":[");
+        for (i, v) in self.intervals.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(
+                o,
+                "{sep}{{\"start_unix\":{},\"seconds\":{:.6},\
+\"accepted\":{},\"histogram\":\"{}\"}}",
+                unix_text(v.start),
+                v.length.as_secs_f64(),
+                v.accepted,
+                v.histogram
+            );
+        }
+        o.push(']');
     }
 
     /// `"tls":{...},`: handshakes, full and resumed, versions, ciphers.
@@ -366,6 +424,36 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// Unix seconds with six decimals, exact to the microsecond (no
+/// floating point on the way).
+pub fn unix_text(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    format!("{}.{:06}", d.as_secs(), d.subsec_micros())
+}
+
+/// Drops what is below a microsecond: reports keep whole microseconds.
+pub fn whole_micros(d: Duration) -> Duration {
+    Duration::from_micros(d.as_micros() as u64)
+}
+
+/// HdrHistogram's interchange form: V2 with deflate, base64 (what
+/// interval logs hold and HdrHistogram's tools read).
+pub fn encode_histogram(h: &Histogram<u64>) -> String {
+    let mut bytes = Vec::new();
+    let _ = V2DeflateSerializer::new().serialize(h, &mut bytes);
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The inverse of `encode_histogram`; None if it is not one.
+pub fn decode_histogram(text: &str) -> Option<Histogram<u64>> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .ok()?;
+    Deserializer::new()
+        .deserialize(&mut io::Cursor::new(bytes))
+        .ok()
+}
+
 /// An HdrHistogram interval log (the format HistogramLogProcessor and
 /// HdrHistogram plotters read), written one interval at a time.
 pub struct HistogramLog<W: Write> {
@@ -464,6 +552,8 @@ mod tests {
             completed: true,
             fatal: None,
             size_classes: Vec::new(),
+            shard: None,
+            intervals: Vec::new(),
         }
     }
 
@@ -485,7 +575,13 @@ mod tests {
         );
         assert!(j.contains("\"connect\":{\"count\":0}"));
         assert!(j.contains("\"messages_per_second\":1.500"));
-        assert!(j.ends_with("\"schedule\":null,\"size_classes\":[]}\n"));
+        assert!(j.contains(
+            "\"schedule\":null,\"size_classes\":[],\"shard\":null,"
+        ));
+        assert!(j.contains(
+            "\"start_unix\":0.000000,\"end_unix\":2.000000,\"histograms\":{\"connect\":\"HIST"
+        ));
+        assert!(j.ends_with("\"intervals\":[]}\n"), "{j}");
     }
 
     #[test]
@@ -503,15 +599,44 @@ mod tests {
                 bytes: 0,
             },
         ];
-        assert!(s.json().ends_with(
+        assert!(s.json().contains(
             "\"size_classes\":[{\"size\":2048,\"messages\":2,\
-\"bytes\":4300},{\"size\":10,\"messages\":0,\"bytes\":0}]}\n"
+\"bytes\":4300},{\"size\":10,\"messages\":0,\"bytes\":0}],\"shard\":"
         ));
         assert!(s.text().contains(
             "size classes: 2048: 2 messages, 4300 bytes; 10: 0 messages, \
 0 bytes\n"
         ));
         assert!(!summary().text().contains("size classes"));
+    }
+
+    /// A histogram through its interchange form is the same histogram.
+    #[test]
+    fn histograms_round_trip() {
+        let mut h = new_histogram();
+        for us in (1..5000).map(|i| i * i % 100_003 + 1) {
+            h.record(us).unwrap();
+        }
+        let back = decode_histogram(&encode_histogram(&h)).unwrap();
+        assert_eq!(back, h);
+        assert_eq!(back.value_at_quantile(0.99), h.value_at_quantile(0.99));
+        let empty = new_histogram();
+        assert_eq!(
+            decode_histogram(&encode_histogram(&empty)).unwrap().len(),
+            0
+        );
+        assert!(decode_histogram("not base64!").is_none());
+    }
+
+    #[test]
+    fn unix_times_are_exact() {
+        let t =
+            SystemTime::UNIX_EPOCH + Duration::new(1_796_464_800, 1_234_567);
+        assert_eq!(unix_text(t), "1796464800.001234");
+        assert_eq!(
+            whole_micros(Duration::new(3, 999_999_999)),
+            Duration::new(3, 999_999_000)
+        );
     }
 
     #[test]

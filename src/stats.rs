@@ -182,8 +182,10 @@ fn micros(d: Duration) -> u64 {
 /// Who reads transaction latency one interval at a time; each has an
 /// interval histogram of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Interval {
-    Hlog = 0,
+pub enum Reader {
+    /// The one-second intervals of the report and --hlog.
+    Intervals = 0,
+    /// --progress.
     Progress = 1,
 }
 
@@ -193,6 +195,20 @@ struct Shard {
     hist: Vec<Histogram<u64>>,
     /// Transaction latency since each reader's last interval.
     intervals: [Histogram<u64>; 2],
+    /// Messages accepted since each reader's last interval.
+    interval_accepted: [u64; 2],
+}
+
+/// One interval of the run (a second, the last one shorter): what
+/// --hlog writes and the JSON report's `"intervals"` hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interval {
+    pub start: SystemTime,
+    pub length: Duration,
+    pub accepted: u64,
+    /// Transaction latency, HdrHistogram's compressed base64 form (kept
+    /// encoded: a whole histogram per second would cost far more).
+    pub histogram: String,
 }
 
 /// The run's measurements.
@@ -205,6 +221,8 @@ pub struct Stats {
     last_lag_micros: AtomicU64,
     /// Connections open now.
     connected: AtomicI64,
+    /// The intervals so far, oldest first.
+    intervals: Mutex<Vec<Interval>>,
 }
 
 /// Sessions share this many locks at most.
@@ -212,21 +230,33 @@ const SHARDS: usize = 8;
 
 impl Stats {
     pub fn new(sessions: u32) -> Self {
+        Self::starting(sessions, Instant::now(), SystemTime::now())
+    }
+
+    /// Measurements of a run that starts (or started) at `started`
+    /// (--start-at: elapsed time counts from then).
+    pub fn starting(
+        sessions: u32,
+        started: Instant,
+        started_wall: SystemTime,
+    ) -> Self {
         let n = (sessions as usize).clamp(1, SHARDS);
         let shard = || {
             Mutex::new(Shard {
                 counts: Counts::default(),
                 hist: PHASES.iter().map(|_| new_histogram()).collect(),
                 intervals: [new_histogram(), new_histogram()],
+                interval_accepted: [0, 0],
             })
         };
         Stats {
             shards: (0..n).map(|_| shard()).collect(),
-            started: Instant::now(),
-            started_wall: SystemTime::now(),
+            started,
+            started_wall,
             max_lag_micros: AtomicU64::new(0),
             last_lag_micros: AtomicU64::new(0),
             connected: AtomicI64::new(0),
+            intervals: Mutex::new(Vec::new()),
         }
     }
 
@@ -269,15 +299,45 @@ impl Stats {
         (counts, hist)
     }
 
-    /// Transaction latency since `reader`'s last call.
-    pub fn take_interval(&self, reader: Interval) -> Histogram<u64> {
+    /// Transaction latency and accepted messages since `reader`'s last
+    /// call.
+    pub fn take_interval(&self, reader: Reader) -> (Histogram<u64>, u64) {
         let mut out = new_histogram();
+        let mut accepted = 0;
+        let i = reader as usize;
         for shard in &self.shards {
             let mut s = shard.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = out.add(&s.intervals[reader as usize]);
-            s.intervals[reader as usize].reset();
+            let _ = out.add(&s.intervals[i]);
+            s.intervals[i].reset();
+            accepted += std::mem::take(&mut s.interval_accepted[i]);
         }
-        out
+        (out, accepted)
+    }
+
+    /// The interval from the end of `last` (or the start) to now, taken
+    /// and encoded.
+    pub fn interval_since(&self, last: Option<&Interval>) -> Interval {
+        let from = last.map_or(self.started_wall, |l| l.start + l.length);
+        let now = SystemTime::now();
+        let (h, accepted) = self.take_interval(Reader::Intervals);
+        Interval {
+            start: from,
+            length: now.duration_since(from).unwrap_or_default(),
+            accepted,
+            histogram: crate::report::encode_histogram(&h),
+        }
+    }
+
+    /// Keeps a finished interval for the report.
+    pub fn push_interval(&self, interval: Interval) {
+        let mut all = self.intervals.lock().unwrap_or_else(|e| e.into_inner());
+        all.push(interval);
+    }
+
+    /// The intervals kept so far.
+    pub fn intervals(&self) -> Vec<Interval> {
+        let all = self.intervals.lock().unwrap_or_else(|e| e.into_inner());
+        all.clone()
     }
 
     /// A connection opened (+1) or closed (-1).
@@ -314,6 +374,9 @@ impl Recorder<'_> {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         s.counts.add(&self.counts);
+        for n in &mut s.interval_accepted {
+            *n += self.counts.accepted;
+        }
         for &(phase, us) in &self.samples {
             let _ = s.hist[phase as usize].record(us);
             if phase == Phase::Transaction {
@@ -359,10 +422,12 @@ mod tests {
         let stats = Stats::new(1);
         let mut r = stats.recorder(0);
         r.latency(Phase::Transaction, Duration::from_millis(3));
+        r.counts.accepted += 1;
         r.flush();
-        assert_eq!(stats.take_interval(Interval::Hlog).len(), 1);
-        assert_eq!(stats.take_interval(Interval::Hlog).len(), 0);
-        assert_eq!(stats.take_interval(Interval::Progress).len(), 1);
+        let (h, accepted) = stats.take_interval(Reader::Intervals);
+        assert_eq!((h.len(), accepted), (1, 1));
+        assert_eq!(stats.take_interval(Reader::Intervals).0.len(), 0);
+        assert_eq!(stats.take_interval(Reader::Progress).0.len(), 1);
         assert_eq!(stats.snapshot().1[Phase::Transaction as usize].len(), 1);
     }
 }

@@ -331,6 +331,31 @@ pub fn interrupted() -> bool {
 }
 
 /// CPU time (user and system) the whole process has used so far.
+/// IP_BIND_ADDRESS_NO_PORT: a socket bound to a source address
+/// (--bind) gets its port at connect(), chosen for the 4-tuple, not at
+/// bind() for the address alone; otherwise every source address would
+/// give at most one ephemeral port range's worth of connections in
+/// all, whatever the destinations.
+pub fn bind_address_no_port(fd: std::os::fd::RawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: fd is an open socket owned by the caller; `on` is a valid
+    // c_int that outlives the call, and its size is passed with it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            std::ptr::addr_of!(on).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 pub fn process_cpu() -> std::time::Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,

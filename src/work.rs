@@ -31,7 +31,8 @@ pub struct Job {
     /// --rate: when it was meant to start; latency counts from here, so a
     /// stalled server shows as latency (no coordinated omission).
     pub due: Option<Instant>,
-    /// The message's number in the run, from 0, in dispatch order: it
+    /// The message's number in the run, from 0, in dispatch order (after
+    /// the earlier shards' messages under --shard): it
     /// picks the --message-dir file, the --sender-file sender and the
     /// --rcpt-file recipients.
     pub n: u64,
@@ -52,7 +53,9 @@ impl<'a> Dealer<'a> {
     pub fn new(plan: &'a Plan) -> Self {
         Dealer {
             content: &plan.content,
-            next: 0,
+            // A shard's messages follow the earlier shards' in the run's
+            // numbering (files, senders and recipients rotate on).
+            next: plan.scale.first,
             sizes: draw::stream(plan.seed, draw::Purpose::SizeMix, 0),
         }
     }
@@ -94,11 +97,17 @@ pub struct Shared {
     /// Connections opened so far, run-wide: the n-th connection takes
     /// the n-th --xclient/--proxy-source address and --auth-file user.
     pub conn_seq: AtomicU64,
+    /// Connect attempts so far: the n-th takes the n-th --bind address.
+    bind_seq: AtomicU64,
 }
 
 impl Shared {
     pub fn new(plan: Plan) -> Self {
-        let stats = plan.ext.measure.then(|| Stats::new(plan.sessions));
+        let (started, started_wall) = start_time(&plan);
+        let stats = plan
+            .ext
+            .measure
+            .then(|| Stats::starting(plan.sessions, started, started_wall));
         Shared {
             // The reference starts every session at once, and each takes
             // one from M before any connects: take them all here, so the
@@ -108,18 +117,34 @@ impl Shared {
                 plan.messages.min(i64::MAX as u64 / 2) as i64
                     - i64::from(plan.sessions),
             ),
-            // 3.7 numbers from 1, 3.9 from 0.
-            rcpt_seq: AtomicU64::new(u64::from(
-                plan.numbering != crate::plan::Numbering::Appended,
-            )),
+            rcpt_seq: AtomicU64::new(first_rcpt(&plan)),
             date: OnceLock::new(),
             gate: Gate::new(plan.max_connecting),
             pid: std::process::id(),
             stats,
             stopping: AtomicBool::new(false),
             conn_seq: AtomicU64::new(0),
+            bind_seq: AtomicU64::new(0),
             plan,
         }
+    }
+
+    /// The --bind address for the next connect attempt, in turn.
+    pub fn next_bind(&self) -> Option<&socket2::SockAddr> {
+        let all = &self.plan.scale.bind;
+        if all.is_empty() {
+            return None;
+        }
+        let n = self.bind_seq.fetch_add(1, Ordering::Relaxed);
+        all.get((n % all.len() as u64) as usize)
+    }
+
+    /// The Message-Id counter: the messages not yet claimed here, plus
+    /// those of the later shards (so shard K's counters continue the
+    /// whole run's count-down; 0 without --shard).
+    pub fn id_counter(&self) -> i64 {
+        let later = self.plan.scale.later.min(i64::MAX as u64 / 2) as i64;
+        self.unclaimed().wrapping_add(later)
     }
 
     /// When the run began (for --duration and --rate).
@@ -149,9 +174,16 @@ impl Shared {
         let stats = self.stats.as_ref()?;
         let (counts, latency) = stats.snapshot();
         let (max_lag, final_lag) = stats.lags();
+        let mut intervals = stats.intervals();
+        if fatal.is_some() {
+            // The interval thread will not write the one under way.
+            intervals.push(stats.interval_since(intervals.last()));
+        }
+        let start = stats.started_wall.duration_since(SystemTime::UNIX_EPOCH);
         Some(report::Summary {
-            start: stats.started_wall,
-            elapsed: stats.started.elapsed(),
+            start: SystemTime::UNIX_EPOCH
+                + report::whole_micros(start.unwrap_or_default()),
+            elapsed: report::whole_micros(stats.started.elapsed()),
             size_classes: self.size_classes(&counts),
             counts,
             latency,
@@ -166,6 +198,8 @@ impl Shared {
             completed: fatal.is_none(),
             fatal: fatal
                 .map(|e| String::from_utf8_lossy(&e.text()).into_owned()),
+            shard: self.plan.scale.shard,
+            intervals,
         })
     }
 
@@ -191,6 +225,25 @@ impl Shared {
             })
             .collect()
     }
+}
+
+/// When the run starts: now, or at --start-at (a time in the past
+/// means now; the engine warns about it).
+pub(crate) fn start_time(plan: &Plan) -> (Instant, SystemTime) {
+    let (now, wall) = (Instant::now(), SystemTime::now());
+    match plan.scale.start_at.map(|at| at.duration_since(wall)) {
+        Some(Ok(ahead)) => (now + ahead, wall + ahead),
+        _ => (now, wall),
+    }
+}
+
+/// The first recipient number: 3.7 numbers from 1, 3.9 from 0, and a
+/// shard after the numbers of the shards before it (every message
+/// takes -r numbers).
+fn first_rcpt(plan: &Plan) -> u64 {
+    let base = u64::from(plan.numbering != crate::plan::Numbering::Appended);
+    let before = plan.scale.first.saturating_mul(u64::from(plan.recipients));
+    base.saturating_add(before)
 }
 
 /// A session's end of the job channel.
@@ -224,5 +277,67 @@ impl Jobs<'_> {
         let job = self.rx.try_recv().ok()?;
         self.shared.budget.fetch_sub(1, Ordering::SeqCst);
         Some(job)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+
+    fn shared(words: &[&str]) -> Shared {
+        let mut argv: Vec<OsString> =
+            vec!["smtp-source".into(), "-M".into(), "h.example".into()];
+        argv.extend(words.iter().map(OsString::from));
+        argv.push("127.0.0.1:25".into());
+        let crate::cli::Parsed::Run(args) = crate::cli::parse(argv).unwrap()
+        else {
+            panic!("not a run")
+        };
+        Shared::new(
+            crate::plan::build(&args, crate::plan::Env::default()).unwrap(),
+        )
+    }
+
+    /// Shard K's first -N number and Message-Id counter follow shard
+    /// K-1's last: together the shards number like one run.
+    #[test]
+    fn numbering_continues_across_shards() {
+        for (m, n, r) in
+            [(10u64, 3u32, 2u32), (7, 7, 1), (5, 8, 3), (1000, 16, 4)]
+        {
+            let (m_s, r_s) = (m.to_string(), r.to_string());
+            let mut next_rcpt = 1;
+            let mut counters_top = Vec::new();
+            for k in 1..=n {
+                let shard = format!("--shard={k}/{n}");
+                let sh = shared(&[&shard, "-N", "-r", &r_s, "-m", &m_s]);
+                let first = sh.rcpt_seq.load(Ordering::SeqCst);
+                assert_eq!(first, next_rcpt, "m={m} n={n} k={k}");
+                next_rcpt += sh.plan.messages * u64::from(r);
+                // One session: its counter starts at (messages left) - 1
+                // plus the later shards' messages.
+                counters_top.push(sh.id_counter() + 1);
+            }
+            assert_eq!(next_rcpt, 1 + m * u64::from(r));
+            // The shards' counter ranges tile m..0 from the top down.
+            let want: Vec<i64> = (1..=n)
+                .map(|k| {
+                    let (first, _) =
+                        crate::scale::Shard { index: k, count: n }.share(m);
+                    (m - first) as i64
+                })
+                .collect();
+            assert_eq!(counters_top, want, "m={m} n={n}");
+        }
+        // 3.9 numbering counts from 0.
+        let sh =
+            shared(&["--shard=2/2", "--numbering=3.9", "-r", "2", "-m", "4"]);
+        assert_eq!(sh.rcpt_seq.load(Ordering::SeqCst), 4);
+        let sh = shared(&["--shard=1/1", "-N", "-m", "4"]);
+        assert_eq!(
+            (sh.rcpt_seq.load(Ordering::SeqCst), sh.id_counter()),
+            (1, 3)
+        );
     }
 }

@@ -1348,13 +1348,35 @@ fn report_json_shape() {
             "errors",
             "latency_ms",
             "schedule",
-            "size_classes"
+            "size_classes",
+            // Added for smtp-report merge (still version 1).
+            "shard",
+            "start_unix",
+            "end_unix",
+            "histograms",
+            "intervals"
         ]
     );
     assert_eq!(j.int("version"), 1);
     assert_eq!(j.at("schedule"), &Json::Null);
     // Without --size-mix there are no classes.
     assert_eq!(j.at("size_classes"), &Json::Arr(Vec::new()));
+    assert_eq!(j.at("shard"), &Json::Null);
+    assert_eq!(j.at("histograms").keys(), j.at("latency_ms").keys());
+    let elapsed = j.num("end_unix") - j.num("start_unix");
+    assert!(
+        (elapsed - j.num("elapsed_seconds")).abs() < 2e-6,
+        "{elapsed}"
+    );
+    let Json::Arr(intervals) = j.at("intervals") else {
+        panic!("intervals")
+    };
+    assert_eq!(intervals.len(), 1, "a run shorter than a second");
+    assert_eq!(
+        intervals[0].keys(),
+        ["start_unix", "seconds", "accepted", "histogram"]
+    );
+    assert_eq!(intervals[0].int("accepted"), 1);
     assert_eq!(
         j.at("latency_ms").keys(),
         [

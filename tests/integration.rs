@@ -2,12 +2,15 @@
 //! declared here and shares `support`.
 
 mod cli;
+mod deploy;
 mod differential;
 mod extensions;
 mod faults;
 mod load;
 mod properties;
 mod protocol;
+mod report_tool;
+mod scale;
 mod secure;
 mod support;
 mod workloads;

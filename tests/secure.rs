@@ -1809,19 +1809,19 @@ fn sink_path() -> Option<PathBuf> {
 }
 
 /// A running sink; killed (by its own handle) if still running on drop.
-struct Sink {
+pub(crate) struct Sink {
     child: Child,
     /// Its stdout, as it comes.
     chunks: mpsc::Receiver<Vec<u8>>,
     out: Vec<u8>,
     /// `127.0.0.1:PORT` or `unix:PATH`.
-    endpoint: String,
+    pub(crate) endpoint: String,
 }
 
 impl Sink {
     /// Starts the sink with `args` (and bounds on its life); None, with
     /// a SKIP message naming `test`, when it was not built.
-    fn start(test: &str, args: &[&str]) -> Option<Sink> {
+    pub(crate) fn start(test: &str, args: &[&str]) -> Option<Sink> {
         let Some(path) = sink_path() else {
             eprintln!(
                 "SKIP {test}: target/debug/examples/sink not built (cargo \
@@ -1874,7 +1874,7 @@ impl Sink {
 
     /// Waits (bounded) for the sink to exit after its message count,
     /// and returns what it printed.
-    fn finish(mut self) -> String {
+    pub(crate) fn finish(mut self) -> String {
         let until = Instant::now() + Duration::from_secs(12);
         loop {
             match self.chunks.recv_timeout(Duration::from_millis(50)) {

@@ -288,12 +288,13 @@ impl<'a> Session<'a> {
 
     fn connect(&mut self) -> Result<Link, Error> {
         let plan = &self.sh.plan;
-        let opts = SocketOptions {
-            window: plan.window,
-            keepalive: plan.keepalive,
-            yield_first: plan.sessions > 1,
-        };
         loop {
+            let opts = SocketOptions {
+                window: plan.window,
+                bind: self.sh.next_bind(),
+                keepalive: plan.keepalive,
+                yield_first: plan.sessions > 1,
+            };
             let started = Instant::now();
             let attempt = self.sh.gate.pass(|| {
                 net::connect(&plan.addr, opts, plan.timeout, &mut |w| {
@@ -487,7 +488,7 @@ impl<'a> Session<'a> {
             let id = MessageId {
                 pid: sh.pid,
                 fd: link.conn.fd(),
-                counter: sh.unclaimed(),
+                counter: sh.id_counter(),
             };
             let to = names_last_rcpt(sh.plan.numbering)
                 .then_some(self.last_rcpt.as_slice());

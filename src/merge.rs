@@ -1,0 +1,551 @@
+//! merge: reading JSON reports back (`smtp-report`) and merging the
+//! reports of one run's shards into one report of the same schema.
+//!
+//! A report read back is the `Summary` that wrote it: every number in
+//! the JSON is exact (whole microseconds, integer counts, the raw
+//! histograms), so `smtp-report text` prints what `--report=text` did,
+//! and a merge adds histograms rather than averaging percentiles.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use hdrhistogram::Histogram;
+use serde_json::{Map, Value};
+
+use crate::longopts::Arrival;
+use crate::report::{
+    decode_histogram, encode_histogram, Schedule, SizeClass, Summary,
+};
+use crate::scale::Shard;
+use crate::stats::{new_histogram, Counts, Interval, ERROR_KEYS, PHASES};
+
+/// Reads one JSON report; Err says what is wrong with it.
+pub fn parse(text: &str) -> Result<Summary, String> {
+    let v: Value =
+        serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let o = v.as_object().ok_or("not a JSON object")?;
+    if o.get("version").and_then(Value::as_u64) != Some(1) {
+        return Err("not a version 1 smtp-source report".into());
+    }
+    if !o.contains_key("histograms") {
+        return Err("no \"histograms\" (written by an smtp-source without \
+smtp-report support?)"
+            .into());
+    }
+    Ok(Summary {
+        start: unix_time(field(o, "start_unix")?)?,
+        elapsed: micros_of(field(o, "elapsed_seconds")?, 1e6)?,
+        counts: counts(o)?,
+        latency: histograms(field(o, "histograms")?)?,
+        schedule: schedule(field(o, "schedule")?)?,
+        completed: field(o, "completed")?.as_bool().ok_or("bad completed")?,
+        fatal: match field(o, "fatal")? {
+            Value::Null => None,
+            Value::String(s) => Some(s.clone()),
+            _ => return Err("bad fatal".into()),
+        },
+        shard: shard(field(o, "shard")?)?,
+        intervals: intervals(field(o, "intervals")?)?,
+        size_classes: match o.get("size_classes") {
+            None => Vec::new(),
+            Some(v) => size_classes(v)?,
+        },
+    })
+}
+
+/// `"size_classes":[{"size":..,"messages":..,"bytes":..},...]`.
+fn size_classes(v: &Value) -> Result<Vec<SizeClass>, String> {
+    let items = v.as_array().ok_or("\"size_classes\" is not a list")?;
+    items
+        .iter()
+        .map(|c| {
+            let c = c.as_object().ok_or("bad size class")?;
+            Ok(SizeClass {
+                size: uint(c, "size")?,
+                messages: uint(c, "messages")?,
+                bytes: uint(c, "bytes")?,
+            })
+        })
+        .collect()
+}
+
+/// Adds `from`'s size classes into `into`, class by class (by size; a
+/// class only one shard saw is kept).
+fn add_size_classes(into: &mut Vec<SizeClass>, from: &[SizeClass]) {
+    for c in from {
+        match into.iter_mut().find(|x| x.size == c.size) {
+            Some(x) => {
+                x.messages += c.messages;
+                x.bytes += c.bytes;
+            }
+            None => into.push(*c),
+        }
+    }
+}
+
+fn field<'a>(
+    o: &'a Map<String, Value>,
+    key: &str,
+) -> Result<&'a Value, String> {
+    o.get(key).ok_or_else(|| format!("no \"{key}\""))
+}
+
+fn uint(o: &Map<String, Value>, key: &str) -> Result<u64, String> {
+    field(o, key)?
+        .as_u64()
+        .ok_or_else(|| format!("\"{key}\" is not a count"))
+}
+
+fn object<'a>(
+    o: &'a Map<String, Value>,
+    key: &str,
+) -> Result<&'a Map<String, Value>, String> {
+    field(o, key)?
+        .as_object()
+        .ok_or_else(|| format!("\"{key}\" is not an object"))
+}
+
+/// A number of seconds (or milliseconds, `scale` 1e3) as a whole number
+/// of microseconds: what the report wrote, exactly.
+fn micros_of(v: &Value, scale: f64) -> Result<Duration, String> {
+    let x = v.as_f64().filter(|x| *x >= 0.0).ok_or("bad time")?;
+    Ok(Duration::from_micros((x * scale).round() as u64))
+}
+
+fn unix_time(v: &Value) -> Result<SystemTime, String> {
+    Ok(SystemTime::UNIX_EPOCH + micros_of(v, 1e6)?)
+}
+
+fn counts(o: &Map<String, Value>) -> Result<Counts, String> {
+    let m = object(o, "messages")?;
+    let r = object(o, "recipients")?;
+    let e = object(o, "errors")?;
+    let t = object(o, "tls")?;
+    let mut c = Counts {
+        attempted: uint(m, "attempted")?,
+        accepted: uint(m, "accepted")?,
+        rejected: uint(m, "rejected")?,
+        failed: uint(m, "failed")?,
+        rcpt_sent: uint(r, "sent")?,
+        rcpt_accepted: uint(r, "accepted")?,
+        bytes_sent: uint(o, "bytes_sent")?,
+        connections: uint(o, "connections")?,
+        tls_full: uint(t, "full")?,
+        tls_resumed: uint(t, "resumed")?,
+        tls_versions: named_counts(object(t, "versions")?)?,
+        tls_ciphers: named_counts(object(t, "ciphers")?)?,
+        ..Counts::default()
+    };
+    for (i, key) in ERROR_KEYS.iter().enumerate() {
+        c.errors[i] = uint(e, key)?;
+    }
+    for (cmd, per) in object(o, "reply_codes")? {
+        let per = per.as_object().ok_or("bad reply_codes")?;
+        for (code, n) in per {
+            let code: u16 = code.parse().map_err(|_| "bad reply code")?;
+            let n = n.as_u64().ok_or("bad reply code count")?;
+            c.codes.insert((command_name(cmd), code), n);
+        }
+    }
+    Ok(c)
+}
+
+fn named_counts(
+    m: &Map<String, Value>,
+) -> Result<BTreeMap<String, u64>, String> {
+    m.iter()
+        .map(|(k, v)| Ok((k.clone(), v.as_u64().ok_or("bad count")?)))
+        .collect()
+}
+
+/// The report's command labels are static strings; names read back are
+/// those, or (from some other writer) kept for the life of the process,
+/// which is one short command.
+fn command_name(name: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "banner",
+        "HELO",
+        "EHLO",
+        "LHLO",
+        "STARTTLS",
+        "XCLIENT",
+        "AUTH",
+        "MAIL",
+        "RCPT",
+        "DATA",
+        "BDAT",
+        "end_of_data",
+        "RSET",
+        "QUIT",
+        "PROXY",
+    ];
+    match KNOWN.iter().find(|k| **k == name) {
+        Some(k) => k,
+        None => Box::leak(name.to_string().into_boxed_str()),
+    }
+}
+
+fn histograms(v: &Value) -> Result<Vec<Histogram<u64>>, String> {
+    let o = v.as_object().ok_or("bad histograms")?;
+    PHASES
+        .iter()
+        .map(|p| match o.get(p.key()) {
+            None => Ok(new_histogram()),
+            Some(b64) => b64
+                .as_str()
+                .and_then(decode_histogram)
+                .ok_or_else(|| format!("bad histogram for {}", p.key())),
+        })
+        .collect()
+}
+
+fn schedule(v: &Value) -> Result<Option<Schedule>, String> {
+    let Some(o) = v.as_object() else {
+        return Ok(None);
+    };
+    let arrival = match field(o, "arrival")?.as_str() {
+        Some("uniform") => Arrival::Uniform,
+        Some("poisson") => Arrival::Poisson,
+        _ => return Err("bad schedule arrival".into()),
+    };
+    Ok(Some(Schedule {
+        rate: field(o, "rate")?.as_f64().ok_or("bad schedule rate")?,
+        arrival,
+        max_lag: micros_of(field(o, "max_lag_ms")?, 1e3)?,
+        final_lag: micros_of(field(o, "final_lag_ms")?, 1e3)?,
+    }))
+}
+
+fn shard(v: &Value) -> Result<Option<Shard>, String> {
+    let Some(o) = v.as_object() else {
+        return Ok(None);
+    };
+    let n = |k| -> Result<u32, String> {
+        let x = uint(o, k)?;
+        u32::try_from(x).map_err(|_| "bad shard".to_string())
+    };
+    let (index, count) = (n("index")?, n("count")?);
+    if index == 0 || index > count {
+        return Err(format!("bad shard {index}/{count}"));
+    }
+    Ok(Some(Shard { index, count }))
+}
+
+fn intervals(v: &Value) -> Result<Vec<Interval>, String> {
+    let all = v.as_array().ok_or("bad intervals")?;
+    all.iter()
+        .map(|i| {
+            let o = i.as_object().ok_or("bad interval")?;
+            let histogram = field(o, "histogram")?
+                .as_str()
+                .ok_or("bad interval histogram")?;
+            Ok(Interval {
+                start: unix_time(field(o, "start_unix")?)?,
+                length: micros_of(field(o, "seconds")?, 1e6)?,
+                accepted: uint(o, "accepted")?,
+                histogram: histogram.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Merges the reports of one run's shards (`names` for the messages).
+/// Refuses reports of different runs: shards of different N, or one
+/// shard twice. A report without a shard counts as shard 1 of 1.
+/// Returns the merged report and warnings (shards missing).
+pub fn merge(
+    reports: &[(String, Summary)],
+) -> Result<(Summary, Vec<String>), String> {
+    let first = reports.first().ok_or("nothing to merge")?;
+    let whole = |r: &Summary| r.shard.unwrap_or(Shard::WHOLE);
+    let n = whole(&first.1).count;
+    let mut seen: BTreeMap<u32, &str> = BTreeMap::new();
+    for (name, r) in reports {
+        let s = whole(r);
+        if s.count != n {
+            return Err(format!(
+                "{name} is shard {}/{} but {} is shard {}/{}: not one run",
+                s.index,
+                s.count,
+                first.0,
+                whole(&first.1).index,
+                n
+            ));
+        }
+        if let Some(other) = seen.insert(s.index, name) {
+            return Err(format!(
+                "{other} and {name} are both shard {}/{n}",
+                s.index
+            ));
+        }
+    }
+    let mut warnings = Vec::new();
+    if seen.len() < n as usize {
+        let missing: Vec<String> = (1..=n)
+            .filter(|k| !seen.contains_key(k))
+            .map(|k| k.to_string())
+            .collect();
+        warnings.push(format!(
+            "{} of {n} shards; missing: {}",
+            seen.len(),
+            missing.join(", ")
+        ));
+    }
+    Ok((merge_all(reports.iter().map(|(_, r)| r)), warnings))
+}
+
+/// Adds up reports already known to belong together.
+fn merge_all<'a>(mut all: impl Iterator<Item = &'a Summary>) -> Summary {
+    let Some(first) = all.next() else {
+        unreachable!("merge checks for at least one report")
+    };
+    let mut out = first.clone();
+    let mut end = first.start + first.elapsed;
+    let mut merged = 1;
+    for r in all {
+        merged += 1;
+        out.start = out.start.min(r.start);
+        end = end.max(r.start + r.elapsed);
+        out.counts.add(&r.counts);
+        for (into, from) in out.latency.iter_mut().zip(&r.latency) {
+            let _ = into.add(from);
+        }
+        out.schedule = add_schedules(out.schedule.take(), r.schedule.as_ref());
+        out.completed &= r.completed;
+        out.fatal = out.fatal.take().or_else(|| r.fatal.clone());
+        out.intervals.extend(r.intervals.iter().cloned());
+        add_size_classes(&mut out.size_classes, &r.size_classes);
+    }
+    out.elapsed = end.duration_since(out.start).unwrap_or_default();
+    // Several shards make the whole run (or as much of it as there is);
+    // one report merged alone stays what it was.
+    if merged > 1 {
+        out.shard = None;
+    }
+    out.intervals = merge_intervals(out.start, &out.intervals);
+    out
+}
+
+/// Shards' rates add up to the run's (to a millionth, so that 3 × 100/3
+/// is 100 again); the worst lag wins.
+fn add_schedules(
+    a: Option<Schedule>,
+    b: Option<&Schedule>,
+) -> Option<Schedule> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(Schedule {
+            rate: ((a.rate + b.rate) * 1e6).round() / 1e6,
+            arrival: a.arrival,
+            max_lag: a.max_lag.max(b.max_lag),
+            final_lag: a.final_lag.max(b.final_lag),
+        }),
+        (a, b) => a.or_else(|| b.cloned()),
+    }
+}
+
+/// Intervals of the shards that cover the same second of the run (the
+/// shards started together, so their seconds line up) become one.
+fn merge_intervals(start: SystemTime, all: &[Interval]) -> Vec<Interval> {
+    let mut by_second: BTreeMap<u64, (Interval, Histogram<u64>)> =
+        BTreeMap::new();
+    for i in all {
+        let offset = i.start.duration_since(start).unwrap_or_default();
+        let second = offset.as_secs_f64().round() as u64;
+        let h = decode_histogram(&i.histogram).unwrap_or_else(new_histogram);
+        match by_second.get_mut(&second) {
+            None => {
+                by_second.insert(second, (i.clone(), h));
+            }
+            Some((into, sum)) => {
+                let end = (into.start + into.length).max(i.start + i.length);
+                into.start = into.start.min(i.start);
+                into.length =
+                    end.duration_since(into.start).unwrap_or_default();
+                into.accepted += i.accepted;
+                let _ = sum.add(&h);
+            }
+        }
+    }
+    by_second
+        .into_values()
+        .map(|(mut i, h)| {
+            i.histogram = encode_histogram(&h);
+            i
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Phase;
+    use rand::{Rng, SeedableRng};
+
+    fn report(
+        shard: Option<(u32, u32)>,
+        start_s: u64,
+        samples: &[u64],
+    ) -> Summary {
+        let mut latency: Vec<_> =
+            PHASES.iter().map(|_| new_histogram()).collect();
+        let mut interval = new_histogram();
+        for &us in samples {
+            latency[Phase::Transaction as usize].record(us).unwrap();
+            latency[Phase::Mail as usize].record(us / 3 + 1).unwrap();
+            interval.record(us).unwrap();
+        }
+        let mut counts = Counts {
+            attempted: samples.len() as u64,
+            accepted: samples.len() as u64,
+            ..Counts::default()
+        };
+        counts.codes.insert(("MAIL", 250), samples.len() as u64);
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(start_s);
+        Summary {
+            start,
+            elapsed: Duration::from_micros(1_500_000),
+            counts,
+            latency,
+            schedule: None,
+            completed: true,
+            fatal: None,
+            shard: shard.map(|(index, count)| Shard { index, count }),
+            intervals: vec![Interval {
+                start,
+                length: Duration::from_secs(1),
+                accepted: samples.len() as u64,
+                histogram: encode_histogram(&interval),
+            }],
+            size_classes: vec![SizeClass {
+                size: 2048,
+                messages: samples.len() as u64,
+                bytes: 2100 * samples.len() as u64,
+            }],
+        }
+    }
+
+    fn samples(seed: u64, n: usize) -> Vec<u64> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        (0..n)
+            .map(|_| {
+                // Long-tailed, from microseconds to seconds.
+                let x: f64 = rng.gen_range(0.0..1.0);
+                (10.0 * (1.0 / (1.0 - x).max(1e-6)).powf(1.5)) as u64 + 1
+            })
+            .collect()
+    }
+
+    /// The merged histograms are the histogram of all samples: every
+    /// percentile and the max are exact.
+    #[test]
+    fn merged_histograms_equal_one_built_from_all_samples() {
+        let parts: Vec<Vec<u64>> =
+            (0..4).map(|k| samples(k, 5000 + k as usize * 77)).collect();
+        let reports: Vec<(String, Summary)> = parts
+            .iter()
+            .enumerate()
+            .map(|(k, s)| {
+                (format!("r{k}"), report(Some((k as u32 + 1, 4)), 100, s))
+            })
+            .collect();
+        let (merged, warnings) = merge(&reports).unwrap();
+        assert!(warnings.is_empty());
+        let mut all = new_histogram();
+        for s in &parts {
+            for &us in s {
+                all.record(us).unwrap();
+            }
+        }
+        let got = &merged.latency[Phase::Transaction as usize];
+        assert_eq!(got, &all);
+        for q in [0.0, 0.5, 0.9, 0.99, 0.999, 0.9999, 1.0] {
+            assert_eq!(
+                got.value_at_quantile(q),
+                all.value_at_quantile(q),
+                "{q}"
+            );
+        }
+        assert_eq!(merged.counts.accepted, all.len());
+        assert_eq!(merged.counts.codes[&("MAIL", 250)], all.len());
+        assert_eq!(merged.shard, None);
+        assert_eq!(merged.intervals.len(), 1);
+        assert_eq!(merged.intervals[0].accepted, all.len());
+        let back = decode_histogram(&merged.intervals[0].histogram).unwrap();
+        assert_eq!(back, all);
+    }
+
+    #[test]
+    fn elapsed_runs_from_the_first_start_to_the_last_end() {
+        let a = report(Some((1, 2)), 100, &[5]);
+        let b = report(Some((2, 2)), 102, &[7]);
+        let (m, _) = merge(&[("a".into(), a), ("b".into(), b)]).unwrap();
+        assert_eq!(m.start, SystemTime::UNIX_EPOCH + Duration::from_secs(100));
+        assert_eq!(m.elapsed, Duration::from_micros(3_500_000));
+        assert_eq!(m.intervals.len(), 2, "seconds 0 and 2 of the run");
+        assert!((m.rate() - 2.0 / 3.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn reports_of_different_runs_are_refused() {
+        let a = report(Some((1, 2)), 100, &[5]);
+        let b = report(Some((1, 3)), 100, &[5]);
+        let err = merge(&[("a".into(), a.clone()), ("b".into(), b)]).err();
+        assert_eq!(
+            err.unwrap(),
+            "b is shard 1/3 but a is shard 1/2: not one run"
+        );
+        let err = merge(&[("a".into(), a.clone()), ("c".into(), a)]).err();
+        assert_eq!(err.unwrap(), "a and c are both shard 1/2");
+        let w = report(None, 100, &[5]);
+        let err = merge(&[("w".into(), w.clone()), ("x".into(), w)]).err();
+        assert_eq!(err.unwrap(), "w and x are both shard 1/1");
+    }
+
+    #[test]
+    fn missing_shards_are_a_warning() {
+        let a = report(Some((2, 3)), 100, &[5]);
+        let (_, w) = merge(&[("a".into(), a)]).unwrap();
+        assert_eq!(w, ["1 of 3 shards; missing: 1, 3"]);
+    }
+
+    /// A report read back is the report: its JSON and text are the same;
+    /// merging one report changes nothing.
+    #[test]
+    fn reports_read_back_and_merged_alone_are_unchanged() {
+        let mut r = report(Some((1, 1)), 1_796_464_800, &samples(9, 999));
+        r.start += Duration::from_micros(123_456);
+        r.elapsed = Duration::from_micros(61_499);
+        r.fatal = Some("lost connection \u{e9}".into());
+        r.completed = false;
+        r.schedule = Some(Schedule {
+            rate: 100.0 / 3.0,
+            arrival: Arrival::Poisson,
+            max_lag: Duration::from_micros(7_420),
+            final_lag: Duration::from_micros(219),
+        });
+        r.counts
+            .handshake("TLSv1.3", "TLS13_AES_256_GCM_SHA384", false);
+        r.counts.errors[3] = 2;
+        let json = r.json();
+        let back = parse(&json).unwrap();
+        assert_eq!(back.json(), json);
+        assert_eq!(back.text(), r.text());
+        let (m, _) = merge(&[("only".into(), back)]).unwrap();
+        assert_eq!(m.json(), json);
+    }
+
+    #[test]
+    fn bad_reports_say_why() {
+        assert_eq!(
+            parse("{").err().unwrap().split(':').next(),
+            Some("not JSON")
+        );
+        assert_eq!(parse("[]").err().unwrap(), "not a JSON object");
+        assert_eq!(
+            parse("{\"version\":2}").err().unwrap(),
+            "not a version 1 smtp-source report"
+        );
+        let old = r#"{"version":1,"start":"x"}"#;
+        assert!(parse(old).err().unwrap().starts_with("no \"histograms\""));
+    }
+}
