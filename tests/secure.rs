@@ -2309,3 +2309,43 @@ fn usage_tls_files() {
     let out = client(&["--tls=verify", &ca]).arg(sock).run();
     assert_fatal(&out, "--tls=verify on a UNIX socket needs --tls-servername");
 }
+
+#[test]
+fn sink_shards_over_tls_add_up_to_the_run() {
+    // --shard composes with STARTTLS: two shards of -m 5 send 3 and 2
+    // messages, each over its own verified TLS connections.
+    let dir = TempDir::new("sink-shards");
+    let ca = dir.path().join("ca.pem").to_string_lossy().into_owned();
+    let args = ["--tls", "--require-tls", "--ca-out", &ca, "--messages", "5"];
+    let Some(sink) =
+        Sink::start("sink_shards_over_tls_add_up_to_the_run", &args)
+    else {
+        return;
+    };
+    let ca_arg = format!("--tls-ca={ca}");
+    for (shard, want) in [("--shard=1/2", 3), ("--shard=2/2", 2)] {
+        let out = client(&[
+            "--tls=verify",
+            &ca_arg,
+            shard,
+            "-m",
+            "5",
+            "--report=json",
+        ])
+        .arg(&sink.endpoint)
+        .run();
+        out.assert_status(0).assert_stderr("");
+        let text = out.stdout_text();
+        assert!(
+            text.contains(&format!("\"accepted\":{want},")),
+            "{shard}: {text}"
+        );
+        assert!(text.contains(&format!("\"handshakes\":{want},")), "{text}");
+    }
+    let summary = sink.finish();
+    assert_summary_has(
+        &summary,
+        "sink received: ",
+        "connections=5 messages=5",
+    );
+}
