@@ -4,7 +4,7 @@
 //! once and shared by every session with the end-of-data dot already
 //! appended; only the headers (Date once per process, Message-Id per
 //! message) are made per message. The byte formats are the reference's
-//! (man page, "Message content"; `docs/behavior.md`).
+//! (man page, "Message content"; `docs/reference-behaviour.md`).
 
 use crate::command::join;
 use crate::sys::LocalTime;

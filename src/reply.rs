@@ -3,7 +3,7 @@
 //! Pure: bytes in, values out, no I/O. Lines arrive already split and
 //! stripped of their line ending (see `lineio`); this module decides the
 //! code, whether the reply continues, and gathers the text, all within
-//! fixed caps (`docs/behavior.md`, "Replies").
+//! fixed caps (`docs/reference-behaviour.md`, "Replies").
 
 /// Most bytes of joined reply text that start a new line's append; the
 /// total may exceed it by one line, as the reference's text buffer does.
@@ -29,7 +29,7 @@ impl Reply {
     }
 
     /// 421 and 521 mean the server is closing: under -A the session
-    /// closes without QUIT (`docs/behavior.md`, "The -A policy").
+    /// closes without QUIT (`docs/reference-behaviour.md`, "The -A policy").
     pub fn is_closing(&self) -> bool {
         self.code == 421 || self.code == 521
     }

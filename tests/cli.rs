@@ -72,7 +72,7 @@ fn raw_text(tr: &Transcript, i: usize) -> String {
 }
 
 // ---------------------------------------------------------------------------
-// Numeric values (read like C atoi, must be > 0; docs/behavior.md)
+// Numeric values (read like C atoi, must be > 0; docs/reference-behaviour.md)
 
 const NUMERIC: [(&str, &str); 8] = [
     ("-m", "bad message count"),

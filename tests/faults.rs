@@ -1228,7 +1228,7 @@ fn f39_bad_option_values() {
             .assert_stderr(want)
             .assert_elapsed_below(QUICK);
     }
-    // Overflow wraps as in C atoi (docs/behavior.md): 2^31 becomes
+    // Overflow wraps as in C atoi (docs/reference-behaviour.md): 2^31 becomes
     // negative, hence "bad"; 99999999999 becomes 1215752191, a valid
     // count that then fails the open-file check (NOTES X10) instead of
     // hanging the way the reference does.

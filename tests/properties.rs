@@ -3,7 +3,7 @@
 //! generates raw bytes and inputs over the SMTP reply alphabet, cut into
 //! random read sizes; each result is compared with a model
 //! (`support/model.rs`) written from the reply rules of
-//! `docs/behavior.md` ("Replies"), not from the code under test. Also:
+//! `docs/reference-behaviour.md` ("Replies"), not from the code under test. Also:
 //! the same input cut at every read size gives the same replies, every
 //! proper prefix of a reply is incomplete, and the -F dot-stuffing round
 //! trip.

@@ -2,7 +2,7 @@
 //! tests (`tests/properties.rs`, stable toolchain) and the cargo-fuzz
 //! targets (`fuzz/src/lib.rs` includes this file), so one model serves
 //! both. The models are written from the reply rules of
-//! `docs/behavior.md` ("Replies"), not from the code they check; the
+//! `docs/reference-behaviour.md` ("Replies"), not from the code they check; the
 //! `check_*` functions run the code under test against them.
 
 use std::time::Instant;
