@@ -42,14 +42,7 @@ const EHLO_CHUNKING: &str = "250-fake.example\r\n250 CHUNKING";
 
 /// Ours with `-M ext.example`, `args` and the server's endpoint.
 fn run_on(srv: FakeServer, args: &[&str]) -> (Outcome, Transcript) {
-    let out = ours()
-        .cmd()
-        .args(["-M", HOST])
-        .args(args)
-        .arg(srv.endpoint())
-        .timeout(LIMIT)
-        .run();
-    (out, srv.finish())
+    crate::support::run_ours_on(HOST, srv, args)
 }
 
 fn run(args: &[&str], r: Responder) -> (Outcome, Transcript) {

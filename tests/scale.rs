@@ -12,15 +12,7 @@ const LIMIT: Duration = Duration::from_secs(10);
 const HOST: &str = "scale.example";
 
 fn run(args: &[&str]) -> (Outcome, Transcript) {
-    let srv = FakeServer::tcp(Responder::new());
-    let out = ours()
-        .cmd()
-        .args(["-M", HOST])
-        .args(args)
-        .arg(srv.endpoint())
-        .timeout(LIMIT)
-        .run();
-    (out, srv.finish())
+    crate::support::run_ours_on(HOST, FakeServer::tcp(Responder::new()), args)
 }
 
 /// Every RCPT address, in order.

@@ -24,14 +24,7 @@ const HOST: &str = "wl.example";
 const EHLO_BOTH: &str = "250-fake.example\r\n250-PIPELINING\r\n250 CHUNKING";
 
 fn run_on(srv: FakeServer, args: &[&str]) -> (Outcome, Transcript) {
-    let out = ours()
-        .cmd()
-        .args(["-M", HOST])
-        .args(args)
-        .arg(srv.endpoint())
-        .timeout(LIMIT)
-        .run();
-    (out, srv.finish())
+    crate::support::run_ours_on(HOST, srv, args)
 }
 
 fn run(args: &[&str]) -> (Outcome, Transcript) {

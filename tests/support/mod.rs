@@ -51,6 +51,23 @@ pub struct Program {
 /// Our binary: `CARGO_BIN_EXE_smtp-source`, unless the environment
 /// variable `SMTP_SOURCE_UNDER_TEST` names another binary (used to
 /// self-check the harness by running the reference as "ours").
+/// Ours with `-M host`, `args` and the server's endpoint, within
+/// `DEFAULT_RUN_LIMIT`; the outcome and what the server saw.
+pub fn run_ours_on(
+    host: &str,
+    srv: fake_server::FakeServer,
+    args: &[&str],
+) -> (Outcome, fake_server::Transcript) {
+    let out = ours()
+        .cmd()
+        .args(["-M", host])
+        .args(args)
+        .arg(srv.endpoint())
+        .timeout(DEFAULT_RUN_LIMIT)
+        .run();
+    (out, srv.finish())
+}
+
 pub fn ours() -> Program {
     if let Some(p) = std::env::var_os("SMTP_SOURCE_UNDER_TEST") {
         return program(PathBuf::from(p), "ours");
