@@ -89,7 +89,7 @@ ADDR=$(awk 'NR == 1 && $1 == "listening" { print $2 }' "$WORK/sink-tls.out")
 PORT=${ADDR##*:}
 echo "+ SMTP_SOURCE_PASSWORD=... $SMTP_SOURCE --tls=verify --tls-ca=ca.pem" \
 	"--tls-servername=localhost --auth=PLAIN --auth-user=demo" \
-	"--xclient=ADDR=192.0.2.0/28 --report -s $SESSIONS -m $MESSAGES localhost:$PORT"
+	"--xclient=ADDR=192.0.2.0/28 --report -s $SESSIONS -m $MESSAGES 127.0.0.1:$PORT"
 status=0
 SMTP_SOURCE_PASSWORD=demo-secret timeout 60 "$SMTP_SOURCE" --tls=verify \
 	--tls-ca="$WORK/ca.pem" --tls-servername=localhost --auth=PLAIN \
