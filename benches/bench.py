@@ -227,6 +227,15 @@ def ensure_strace():
     return path
 
 
+def read_text(path):
+    """A file's text, or "" if it cannot be read."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def read_first(path, key):
     try:
         with open(path) as f:
@@ -419,11 +428,7 @@ class Sink:
             time.sleep(0.02)
 
     def stderr(self):
-        try:
-            with open(self.err_path, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        return read_text(self.err_path)
 
     def cpu(self):
         """smtp-sink's user+sys CPU seconds so far (the child of
@@ -950,11 +955,7 @@ class TlsSink:
         return out
 
     def stderr(self):
-        try:
-            with open(self.err_path, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        return read_text(self.err_path)
 
     def stop(self):
         if self.status is None:

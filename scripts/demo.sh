@@ -34,17 +34,23 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "+ $SINK --messages $MESSAGES --seconds 60 &"
-timeout 70 "$SINK" --messages "$MESSAGES" --seconds 60 >"$WORK/sink.out" &
-SINK_PID=$!
+# start_sink OUT ARG...: starts the sink with ARGs (its output in OUT),
+# sets SINK_PID and ADDR from its first line, "listening 127.0.0.1:PORT".
+start_sink() {
+	local out=$1
+	shift
+	timeout 70 "$SINK" "$@" --messages "$MESSAGES" --seconds 60 >"$out" &
+	SINK_PID=$!
+	for _ in $(seq 50); do
+		[ -s "$out" ] && break
+		sleep 0.1
+	done
+	ADDR=$(awk 'NR == 1 && $1 == "listening" { print $2 }' "$out")
+	[ -n "$ADDR" ] || die "the sink did not start: $SINK $*"
+}
 
-# The sink's first line is "listening 127.0.0.1:PORT".
-for _ in $(seq 50); do
-	[ -s "$WORK/sink.out" ] && break
-	sleep 0.1
-done
-ADDR=$(awk 'NR == 1 && $1 == "listening" { print $2 }' "$WORK/sink.out")
-[ -n "$ADDR" ] || die "the sink did not start"
+echo "+ $SINK --messages $MESSAGES --seconds 60 &"
+start_sink "$WORK/sink.out"
 
 echo "+ $SMTP_SOURCE -c -s $SESSIONS -m $MESSAGES $ADDR"
 start=$(date +%s.%N)
@@ -76,16 +82,8 @@ if ! "$SMTP_SOURCE" --help 2>&1 | grep -q -- '--tls'; then
 fi
 echo
 echo "+ $SINK --tls --auth demo:demo-secret --xclient --ca-out ca.pem --messages $MESSAGES --seconds 60 &"
-timeout 70 "$SINK" --tls --auth demo:demo-secret --xclient \
-	--ca-out "$WORK/ca.pem" --messages "$MESSAGES" --seconds 60 \
-	>"$WORK/sink-tls.out" &
-SINK_PID=$!
-for _ in $(seq 50); do
-	[ -s "$WORK/sink-tls.out" ] && break
-	sleep 0.1
-done
-ADDR=$(awk 'NR == 1 && $1 == "listening" { print $2 }' "$WORK/sink-tls.out")
-[ -n "$ADDR" ] || die "the TLS sink did not start"
+start_sink "$WORK/sink-tls.out" --tls --auth demo:demo-secret --xclient \
+	--ca-out "$WORK/ca.pem"
 PORT=${ADDR##*:}
 echo "+ SMTP_SOURCE_PASSWORD=... $SMTP_SOURCE --tls=verify --tls-ca=ca.pem" \
 	"--tls-servername=localhost --auth=PLAIN --auth-user=demo" \

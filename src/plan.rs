@@ -66,6 +66,16 @@ pub struct Security {
     pub proxy: Option<(ProxyVersion, Option<Cidr>)>,
 }
 
+impl Security {
+    /// Whether a step after the greeting (STARTTLS, XCLIENT, AUTH) may
+    /// have to quote the greeting's reply ("... not offered").
+    pub fn after_greeting(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| !t.wrapper)
+            || self.xclient.is_some()
+            || self.auth.is_some()
+    }
+}
+
 /// --auth: the mechanism and the users, taken in turn per connection.
 #[derive(Debug, Clone)]
 pub struct AuthPlan {

@@ -38,22 +38,30 @@ impl Session<'_> {
         if let Some(r) = &mut self.rec {
             r.counts.bytes_sent += len as u64;
         }
-        let Err(e) = result else {
-            return Ok(());
-        };
+        result.map_err(|e| self.io_failed(link, e, stage))
+    }
+
+    /// The stage's error for a failed write (or handshake), classed for
+    /// the report.
+    pub(crate) fn io_failed(
+        &mut self,
+        link: &mut Link,
+        e: std::io::Error,
+        stage: Stage,
+    ) -> Error {
         let class = io_class(&e);
         self.error_class(class);
         if class == ErrorClass::Timeout {
-            return Err(Error::Timeout { stage });
+            return Error::Timeout { stage };
         }
         let said = (stage == Stage::Message).then(|| {
             let wait = LAST_WORDS_WAIT.min(self.sh.plan.timeout);
             read_reply(link, Instant::now() + wait).ok()
         });
-        Err(Error::Lost {
+        Error::Lost {
             stage,
             server_said: said.flatten(),
-        })
+        }
     }
 
     /// Appends a command's wire text to `self.wire` (logged under -v).

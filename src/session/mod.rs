@@ -376,7 +376,11 @@ impl<'a> Session<'a> {
             } else {
                 Capabilities::default()
             };
-            link.greeting = Some(reply.clone());
+            if self.sh.plan.security.after_greeting() {
+                // Kept only where a diagnostic may quote it: a copy per
+                // connection is not free on the plain ESMTP path.
+                link.greeting = Some(reply.clone());
+            }
         }
         Ok(match self.judge(stage, reply, positive)? {
             Verdict::Closing => Flow::Closed,

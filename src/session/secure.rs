@@ -170,10 +170,7 @@ impl Session<'_> {
         let done = match link.conn.start_tls(config, name, deadline) {
             Ok(done) => done,
             Err(TlsFailure::Io(e)) => {
-                let result = Err(e);
-                return self
-                    .written(link, 0, result, Stage::TlsHandshake)
-                    .map(|()| Flow::Go);
+                return Err(self.io_failed(link, e, Stage::TlsHandshake))
             }
             Err(TlsFailure::Protocol(e)) => {
                 let e = Error::Tls {
