@@ -18,6 +18,7 @@ use crate::endpoint::Family;
 use crate::error::Error;
 use crate::hostname;
 use crate::longopts::{self, LongArgs, Outcome};
+use crate::plan::Delay;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 
@@ -30,14 +31,6 @@ const USAGE_TAIL: &str = " -cdLNov -s sess -l msglen -m msgs -C count \
 const WITH_ARG: &[u8] = b"CfFlmMrRsStTw";
 /// Short options that are flags.
 const FLAGS: &[u8] = b"46AcdLNov";
-
-/// -w / -R.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delay {
-    None,
-    Fixed(u32),
-    Random(u32),
-}
 
 /// The command line, checked value by value but not yet combined.
 #[derive(Debug, Clone)]

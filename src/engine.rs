@@ -297,7 +297,7 @@ fn finish(shared: &Shared) {
 }
 
 fn write_reports(plan: &Plan, summary: &report::Summary) {
-    use crate::longopts::ReportFormat;
+    use crate::plan::ReportFormat;
     match plan.ext.report {
         Some(ReportFormat::Text) => diag::out(summary.text().as_bytes()),
         Some(ReportFormat::Json) => diag::out(summary.json().as_bytes()),

@@ -12,24 +12,9 @@ use std::time::{Duration, SystemTime};
 
 use crate::error::Error;
 use crate::identity::{Cidr, ProxyVersion, Xclient};
+use crate::plan::{Arrival, AuthMech, ReportFormat};
 use crate::scale::{self, Shard};
 use crate::tls::{Level, TlsArgs};
-
-/// --report output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReportFormat {
-    Text,
-    Json,
-}
-
-/// Arrival process for --rate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arrival {
-    /// Evenly spaced starts.
-    Uniform,
-    /// Exponentially distributed gaps (a Poisson process).
-    Poisson,
-}
 
 /// Recipient numbering scheme (the man page's EXTENSIONS, --numbering).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,22 +24,6 @@ pub enum Numbering {
     /// Postfix 3.9: with -N or -r, a global count from 0 appended to
     /// the local part; To: names the last recipient sent.
     Postfix39,
-}
-
-/// SASL mechanism for --auth.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMech {
-    Plain,
-    Login,
-}
-
-impl AuthMech {
-    pub fn name(self) -> &'static str {
-        match self {
-            AuthMech::Plain => "PLAIN",
-            AuthMech::Login => "LOGIN",
-        }
-    }
 }
 
 /// Settings made by long options.

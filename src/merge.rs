@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use hdrhistogram::Histogram;
 use serde_json::{Map, Value};
 
-use crate::longopts::Arrival;
+use crate::plan::Arrival;
 use crate::report::{
     decode_histogram, encode_histogram, Schedule, SizeClass, Summary,
 };

@@ -5,17 +5,22 @@
 //! reference would report): read the -F file, build the
 //! body, parse and resolve the endpoint, find myhostname, make the
 //! default addresses. Sessions never see argv.
+//!
+//! The plan owns the vocabulary the run is described in (`Delay`,
+//! `Arrival`, `ReportFormat`, `AuthMech`...): the parsing layer (`cli`,
+//! `longopts`) produces these values, and the runtime reads them from
+//! here, never from the parser.
 
 use std::time::Duration;
 
 use socket2::SockAddr;
 
-use crate::cli::{Args, Delay};
+use crate::cli::Args;
 use crate::endpoint::{self, Spec};
 use crate::error::Error;
 use crate::hostname;
 use crate::identity::{self, Cidr, Credential, ProxyVersion, Xclient};
-use crate::longopts::{self, Arrival, AuthMech, ReportFormat};
+use crate::longopts;
 use crate::message::HeaderTemplate;
 use crate::scale::Shard;
 use crate::sys;
@@ -24,6 +29,46 @@ use crate::workload::{self, Content};
 
 /// Default per-stage deadline: the reference's 300 s I/O limit.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// -w / -R: the pause after each message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delay {
+    None,
+    Fixed(u32),
+    Random(u32),
+}
+
+/// --report output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportFormat {
+    Text,
+    Json,
+}
+
+/// Arrival process for --rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Evenly spaced starts.
+    Uniform,
+    /// Exponentially distributed gaps (a Poisson process).
+    Poisson,
+}
+
+/// SASL mechanism for --auth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMech {
+    Plain,
+    Login,
+}
+
+impl AuthMech {
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMech::Plain => "PLAIN",
+            AuthMech::Login => "LOGIN",
+        }
+    }
+}
 
 /// The greeting command, if any (-o sends none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

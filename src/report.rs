@@ -14,7 +14,7 @@ use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::serialization::{Deserializer, Serializer as _};
 use hdrhistogram::Histogram;
 
-use crate::longopts::Arrival;
+use crate::plan::Arrival;
 use crate::scale::Shard;
 use crate::stats::{Counts, Interval, ERROR_KEYS, PHASES};
 

@@ -7,7 +7,7 @@ use rand::rngs::StdRng;
 use rand::Rng;
 
 use crate::draw;
-use crate::longopts::Arrival;
+use crate::plan::Arrival;
 
 /// Start times at `rate` per second from `start`.
 pub struct Schedule {

@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 
-use crate::cli::Delay;
 use crate::command::{split_recipient, Command, RcptAddr};
 use crate::diag;
 use crate::draw;
@@ -29,6 +28,7 @@ use crate::error::{reject_text, Error, Stage};
 use crate::lineio::LineReader;
 use crate::message::MessageId;
 use crate::net::{self, SocketOptions};
+use crate::plan::Delay;
 use crate::plan::{Greeting, Numbering, Plan};
 use crate::reply::{self, Capabilities, Reply};
 use crate::stats::{ErrorClass, Phase, Recorder};

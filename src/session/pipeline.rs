@@ -226,7 +226,7 @@ impl Session<'_> {
     /// is ready now.
     fn next_group(&mut self) -> bool {
         self.ahead.clear();
-        let delay = !matches!(self.sh.plan.delay, crate::cli::Delay::None);
+        let delay = !matches!(self.sh.plan.delay, crate::plan::Delay::None);
         if delay || !self.more_on_this_connection() {
             return false;
         }

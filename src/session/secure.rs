@@ -19,7 +19,7 @@ use crate::command::Command;
 use crate::diag;
 use crate::error::{Error, Stage};
 use crate::identity;
-use crate::longopts::AuthMech;
+use crate::plan::AuthMech;
 use crate::plan::AuthPlan;
 use crate::reply::Reply;
 use crate::stats::{ErrorClass, Phase};
