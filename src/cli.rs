@@ -341,14 +341,16 @@ pub const VERSION_TEXT: &[u8] = concat!(
 )
 .as_bytes();
 
-/// The --help text (stdout, exit 0).
+/// The --help text (stdout, exit 0): the usage line, the short options,
+/// then the long options from their table.
 pub fn help_text() -> Vec<u8> {
     let mut out = usage_text(crate::diag::argv0());
-    out.extend_from_slice(HELP_BODY.as_bytes());
+    out.extend_from_slice(SHORT_HELP.as_bytes());
+    out.extend_from_slice(longopts::help_text().as_bytes());
     out
 }
 
-const HELP_BODY: &str = "
+const SHORT_HELP: &str = "
 
 Parallel SMTP/LMTP test generator (drop-in for Postfix's smtp-source).
 
@@ -373,62 +375,6 @@ Parallel SMTP/LMTP test generator (drop-in for Postfix's smtp-source).
   -T windowsize   socket send/receive buffer size
   -v              verbose (command and reply lines on stderr)
   -w interval     fixed delay between messages
-
-Extensions (long options):
-  --timeout=SECONDS       deadline per stage (default 300; also
-                          SMTP_SOURCE_TIMEOUT in the environment)
-  --max-connecting=N      connects in flight at once (default 16)
-  --ehlo                  greet with EHLO and read the capabilities
-  --pipelining            send MAIL, RCPT and DATA as one group (RFC 2920)
-  --chunking              send the message with BDAT (RFC 3030)
-  --report[=text|json]    print a run report on stdout at the end
-  --report-file=PATH      write the JSON report to PATH
-  --hlog=PATH             HdrHistogram interval log of transaction latency
-  --rate=N                open-loop arrivals: N messages per second
-  --arrival=uniform|poisson
-                          spacing of --rate arrivals (default uniform)
-  --duration=SECONDS      run for a time (-m, if given, is an upper bound)
-  --numbering=3.7|3.9     recipient numbering of Postfix 3.7 (default)
-                          or 3.9 (number appended to the local part)
-  --size-mix=SIZE:WEIGHT[,SIZE:WEIGHT...]
-                          -l bodies of sizes drawn with these weights
-                          (k and m suffixes: 2k:60,20k:30,200k:9,2m:1)
-  --message-dir=DIR       each message the next file of DIR, as -F
-                          sends it (name order, wrapping)
-  --rcpt-file=FILE        recipients, one a line, taken in turn
-  --sender-file=FILE      senders, one a line, taken in turn
-  --seed=N                repeat the random draws (--size-mix, -R,
-                          --arrival=poisson)
-  --progress              a status line on stderr every second
-
-Secure transport and client identity:
-  --tls[=may|encrypt|verify]
-                          STARTTLS at Postfix's security level (bare
-                          --tls: encrypt); implies --ehlo
-  --tls-wrapper           TLS from the first byte (SMTPS, port 465)
-  --tls-ca=FILE           trust anchors for verify (default: the system's)
-  --tls-servername=NAME   SNI and the name verified (default: the host)
-  --tls-cert=FILE, --tls-key=FILE
-                          client certificate and key (PEM)
-  --tls-resume            resume TLS sessions across a session's
-                          connections (default: a full handshake each)
-  --auth=PLAIN|LOGIN      authenticate; password in SMTP_SOURCE_PASSWORD
-  --auth-user=NAME        the user to log in as
-  --auth-file=FILE        user:password lines, taken in turn per connection
-  --auth-plaintext        allow AUTH over a connection without TLS
-  --xclient=ATTR=VALUE[,ATTR=VALUE...]
-                          Postfix XCLIENT after EHLO; ADDR=CIDR steps
-                          through the range, one address per connection
-  --proxy=v1|v2           HAProxy PROXY header before any SMTP byte
-  --proxy-source=CIDR     PROXY source addresses, one per connection
-  --help, --version
-
-One run over many hosts:
-  --shard=K/N             part K of N of one run: -m and --rate are the
-                          whole run's; numbering continues across shards
-  --start-at=TIME         wait until TIME (Unix seconds or RFC 3339)
-  --bind=ADDR[,ADDR...]   local source addresses, one per connection
-  --dry-run               print the plan and exit without connecting
 ";
 
 #[cfg(test)]

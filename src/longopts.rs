@@ -108,35 +108,506 @@ impl Default for LongArgs {
     }
 }
 
-/// Long options that take a value.
-const VALUED: &[&[u8]] = &[
-    b"timeout",
-    b"max-connecting",
-    b"report-file",
-    b"hlog",
-    b"rate",
-    b"arrival",
-    b"duration",
-    b"numbering",
-    b"tls-ca",
-    b"tls-servername",
-    b"tls-cert",
-    b"tls-key",
-    b"auth",
-    b"auth-user",
-    b"auth-file",
-    b"xclient",
-    b"proxy",
-    b"proxy-source",
-    b"size-mix",
-    b"message-dir",
-    b"rcpt-file",
-    b"sender-file",
-    b"seed",
-    b"shard",
-    b"start-at",
-    b"bind",
+/// What a long option takes after its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takes {
+    /// `--name` alone; `--name=x` is an unknown option.
+    Nothing,
+    /// `--name=value` or `--name value`.
+    Value,
+    /// `--name` or `--name=value`, never a separate word.
+    Optional,
+}
+
+/// The --help heading a long option is listed under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    Extensions,
+    Security,
+    Scale,
+}
+
+impl Section {
+    pub const ALL: [Section; 3] =
+        [Section::Extensions, Section::Security, Section::Scale];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Section::Extensions => "Extensions (long options):",
+            Section::Security => "Secure transport and client identity:",
+            Section::Scale => "One run over many hosts:",
+        }
+    }
+}
+
+/// What giving the option does.
+#[derive(Clone, Copy)]
+pub enum Action {
+    /// Records the value (None: no value given) in the arguments.
+    Set(fn(&mut LongArgs, Option<&[u8]>) -> Result<(), Error>),
+    Help,
+    Version,
+}
+
+/// One long option: how it is parsed, what it does, and its --help
+/// entry. `LONG_OPTIONS` is the only list of them: the parser, --help
+/// and the manual page check (tests/check-man.sh) all read it.
+pub struct LongOpt {
+    pub name: &'static str,
+    pub takes: Takes,
+    pub section: Section,
+    /// The --help entry's left column; empty when the entry before names
+    /// this option too (`--tls-cert=FILE, --tls-key=FILE`).
+    pub usage: &'static str,
+    /// The --help description, one line each.
+    pub doc: &'static [&'static str],
+    pub action: Action,
+}
+
+use Section::{Extensions as Ext, Scale, Security as Sec};
+use Takes::{Nothing, Optional, Value};
+
+/// Every long option, in --help order. Keep one `name: "..."` per line:
+/// tests/check-man.sh reads the names from here.
+#[rustfmt::skip]
+pub const LONG_OPTIONS: &[LongOpt] = &[
+    LongOpt {
+        name: "timeout", takes: Value, section: Ext,
+        usage: "--timeout=SECONDS",
+        doc: &["deadline per stage (default 300; also",
+               "SMTP_SOURCE_TIMEOUT in the environment)"],
+        action: Action::Set(|a, v| {
+            a.timeout = Some(seconds(val(v), "--timeout")?);
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "max-connecting", takes: Value, section: Ext,
+        usage: "--max-connecting=N",
+        doc: &["connects in flight at once (default 16)"],
+        action: Action::Set(|a, v| {
+            let v = val(v);
+            a.max_connecting = match number(v) {
+                Some(n) if (1.0..=1e6).contains(&n) && n.fract() == 0.0 => {
+                    n as u32
+                }
+                _ => return Err(bad("--max-connecting", v)),
+            };
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "ehlo", takes: Nothing, section: Ext,
+        usage: "--ehlo",
+        doc: &["greet with EHLO and read the capabilities"],
+        action: Action::Set(|a, _| {
+            a.ehlo = true;
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "pipelining", takes: Nothing, section: Ext,
+        usage: "--pipelining",
+        doc: &["send MAIL, RCPT and DATA as one group (RFC 2920)"],
+        action: Action::Set(|a, _| {
+            a.pipelining = true;
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "chunking", takes: Nothing, section: Ext,
+        usage: "--chunking",
+        doc: &["send the message with BDAT (RFC 3030)"],
+        action: Action::Set(|a, _| {
+            a.chunking = true;
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "report", takes: Optional, section: Ext,
+        usage: "--report[=text|json]",
+        doc: &["print a run report on stdout at the end"],
+        action: Action::Set(|a, v| {
+            a.report = Some(match v {
+                None | Some(b"text") => ReportFormat::Text,
+                Some(b"json") => ReportFormat::Json,
+                Some(other) => return Err(bad("--report", other)),
+            });
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "report-file", takes: Value, section: Ext,
+        usage: "--report-file=PATH",
+        doc: &["write the JSON report to PATH"],
+        action: Action::Set(|a, v| {
+            a.report_file = Some(val(v).to_vec());
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "hlog", takes: Value, section: Ext,
+        usage: "--hlog=PATH",
+        doc: &["HdrHistogram interval log of transaction latency"],
+        action: Action::Set(|a, v| {
+            a.hlog = Some(val(v).to_vec());
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "rate", takes: Value, section: Ext,
+        usage: "--rate=N",
+        doc: &["open-loop arrivals: N messages per second"],
+        action: Action::Set(|a, v| {
+            let v = val(v);
+            a.rate = match number(v) {
+                Some(r) if r > 0.0 && r <= 1e7 => Some(r),
+                _ => return Err(bad("--rate", v)),
+            };
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "arrival", takes: Value, section: Ext,
+        usage: "--arrival=uniform|poisson",
+        doc: &["spacing of --rate arrivals (default uniform)"],
+        action: Action::Set(|a, v| {
+            a.arrival = match val(v) {
+                b"uniform" => Arrival::Uniform,
+                b"poisson" => Arrival::Poisson,
+                other => return Err(bad("--arrival", other)),
+            };
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "duration", takes: Value, section: Ext,
+        usage: "--duration=SECONDS",
+        doc: &["run for a time (-m, if given, is an upper bound)"],
+        action: Action::Set(|a, v| {
+            a.duration = Some(seconds(val(v), "--duration")?);
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "numbering", takes: Value, section: Ext,
+        usage: "--numbering=3.7|3.9",
+        doc: &["recipient numbering of Postfix 3.7 (default)",
+               "or 3.9 (number appended to the local part)"],
+        action: Action::Set(|a, v| {
+            a.numbering = match val(v) {
+                b"3.7" => Numbering::Postfix37,
+                b"3.9" => Numbering::Postfix39,
+                other => return Err(bad("--numbering", other)),
+            };
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "size-mix", takes: Value, section: Ext,
+        usage: "--size-mix=SIZE:WEIGHT[,SIZE:WEIGHT...]",
+        doc: &["-l bodies of sizes drawn with these weights",
+               "(k and m suffixes: 2k:60,20k:30,200k:9,2m:1)"],
+        action: Action::Set(|a, v| {
+            let v = val(v);
+            a.size_mix = Some(size_mix(v).ok_or_else(|| bad("--size-mix", v))?);
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "message-dir", takes: Value, section: Ext,
+        usage: "--message-dir=DIR",
+        doc: &["each message the next file of DIR, as -F",
+               "sends it (name order, wrapping)"],
+        action: Action::Set(|a, v| {
+            a.message_dir = Some(val(v).to_vec());
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "rcpt-file", takes: Value, section: Ext,
+        usage: "--rcpt-file=FILE",
+        doc: &["recipients, one a line, taken in turn"],
+        action: Action::Set(|a, v| {
+            a.rcpt_file = Some(val(v).to_vec());
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "sender-file", takes: Value, section: Ext,
+        usage: "--sender-file=FILE",
+        doc: &["senders, one a line, taken in turn"],
+        action: Action::Set(|a, v| {
+            a.sender_file = Some(val(v).to_vec());
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "seed", takes: Value, section: Ext,
+        usage: "--seed=N",
+        doc: &["repeat the random draws (--size-mix, -R,",
+               "--arrival=poisson)"],
+        action: Action::Set(|a, v| {
+            let v = val(v);
+            let text = std::str::from_utf8(v).unwrap_or("");
+            a.seed = Some(text.parse().map_err(|_| bad("--seed", v))?);
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "progress", takes: Nothing, section: Ext,
+        usage: "--progress",
+        doc: &["a status line on stderr every second"],
+        action: Action::Set(|a, _| {
+            a.progress = true;
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "tls", takes: Optional, section: Sec,
+        usage: "--tls[=may|encrypt|verify]",
+        doc: &["STARTTLS at Postfix's security level (bare",
+               "--tls: encrypt); implies --ehlo"],
+        action: Action::Set(|a, v| {
+            a.tls.level = Some(match v {
+                None | Some(b"encrypt") => Level::Encrypt,
+                Some(b"may") => Level::May,
+                Some(b"verify") => Level::Verify,
+                Some(other) => return Err(bad("--tls", other)),
+            });
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "tls-wrapper", takes: Nothing, section: Sec,
+        usage: "--tls-wrapper",
+        doc: &["TLS from the first byte (SMTPS, port 465)"],
+        action: Action::Set(|a, _| {
+            a.tls.wrapper = true;
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "tls-ca", takes: Value, section: Sec,
+        usage: "--tls-ca=FILE",
+        doc: &["trust anchors for verify (default: the system's)"],
+        action: Action::Set(|a, v| {
+            a.tls.ca = Some(val(v).to_vec());
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "tls-servername", takes: Value, section: Sec,
+        usage: "--tls-servername=NAME",
+        doc: &["SNI and the name verified (default: the host)"],
+        action: Action::Set(|a, v| {
+            a.tls.servername = Some(val(v).to_vec());
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "tls-cert", takes: Value, section: Sec,
+        usage: "--tls-cert=FILE, --tls-key=FILE",
+        doc: &["client certificate and key (PEM)"],
+        action: Action::Set(|a, v| {
+            a.tls.cert = Some(val(v).to_vec());
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "tls-key", takes: Value, section: Sec,
+        usage: "",
+        doc: &[],
+        action: Action::Set(|a, v| {
+            a.tls.key = Some(val(v).to_vec());
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "tls-resume", takes: Nothing, section: Sec,
+        usage: "--tls-resume",
+        doc: &["resume TLS sessions across a session's",
+               "connections (default: a full handshake each)"],
+        action: Action::Set(|a, _| {
+            a.tls.resume = true;
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "auth", takes: Value, section: Sec,
+        usage: "--auth=PLAIN|LOGIN",
+        doc: &["authenticate; password in SMTP_SOURCE_PASSWORD"],
+        action: Action::Set(|a, v| {
+            let v = val(v);
+            a.auth = Some(match &v.to_ascii_uppercase()[..] {
+                b"PLAIN" => AuthMech::Plain,
+                b"LOGIN" => AuthMech::Login,
+                _ => return Err(bad("--auth", v)),
+            });
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "auth-user", takes: Value, section: Sec,
+        usage: "--auth-user=NAME",
+        doc: &["the user to log in as"],
+        action: Action::Set(|a, v| {
+            a.auth_user = Some(val(v).to_vec());
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "auth-file", takes: Value, section: Sec,
+        usage: "--auth-file=FILE",
+        doc: &["user:password lines, taken in turn per connection"],
+        action: Action::Set(|a, v| {
+            a.auth_file = Some(val(v).to_vec());
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "auth-plaintext", takes: Nothing, section: Sec,
+        usage: "--auth-plaintext",
+        doc: &["allow AUTH over a connection without TLS"],
+        action: Action::Set(|a, _| {
+            a.auth_plaintext = true;
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "xclient", takes: Value, section: Sec,
+        usage: "--xclient=ATTR=VALUE[,ATTR=VALUE...]",
+        doc: &["Postfix XCLIENT after EHLO; ADDR=CIDR steps",
+               "through the range, one address per connection"],
+        action: Action::Set(|a, v| {
+            let v = val(v);
+            let parsed = Xclient::parse(v).map_err(|why| {
+                let mut text = bad("--xclient", v).text();
+                text.extend_from_slice(format!(" ({why})").as_bytes());
+                fatal(text)
+            })?;
+            a.xclient = Some(parsed);
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "proxy", takes: Value, section: Sec,
+        usage: "--proxy=v1|v2",
+        doc: &["HAProxy PROXY header before any SMTP byte"],
+        action: Action::Set(|a, v| {
+            a.proxy = Some(match val(v) {
+                b"v1" => ProxyVersion::V1,
+                b"v2" => ProxyVersion::V2,
+                other => return Err(bad("--proxy", other)),
+            });
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "proxy-source", takes: Value, section: Sec,
+        usage: "--proxy-source=CIDR",
+        doc: &["PROXY source addresses, one per connection"],
+        action: Action::Set(|a, v| {
+            let v = val(v);
+            let text = std::str::from_utf8(v).unwrap_or("");
+            let range =
+                Cidr::parse(text).ok_or_else(|| bad("--proxy-source", v))?;
+            a.proxy_source = Some(range);
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "help", takes: Nothing, section: Sec,
+        usage: "--help, --version",
+        doc: &[],
+        action: Action::Help,
+    },
+    LongOpt {
+        name: "version", takes: Nothing, section: Sec,
+        usage: "",
+        doc: &[],
+        action: Action::Version,
+    },
+    LongOpt {
+        name: "shard", takes: Value, section: Scale,
+        usage: "--shard=K/N",
+        doc: &["part K of N of one run: -m and --rate are the",
+               "whole run's; numbering continues across shards"],
+        action: Action::Set(|a, v| {
+            let v = val(v);
+            a.shard = Some(Shard::parse(v).ok_or_else(|| bad("--shard", v))?);
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "start-at", takes: Value, section: Scale,
+        usage: "--start-at=TIME",
+        doc: &["wait until TIME (Unix seconds or RFC 3339)"],
+        action: Action::Set(|a, v| {
+            let v = val(v);
+            let at = scale::parse_time(v);
+            a.start_at = Some(at.ok_or_else(|| bad("--start-at", v))?);
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "bind", takes: Value, section: Scale,
+        usage: "--bind=ADDR[,ADDR...]",
+        doc: &["local source addresses, one per connection"],
+        action: Action::Set(|a, v| {
+            let v = val(v);
+            a.bind = bind_list(v).ok_or_else(|| bad("--bind", v))?;
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "dry-run", takes: Nothing, section: Scale,
+        usage: "--dry-run",
+        doc: &["print the plan and exit without connecting"],
+        action: Action::Set(|a, _| {
+            a.dry_run = true;
+            Ok(())
+        }),
+    },
 ];
+
+/// A `Takes::Value` option's value (the parser always passes one).
+fn val(v: Option<&[u8]>) -> &[u8] {
+    v.unwrap_or_default()
+}
+
+/// The long options' part of --help, from `LONG_OPTIONS`: a heading per
+/// section, then each option with its description from column 27 (on
+/// the next line when the left column is too wide).
+pub fn help_text() -> String {
+    const INDENT: usize = 26;
+    let mut out = String::new();
+    for section in Section::ALL {
+        out.push('\n');
+        out.push_str(section.title());
+        out.push('\n');
+        for opt in LONG_OPTIONS.iter().filter(|o| o.section == section) {
+            if opt.usage.is_empty() {
+                continue;
+            }
+            let mut lines = opt.doc.iter();
+            let head = format!("  {}", opt.usage);
+            match lines.next() {
+                Some(first) if head.len() < INDENT => {
+                    out.push_str(&format!("{head:<INDENT$}{first}\n"))
+                }
+                Some(first) => {
+                    out.push_str(&format!("{head}\n{:INDENT$}{first}\n", ""))
+                }
+                None => out.push_str(&format!("{head}\n")),
+            }
+            for line in lines {
+                out.push_str(&format!("{:INDENT$}{line}\n", ""));
+            }
+        }
+    }
+    out
+}
 
 /// What a long option asked for.
 #[derive(Debug, PartialEq, Eq)]
@@ -176,36 +647,19 @@ pub fn apply(
         Some(eq) => (&long[..eq], Some(long[eq + 1..].to_vec())),
         None => (long, None),
     };
-    let flag = |set: &mut bool| -> Result<Outcome, Error> {
-        match inline {
-            Some(_) => Err(unknown()),
-            None => {
-                *set = true;
-                Ok(Outcome::Continue)
-            }
-        }
+    let opt = LONG_OPTIONS
+        .iter()
+        .find(|o| o.name.as_bytes() == name)
+        .ok_or_else(unknown)?;
+    let value = match (opt.takes, inline) {
+        (Takes::Nothing, Some(_)) => return Err(unknown()),
+        (Takes::Value, None) => Some(next().ok_or_else(|| missing(name))?),
+        (_, inline) => inline,
     };
-    match name {
-        b"help" if inline.is_none() => return Ok(Outcome::Help),
-        b"version" if inline.is_none() => return Ok(Outcome::Version),
-        b"ehlo" => return flag(&mut args.ehlo),
-        b"pipelining" => return flag(&mut args.pipelining),
-        b"chunking" => return flag(&mut args.chunking),
-        b"report" => args.report = Some(report_format(inline)?),
-        b"tls" => args.tls.level = Some(tls_level(inline)?),
-        b"tls-wrapper" => return flag(&mut args.tls.wrapper),
-        b"tls-resume" => return flag(&mut args.tls.resume),
-        b"auth-plaintext" => return flag(&mut args.auth_plaintext),
-        b"progress" => return flag(&mut args.progress),
-        b"dry-run" => return flag(&mut args.dry_run),
-        _ if !VALUED.contains(&name) => return Err(unknown()),
-        _ => {
-            let value = match inline {
-                Some(v) => v,
-                None => next().ok_or_else(|| missing(name))?,
-            };
-            valued(args, name, value)?;
-        }
+    match opt.action {
+        Action::Set(set) => set(args, value.as_deref())?,
+        Action::Help => return Ok(Outcome::Help),
+        Action::Version => return Ok(Outcome::Version),
     }
     Ok(Outcome::Continue)
 }
@@ -213,141 +667,6 @@ pub fn apply(
 fn missing(name: &[u8]) -> Error {
     let name = String::from_utf8_lossy(name);
     getopt_error(&format!("option '--{name}' requires an argument"))
-}
-
-fn report_format(value: Option<Vec<u8>>) -> Result<ReportFormat, Error> {
-    match value.as_deref() {
-        None | Some(b"text") => Ok(ReportFormat::Text),
-        Some(b"json") => Ok(ReportFormat::Json),
-        Some(other) => Err(bad("--report", other)),
-    }
-}
-
-/// `--tls` alone means `encrypt`.
-fn tls_level(value: Option<Vec<u8>>) -> Result<Level, Error> {
-    match value.as_deref() {
-        None | Some(b"encrypt") => Ok(Level::Encrypt),
-        Some(b"may") => Ok(Level::May),
-        Some(b"verify") => Ok(Level::Verify),
-        Some(other) => Err(bad("--tls", other)),
-    }
-}
-
-fn valued(args: &mut LongArgs, name: &[u8], v: Vec<u8>) -> Result<(), Error> {
-    if identity(args, name, &v)?
-        || workload(args, name, &v)?
-        || scale_out(args, name, &v)?
-    {
-        return Ok(());
-    }
-    match name {
-        b"timeout" => args.timeout = Some(seconds(&v, "--timeout")?),
-        b"max-connecting" => {
-            args.max_connecting = match number(&v) {
-                Some(n) if (1.0..=1e6).contains(&n) && n.fract() == 0.0 => {
-                    n as u32
-                }
-                _ => return Err(bad("--max-connecting", &v)),
-            }
-        }
-        b"report-file" => args.report_file = Some(v),
-        b"hlog" => args.hlog = Some(v),
-        b"rate" => {
-            args.rate = match number(&v) {
-                Some(r) if r > 0.0 && r <= 1e7 => Some(r),
-                _ => return Err(bad("--rate", &v)),
-            }
-        }
-        b"arrival" => {
-            args.arrival = match &v[..] {
-                b"uniform" => Arrival::Uniform,
-                b"poisson" => Arrival::Poisson,
-                _ => return Err(bad("--arrival", &v)),
-            }
-        }
-        b"duration" => args.duration = Some(seconds(&v, "--duration")?),
-        b"numbering" => {
-            args.numbering = match &v[..] {
-                b"3.7" => Numbering::Postfix37,
-                b"3.9" => Numbering::Postfix39,
-                _ => return Err(bad("--numbering", &v)),
-            }
-        }
-        _ => return Err(unknown()),
-    }
-    Ok(())
-}
-
-/// The TLS, AUTH, XCLIENT and PROXY options; false for any other.
-fn identity(
-    args: &mut LongArgs,
-    name: &[u8],
-    v: &[u8],
-) -> Result<bool, Error> {
-    let path = || Some(v.to_vec());
-    match name {
-        b"tls-ca" => args.tls.ca = path(),
-        b"tls-servername" => args.tls.servername = path(),
-        b"tls-cert" => args.tls.cert = path(),
-        b"tls-key" => args.tls.key = path(),
-        b"auth" => {
-            args.auth = Some(match &v.to_ascii_uppercase()[..] {
-                b"PLAIN" => AuthMech::Plain,
-                b"LOGIN" => AuthMech::Login,
-                _ => return Err(bad("--auth", v)),
-            })
-        }
-        b"auth-user" => args.auth_user = path(),
-        b"auth-file" => args.auth_file = path(),
-        b"xclient" => {
-            let parsed = Xclient::parse(v).map_err(|why| {
-                let mut text = bad("--xclient", v).text();
-                text.extend_from_slice(format!(" ({why})").as_bytes());
-                fatal(text)
-            })?;
-            args.xclient = Some(parsed);
-        }
-        b"proxy" => {
-            args.proxy = Some(match v {
-                b"v1" => ProxyVersion::V1,
-                b"v2" => ProxyVersion::V2,
-                _ => return Err(bad("--proxy", v)),
-            })
-        }
-        b"proxy-source" => {
-            let text = std::str::from_utf8(v).unwrap_or("");
-            let range =
-                Cidr::parse(text).ok_or_else(|| bad("--proxy-source", v))?;
-            args.proxy_source = Some(range);
-        }
-        _ => return Ok(false),
-    }
-    Ok(true)
-}
-
-/// The workload options (--size-mix, --message-dir, --rcpt-file,
-/// --sender-file, --seed); false for any other.
-fn workload(
-    args: &mut LongArgs,
-    name: &[u8],
-    v: &[u8],
-) -> Result<bool, Error> {
-    let path = || Some(v.to_vec());
-    match name {
-        b"size-mix" => {
-            let mix = size_mix(v).ok_or_else(|| bad("--size-mix", v))?;
-            args.size_mix = Some(mix);
-        }
-        b"message-dir" => args.message_dir = path(),
-        b"rcpt-file" => args.rcpt_file = path(),
-        b"sender-file" => args.sender_file = path(),
-        b"seed" => {
-            let text = std::str::from_utf8(v).unwrap_or("");
-            args.seed = Some(text.parse().map_err(|_| bad("--seed", v))?);
-        }
-        _ => return Ok(false),
-    }
-    Ok(true)
 }
 
 /// The largest payload of a size class: -l's (a C int).
@@ -388,27 +707,6 @@ fn class_size(text: &str) -> Option<u32> {
     let n: u64 = digits.parse().ok()?;
     let size = n.checked_mul(unit)?;
     (1..=MAX_CLASS_SIZE).contains(&size).then_some(size as u32)
-}
-
-/// --shard, --start-at and --bind; false for any other.
-fn scale_out(
-    args: &mut LongArgs,
-    name: &[u8],
-    v: &[u8],
-) -> Result<bool, Error> {
-    match name {
-        b"shard" => {
-            args.shard =
-                Some(Shard::parse(v).ok_or_else(|| bad("--shard", v))?)
-        }
-        b"start-at" => {
-            let at = scale::parse_time(v);
-            args.start_at = Some(at.ok_or_else(|| bad("--start-at", v))?)
-        }
-        b"bind" => args.bind = bind_list(v).ok_or_else(|| bad("--bind", v))?,
-        _ => return Ok(false),
-    }
-    Ok(true)
 }
 
 /// `ADDR[,ADDR...]`: IPv4 or IPv6 addresses (brackets allowed).
@@ -579,6 +877,43 @@ mod tests {
             fatal_text(&["start-at=noon"]),
             "bad --start-at value: noon"
         );
+    }
+
+    #[test]
+    fn the_table_names_each_option_once_and_helps_with_each() {
+        let help = help_text();
+        for (i, opt) in LONG_OPTIONS.iter().enumerate() {
+            let dup = LONG_OPTIONS[..i].iter().any(|o| o.name == opt.name);
+            assert!(!dup, "--{} is in the table twice", opt.name);
+            let shown = format!("--{}", opt.name);
+            assert!(help.contains(&shown), "--help lacks {shown}");
+            // An entry without a left column shares the one before.
+            assert!(!opt.usage.is_empty() || opt.doc.is_empty());
+        }
+    }
+
+    #[test]
+    fn how_each_kind_takes_its_value() {
+        for opt in LONG_OPTIONS {
+            let eq = format!("{}=x", opt.name);
+            match (opt.takes, parse(&[&eq])) {
+                (Takes::Nothing, Err(Error::Usage { .. })) => {}
+                (
+                    Takes::Value | Takes::Optional,
+                    Err(Error::Config { .. }),
+                ) => {}
+                (Takes::Value | Takes::Optional, Ok(_)) => {}
+                (_, other) => panic!("--{eq}: {other:?}"),
+            }
+            if opt.takes == Takes::Value {
+                assert!(matches!(
+                    parse(&[opt.name]),
+                    Err(Error::Usage {
+                        getopt_line: Some(_)
+                    })
+                ));
+            }
+        }
     }
 
     #[test]

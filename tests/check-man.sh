@@ -7,13 +7,14 @@
 #   - every letter of the getopt string has an option entry (\-X);
 #   - every long option has an entry (\-\-name in a .TP/.TQ tag line):
 #     the list below, and, when the sources are next to this script, every
-#     long option that src/longopts.rs parses;
+#     name in src/longopts.rs's LONG_OPTIONS table (which also makes the
+#     parser and --help);
 #   - the environment variables and the required sections;
 #   - the report's latency phases and error classes (from src/stats.rs
 #     when it is there) and the keys of its "tls" object;
 #   - one NOTES entry for each deliberate difference X1..X15.
-# If HELP_BIN names a built smtp-source, every option letter must also
-# appear in its --help output.
+# If HELP_BIN names a built smtp-source, every option letter and long
+# option must also appear in its --help output.
 #
 # `make man` runs this after `man --warnings`.
 set -eu
@@ -52,15 +53,14 @@ auth auth-user auth-file auth-plaintext xclient proxy proxy-source'
 
 src=$(dirname "$0")/../src
 if [ -r "$src/longopts.rs" ]; then
-	# The valued options (VALUED) and the arms of apply(): flags and
-	# options with an optional value.
-	valued=$(awk '/^const VALUED/ { f = 1; next } f && /^\];/ { f = 0 } f' \
-		"$src/longopts.rs" | sed -n 's/^ *b"\([a-z0-9-]*\)",.*/\1/p')
-	arms=$(awk '/^pub fn apply/ { f = 1 } f && /^}/ { f = 0 } f' \
-		"$src/longopts.rs" | sed -n 's/^ *b"\([a-z0-9-]*\)".*=>.*/\1/p')
-	[ -n "$valued" ] && [ -n "$arms" ] ||
-		bad "cannot find the long options in $src/longopts.rs"
-	longopts="$longopts $valued $arms"
+	# Every name of the LONG_OPTIONS table: the one list the parser and
+	# --help read too.
+	table=$(awk '/^pub const LONG_OPTIONS/ { f = 1; next }
+		f && /^\];/ { f = 0 } f' "$src/longopts.rs" |
+		sed -n 's/^ *name: "\([a-z0-9-]*\)",.*/\1/p')
+	[ -n "$table" ] ||
+		bad "cannot find the LONG_OPTIONS table in $src/longopts.rs"
+	longopts="$longopts $table"
 fi
 
 # Long option entries: every --name in the tag lines after .TP or .TQ,
@@ -125,6 +125,10 @@ if [ -n "${HELP_BIN:-}" ]; then
 	for l in $letters; do
 		printf '%s\n' "$help" | grep -Eq -- "-$l\\b|-[A-Za-z0-9]*$l" ||
 			bad "option -$l missing from $HELP_BIN --help"
+	done
+	for o in $(printf '%s\n' $longopts | sort -u); do
+		printf '%s\n' "$help" | grep -Eq -- "--$o([^a-z0-9-]|\$)" ||
+			bad "option --$o missing from $HELP_BIN --help"
 	done
 fi
 

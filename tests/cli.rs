@@ -504,6 +504,16 @@ fn help_prints_to_stdout_and_succeeds() {
     assert!(text.ends_with('\n'), "{}", out.render());
 }
 
+// The whole --help text, byte for byte: it is generated from the long
+// option table, and a change to the table must not change it unnoticed.
+#[test]
+fn help_text_is_exactly_the_documented_one() {
+    let out = ours().cmd().arg("--help").timeout(LIMIT).run();
+    out.assert_status(0).assert_stderr("");
+    let want = include_str!("data/help.txt");
+    assert!(out.stdout_text() == want, "{}", out.render());
+}
+
 #[test]
 fn version_prints_to_stdout_and_succeeds() {
     let out = ours().cmd().arg("--version").timeout(LIMIT).run();
