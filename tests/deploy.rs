@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::secure::Sink;
-use crate::support::{program, Cmd, TempDir};
+use crate::support::{program, skip, Cmd, TempDir};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -46,11 +46,12 @@ fn hist(v: &Value) -> hdrhistogram::Histogram<u64> {
 /// percentiles are those of all the shards' samples together.
 #[test]
 fn parallel_recipe_four_shards_against_the_sink() {
-    let test = "parallel_recipe_four_shards_against_the_sink";
+    let test = "deploy::parallel_recipe_four_shards_against_the_sink";
     if !have("parallel") {
-        eprintln!(
-            "SKIP {test}: GNU parallel is not installed (apt-get install \
-parallel; .ci/run installs it)"
+        skip(
+            test,
+            "GNU parallel is not installed (apt-get install parallel; \
+.ci/run installs it)",
         );
         return;
     }

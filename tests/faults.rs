@@ -24,7 +24,7 @@ use crate::support::fake_server::{
     happy_script, FakeServer, Responder, Step, Transcript, Verb,
 };
 use crate::support::{
-    normalize_argv0, ours, program, Cmd, Outcome, RefusingPort, TempDir,
+    normalize_argv0, ours, program, skip, Cmd, Outcome, RefusingPort, TempDir,
 };
 
 /// Hard kill limit of one run: far above T = 1 s, far below the harness.
@@ -186,7 +186,7 @@ impl NobodyCopy {
 fn can_run_as_nobody(test: &str) -> bool {
     let ok = is_root() && Path::new("/usr/sbin/runuser").exists();
     if !ok {
-        eprintln!("SKIP {test}: needs root and /usr/sbin/runuser");
+        skip(test, "needs root and /usr/sbin/runuser (util-linux)");
     }
     ok
 }
@@ -240,7 +240,10 @@ fn full_listener() -> Option<(socket2::Socket, Vec<TcpStream>, SocketAddr)> {
 #[test]
 fn f02_syn_dropped_connect_times_out() {
     let Some((_l, _fill, addr)) = full_listener() else {
-        eprintln!("SKIP f02: the listen queue never dropped a SYN");
+        skip(
+            "faults::f02_syn_dropped_connect_times_out",
+            "the listen queue never dropped a SYN",
+        );
         return;
     };
     let out = cmd(&[]).arg(addr.to_string()).run();
@@ -256,7 +259,10 @@ fn f02_syn_dropped_connect_times_out() {
 #[test]
 fn x9_independent_connects() {
     let Some((_l, _fill, addr)) = full_listener() else {
-        eprintln!("SKIP x9: the listen queue never dropped a SYN");
+        skip(
+            "faults::x9_independent_connects",
+            "the listen queue never dropped a SYN",
+        );
         return;
     };
     let timed_out = warning("connect: Connection timed out");
@@ -336,7 +342,9 @@ fn f03_unix_missing_stale_noperm() {
     fs::set_permissions(&sock_dir, fs::Permissions::from_mode(0o700))
         .expect("chmod 0700");
     let out = if is_root() {
-        if !can_run_as_nobody("f03 (no permission)") {
+        if !can_run_as_nobody(
+            "faults::f03_unix_missing_stale_noperm (its permission part)",
+        ) {
             return;
         }
         let copy = NobodyCopy::new("f03");
@@ -603,7 +611,10 @@ fn f17_single_long_lines_accepted() {
     let (Some(base_kib), Some(long_kib)) =
         (min_rss_kib(Responder::new()), min_rss_kib(long))
     else {
-        eprintln!("SKIP f17 memory: no /usr/bin/time");
+        skip(
+            "faults::f17_single_long_lines_accepted (its memory part)",
+            "no /usr/bin/time (apt-get install time)",
+        );
         return;
     };
     eprintln!(
@@ -1126,7 +1137,7 @@ fn f35_fd_limit() {
 // ulimit has no -u).
 #[test]
 fn f36_thread_creation_fails() {
-    if !can_run_as_nobody("f36") {
+    if !can_run_as_nobody("faults::f36_thread_creation_fails") {
         return;
     }
     let srv = FakeServer::responder();

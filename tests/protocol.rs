@@ -14,7 +14,7 @@ use crate::support::fake_server::{
     mask_all, End, FakeServer, Options, Responder, Step, Transcript, Verb,
 };
 use crate::support::{
-    hostname, ours, spawn, Outcome, RefusingPort, TempDir, ARGV0,
+    hostname, ours, skip, spawn, Outcome, RefusingPort, TempDir, ARGV0,
 };
 
 /// Hard limit for one run (the slowest test, `-w 1 -m 2`, takes 2 s).
@@ -936,7 +936,9 @@ fn v6_server() -> Option<V6Server> {
     let l = match TcpListener::bind("[::1]:0") {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("SKIP: IPv6 loopback unavailable: {e}");
+            let name = std::thread::current().name().map(str::to_owned);
+            let test = name.unwrap_or_else(|| "protocol (IPv6)".into());
+            skip(&test, &format!("IPv6 loopback unavailable: {e}"));
             return None;
         }
     };

@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use serde_json::Value;
 
 use crate::support::fake_server::{FakeServer, Responder, Step, Verb};
-use crate::support::{ours, program, Cmd, Outcome, TempDir};
+use crate::support::{ours, program, skip, Cmd, Outcome, TempDir};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -214,9 +214,10 @@ fn screenshot(page: &Path, dir: &Path) -> Option<PathBuf> {
         (out.status.success() && !path.is_empty()).then_some(path)
     });
     let Some(chromium) = found else {
-        eprintln!(
-            "SKIP html_is_self_contained_and_renders_in_chromium: chromium \
-is not installed (apt-get install chromium; .ci/run installs it)"
+        skip(
+            "report_tool::html_is_self_contained_and_renders_in_chromium",
+            "chromium is not installed (apt-get install chromium; .ci/run \
+installs it)",
         );
         return None;
     };

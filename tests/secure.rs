@@ -23,7 +23,7 @@ use crate::support::fake_server::{
 };
 use crate::support::tls_server::{Leaf, Pki, TlsServer, OTHER_NAME};
 use crate::support::{
-    assert_bytes_eq, escape, ours, spawn, Cmd, Outcome, TempDir, ARGV0,
+    assert_bytes_eq, escape, ours, skip, spawn, Cmd, Outcome, TempDir, ARGV0,
 };
 
 /// Hard limit of one run.
@@ -1823,9 +1823,10 @@ impl Sink {
     /// a SKIP message naming `test`, when it was not built.
     pub(crate) fn start(test: &str, args: &[&str]) -> Option<Sink> {
         let Some(path) = sink_path() else {
-            eprintln!(
-                "SKIP {test}: target/debug/examples/sink not built (cargo \
-                 build --all-targets)"
+            skip(
+                test,
+                "target/debug/examples/sink not built (cargo build \
+                 --all-targets)",
             );
             return None;
         };

@@ -87,17 +87,48 @@ pub fn reference() -> Option<Program> {
     path.is_file().then(|| program(path, "reference"))
 }
 
-/// [`reference`], printing a skip message naming `test` when it is
-/// absent (the caller then returns early, and the test passes).
+/// [`reference`], or a [`skip`] naming `test` when it is absent (the
+/// caller then returns early).
 pub fn reference_or_skip(test: &str) -> Option<Program> {
     let r = reference();
     if r.is_none() {
-        eprintln!(
-            "SKIP {test}: reference smtp-source not found (run `make \
-             reference` or set SMTP_SOURCE_REFERENCE)"
+        skip(
+            test,
+            "reference smtp-source not found (run `make reference` or set \
+             SMTP_SOURCE_REFERENCE)",
         );
     }
     r
+}
+
+/// Every test that does not run (or runs only in part) because the
+/// machine lacks something says so here, and then returns early, so the
+/// runner counts it as passed. To keep that honest:
+/// - with `SMTP_SOURCE_REQUIRE_ALL=1` (set by .ci/run, where everything
+///   is installed) a skip is a failure: it panics with `why`;
+/// - with `SMTP_SOURCE_SKIP_LOG=FILE` (set by `make test`) it appends
+///   `test<TAB>why` to FILE, which the Makefile sums up after the
+///   runner's summary (tests/skip-summary.sh);
+/// - it always prints `SKIP test: why` on stderr.
+pub fn skip(test: &str, why: &str) {
+    if std::env::var_os("SMTP_SOURCE_REQUIRE_ALL").is_some_and(|v| v == "1") {
+        panic!("{test} cannot run: {why} (SMTP_SOURCE_REQUIRE_ALL=1)");
+    }
+    eprintln!("SKIP {test}: {why}");
+    let Some(log) = std::env::var_os("SMTP_SOURCE_SKIP_LOG") else {
+        return;
+    };
+    // One write of one short line with O_APPEND: tests running in
+    // parallel processes do not interleave their lines.
+    let line = format!("{test}\t{}\n", why.replace(['\t', '\n'], " "));
+    let appended = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+    if let Err(e) = appended {
+        panic!("cannot record the skip of {test} in {log:?}: {e}");
+    }
 }
 
 /// A Program for `path`; a Debian-layout binary
