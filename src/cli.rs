@@ -15,7 +15,7 @@
 //! rejects arguments that are not UTF-8, which the reference sends on.
 
 use crate::endpoint::Family;
-use crate::error::Error;
+use crate::error::{Config, Conflict, Error};
 use crate::hostname;
 use crate::longopts::{self, LongArgs, Outcome};
 use crate::plan::Delay;
@@ -222,13 +222,13 @@ fn with_arg(args: &mut Args, opt: u8, value: Vec<u8>) -> Result<(), Error> {
         b'f' => args.from = Some(value),
         b'F' => {
             if args.length.is_some() {
-                return Err(fatal(b"-l option cannot be used with -F"));
+                return Err(conflict(Conflict::LengthAndFile));
             }
             args.file = Some(value);
         }
         b'l' => {
             if args.file.is_some() {
-                return Err(fatal(b"-l option cannot be used with -F"));
+                return Err(conflict(Conflict::LengthAndFile));
             }
             args.length = Some(positive(&value, "message length")?);
         }
@@ -246,7 +246,7 @@ fn with_arg(args: &mut Args, opt: u8, value: Vec<u8>) -> Result<(), Error> {
         }
         b'R' => {
             if matches!(args.delay, Delay::Fixed(_)) {
-                return Err(fatal(DELAY_CONFLICT));
+                return Err(conflict(Conflict::FixedAndRandomDelay));
             }
             args.delay = Delay::Random(positive(&value, "random delay")?);
         }
@@ -257,7 +257,7 @@ fn with_arg(args: &mut Args, opt: u8, value: Vec<u8>) -> Result<(), Error> {
         _ => {
             // 'w'
             if matches!(args.delay, Delay::Random(_)) {
-                return Err(fatal(DELAY_CONFLICT));
+                return Err(conflict(Conflict::FixedAndRandomDelay));
             }
             args.delay = Delay::Fixed(positive(&value, "fixed delay")?);
         }
@@ -265,33 +265,29 @@ fn with_arg(args: &mut Args, opt: u8, value: Vec<u8>) -> Result<(), Error> {
     Ok(())
 }
 
-const DELAY_CONFLICT: &[u8] = b"do not use -w and -R options at the same time";
-
-fn fatal(text: &[u8]) -> Error {
-    Error::Config {
-        warning: None,
-        fatal: text.to_vec(),
-    }
+fn conflict(c: Conflict) -> Error {
+    Error::Config(Config::Conflict(c))
 }
 
+/// -M must be a hostname, or an address literal when it starts with `[`.
 fn check_myhostname(value: &[u8]) -> Result<(), Error> {
-    hostname::check_myhostname(value).map_err(|(warning, fatal)| {
-        Error::Config {
-            warning: Some(warning),
-            fatal,
-        }
+    hostname::check_myhostname(value).map_err(|(warning, _)| {
+        Error::Config(Config::Myhostname {
+            warning,
+            literal: value.first() == Some(&b'['),
+            value: value.to_vec(),
+        })
     })
 }
 
 /// An `atoi` value that must be > 0, else `bad <what>: <value>`.
-fn positive(value: &[u8], what: &str) -> Result<u32, Error> {
+fn positive(value: &[u8], what: &'static str) -> Result<u32, Error> {
     match atoi(value) {
         n if n > 0 => Ok(n as u32),
-        _ => {
-            let mut text = format!("bad {what}: ").into_bytes();
-            text.extend_from_slice(value);
-            Err(fatal(&text))
-        }
+        _ => Err(Error::Config(Config::BadNumber {
+            what,
+            value: value.to_vec(),
+        })),
     }
 }
 
@@ -396,10 +392,23 @@ mod tests {
 
     fn fatal_text(words: &[&str]) -> String {
         match run(words) {
-            Err(Error::Config { fatal, .. }) => {
-                String::from_utf8(fatal).unwrap()
-            }
+            Err(e @ Error::Config(_)) => String::from_utf8(e.text()).unwrap(),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_myhostname_is_told_as_the_hostname_check_tells_it() {
+        for value in ["bad_name!", "[1.2.3]", "-x"] {
+            let (warning, fatal) =
+                hostname::check_myhostname(value.as_bytes()).unwrap_err();
+            match run(&["-M", value, "h"]) {
+                Err(Error::Config(c)) => {
+                    assert_eq!(c.warning(), Some(&warning[..]));
+                    assert_eq!(c.text(), fatal);
+                }
+                other => panic!("{other:?}"),
+            }
         }
     }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{bounded, Receiver, SendTimeoutError, Sender};
 
-use crate::error::Error;
+use crate::error::{Config, Error, FileOp};
 use crate::plan::Plan;
 use crate::session;
 use crate::stats::{Interval, Reader};
@@ -442,20 +442,15 @@ fn open_hlog(
         return Ok(None);
     };
     let os = std::ffi::OsStr::from_bytes(path);
-    let failed = |what: &[u8], e: std::io::Error| {
-        let mut fatal = what.to_vec();
-        fatal.extend_from_slice(path);
-        fatal.extend_from_slice(b": ");
-        fatal.extend_from_slice(crate::error::io_text(&e).as_bytes());
-        Error::Config {
-            warning: None,
-            fatal,
-        }
+    let failed = |op, error| {
+        let path = path.clone();
+        Error::Config(Config::File { op, path, error })
     };
-    let file = std::fs::File::create(os).map_err(|e| failed(b"open ", e))?;
+    let file =
+        std::fs::File::create(os).map_err(|e| failed(FileOp::Open, e))?;
     report::HistogramLog::begin(file, stats.started_wall)
         .map(Some)
-        .map_err(|e| failed(b"write ", e))
+        .map_err(|e| failed(FileOp::Write, e))
 }
 
 /// A thread that closes one interval a second until the sessions are
@@ -541,12 +536,9 @@ fn ensure_fds(sessions: u32) -> Result<(), Error> {
     if have >= want {
         return Ok(());
     }
-    let fatal = format!(
-        "{sessions} sessions need {want} open files, but the open file \
-limit (ulimit -n) is {have}"
-    );
-    Err(Error::Config {
-        warning: None,
-        fatal: fatal.into_bytes(),
-    })
+    Err(Error::Config(Config::OpenFiles {
+        sessions,
+        want,
+        have,
+    }))
 }

@@ -1,8 +1,10 @@
 //! error: the one error type of the crate, and the stage names that every
 //! diagnostic carries, in Postfix's words.
 //!
-//! Errors are values; `text()` renders them once. Only `diag` decides
-//! whether a text is printed as a warning or as a fatal error (style P2).
+//! Errors are values; `text()` renders them once, here: no error carries
+//! its text pre-rendered (`Config` says what is wrong, not how to say
+//! it). Only `diag` decides whether a text is printed as a warning or as
+//! a fatal error.
 
 use std::io;
 
@@ -83,11 +85,9 @@ pub enum Error {
     /// Bad command line: an optional glibc-style line (printed without
     /// "fatal:"), then the usage fatal.
     Usage { getopt_line: Option<Vec<u8>> },
-    /// A fatal text, possibly preceded by a warning (-M validation).
-    Config {
-        warning: Option<Vec<u8>>,
-        fatal: Vec<u8>,
-    },
+    /// The command line or the set-up cannot run (found before any
+    /// connect).
+    Config(Config),
     /// connect() failed and the -C budget is used up.
     Connect(io::Error),
     /// EOF or reset while a stage's reply was read or its command written.
@@ -120,7 +120,7 @@ impl Error {
     pub fn text(&self) -> Vec<u8> {
         match self {
             Error::Usage { .. } => b"usage".to_vec(),
-            Error::Config { fatal, .. } => fatal.clone(),
+            Error::Config(c) => c.text(),
             Error::Connect(e) => {
                 format!("connect: {}", io_text(e)).into_bytes()
             }
@@ -151,6 +151,223 @@ impl Error {
     }
 }
 
+/// Why a run cannot start: a value, a combination of options, a file,
+/// the host. `text()` renders every one of them (in the reference's words
+/// where it has any); `warning()` is the line some print first.
+#[derive(Debug)]
+pub enum Config {
+    /// A short option's value that is not a number > 0 (`what`: "message
+    /// count", ...).
+    BadNumber {
+        what: &'static str,
+        value: Vec<u8>,
+    },
+    /// A long option's value (or SMTP_SOURCE_TIMEOUT's), and why when
+    /// the parser can say.
+    BadValue {
+        option: &'static str,
+        value: Vec<u8>,
+        why: Option<String>,
+    },
+    /// Two options that cannot go together.
+    Conflict(Conflict),
+    /// -M is neither a valid hostname nor an address literal; `warning`
+    /// is Postfix's `valid_hostname`/literal complaint.
+    Myhostname {
+        warning: Vec<u8>,
+        literal: bool,
+        value: Vec<u8>,
+    },
+    /// Without -M, the machine's own name is not a valid hostname.
+    OwnHostname {
+        warning: Vec<u8>,
+    },
+    Gethostname(io::Error),
+    /// The endpoint operand, in the endpoint module's words (parse or
+    /// name lookup).
+    Endpoint(Vec<u8>),
+    /// A file or directory that could not be opened, read or written.
+    File {
+        op: FileOp,
+        path: Vec<u8>,
+        error: io::Error,
+    },
+    /// A file longer than `limit` bytes (callers say which limit).
+    OverLimit {
+        path: Vec<u8>,
+        limit: u64,
+    },
+    /// A file error about the input of `option`.
+    Option {
+        option: &'static str,
+        inner: Box<Config>,
+    },
+    /// An input of `option` that cannot be used as it is.
+    Input {
+        option: &'static str,
+        path: Vec<u8>,
+        problem: Problem,
+    },
+    /// -s needs more descriptors than the open file limit allows.
+    OpenFiles {
+        sessions: u32,
+        want: u64,
+        have: u64,
+    },
+    /// A combination the plan refuses, in its own words (TLS, AUTH,
+    /// --bind...).
+    Refused(String),
+}
+
+/// Options that exclude each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    /// -l with -F (the reference's text).
+    LengthAndFile,
+    /// -w with -R (the reference's text).
+    FixedAndRandomDelay,
+    /// One of our options with another option.
+    Options(&'static str, &'static str),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileOp {
+    Open,
+    Read,
+    Write,
+}
+
+/// What is wrong with an input as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Problem {
+    NoFiles,
+    NoAddresses,
+    /// Over the limit of a list (MiB).
+    LargerThan {
+        mib: u64,
+    },
+    /// Over the limit of a message directory (MiB).
+    CorpusOver {
+        mib: u64,
+    },
+}
+
+impl Config {
+    /// The line printed as a warning before the fatal one, if any.
+    pub fn warning(&self) -> Option<&[u8]> {
+        match self {
+            Config::Myhostname { warning, .. }
+            | Config::OwnHostname { warning } => Some(warning),
+            _ => None,
+        }
+    }
+
+    /// The fatal text, without "argv0: fatal: ".
+    pub fn text(&self) -> Vec<u8> {
+        let cat = |parts: &[&[u8]]| parts.concat();
+        match self {
+            Config::BadNumber { what, value } => {
+                cat(&[b"bad ", what.as_bytes(), b": ", value])
+            }
+            Config::BadValue { option, value, why } => {
+                let mut out =
+                    cat(&[b"bad ", option.as_bytes(), b" value: ", value]);
+                if let Some(why) = why {
+                    out.extend_from_slice(format!(" ({why})").as_bytes());
+                }
+                out
+            }
+            Config::Conflict(c) => c.text().into_bytes(),
+            Config::Myhostname { literal, value, .. } => {
+                let what: &[u8] = match literal {
+                    true => b"bad address literal: ",
+                    false => b"bad hostname: ",
+                };
+                cat(&[what, value])
+            }
+            Config::OwnHostname { .. } => {
+                b"unable to use my own hostname".to_vec()
+            }
+            Config::Gethostname(e) => {
+                format!("gethostname: {}", io_text(e)).into_bytes()
+            }
+            Config::Endpoint(text) => text.clone(),
+            Config::File { op, path, error } => {
+                let why = io_text(error);
+                cat(&[op.verb().as_bytes(), b" ", path, b": ", why.as_bytes()])
+            }
+            Config::OverLimit { path, limit } => {
+                let limit = format!(": larger than {limit} bytes");
+                cat(&[path, limit.as_bytes()])
+            }
+            Config::Option { option, inner } => {
+                cat(&[option.as_bytes(), b": ", &inner.text()])
+            }
+            Config::Input {
+                option,
+                path,
+                problem,
+            } => {
+                let path = String::from_utf8_lossy(path);
+                format!("{option} {path}: {}", problem.text()).into_bytes()
+            }
+            Config::OpenFiles {
+                sessions,
+                want,
+                have,
+            } => format!(
+                "{sessions} sessions need {want} open files, but the open \
+file limit (ulimit -n) is {have}"
+            )
+            .into_bytes(),
+            Config::Refused(text) => text.clone().into_bytes(),
+        }
+    }
+}
+
+impl Conflict {
+    fn text(self) -> String {
+        match self {
+            Conflict::LengthAndFile => {
+                "-l option cannot be used with -F".into()
+            }
+            Conflict::FixedAndRandomDelay => {
+                "do not use -w and -R options at the same time".into()
+            }
+            Conflict::Options(a, b) => format!("{a} cannot be used with {b}"),
+        }
+    }
+}
+
+impl FileOp {
+    fn verb(self) -> &'static str {
+        match self {
+            FileOp::Open => "open",
+            FileOp::Read => "read",
+            FileOp::Write => "write",
+        }
+    }
+}
+
+impl Problem {
+    fn text(self) -> String {
+        match self {
+            Problem::NoFiles => "no files".into(),
+            Problem::NoAddresses => "no addresses".into(),
+            Problem::LargerThan { mib } => format!("larger than {mib} MiB"),
+            Problem::CorpusOver { mib } => {
+                format!("more than {mib} MiB of messages")
+            }
+        }
+    }
+}
+
+impl From<Config> for Error {
+    fn from(c: Config) -> Error {
+        Error::Config(c)
+    }
+}
+
 /// "<label>: <code> <text>", the form of every rejection diagnostic.
 pub fn reject_text(stage: Stage, reply: &Reply) -> Vec<u8> {
     let mut out =
@@ -178,5 +395,141 @@ pub fn io_text(e: &io::Error) -> String {
     match e.raw_os_error() {
         Some(errno) => crate::sys::strerror(errno),
         None => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ENOENT.
+    fn enoent() -> io::Error {
+        io::Error::from_raw_os_error(2)
+    }
+
+    fn file(path: &[u8]) -> Config {
+        Config::File {
+            op: FileOp::Open,
+            path: path.to_vec(),
+            error: enoent(),
+        }
+    }
+
+    // Each kind of set-up error, rendered as the run prints it (these
+    // texts were pre-rendered where the error was found; the wording must
+    // not change now that it is made here).
+    #[test]
+    fn every_config_error_reads_as_before() {
+        let nofile = "No such file or directory";
+        let cases = [
+            (
+                Config::BadNumber {
+                    what: "message count",
+                    value: b"a\xffb".to_vec(),
+                },
+                b"bad message count: a\xffb".to_vec(),
+            ),
+            (
+                Config::BadValue {
+                    option: "--xclient",
+                    value: b"X=1".to_vec(),
+                    why: Some("unknown attribute X".into()),
+                },
+                b"bad --xclient value: X=1 (unknown attribute X)".to_vec(),
+            ),
+            (
+                Config::Conflict(Conflict::LengthAndFile),
+                b"-l option cannot be used with -F".to_vec(),
+            ),
+            (
+                Config::Conflict(Conflict::FixedAndRandomDelay),
+                b"do not use -w and -R options at the same time".to_vec(),
+            ),
+            (
+                Config::Conflict(Conflict::Options("--rcpt-file", "-t")),
+                b"--rcpt-file cannot be used with -t".to_vec(),
+            ),
+            (
+                Config::OwnHostname {
+                    warning: b"valid_hostname: x".to_vec(),
+                },
+                b"unable to use my own hostname".to_vec(),
+            ),
+            (
+                Config::Gethostname(enoent()),
+                format!("gethostname: {nofile}").into_bytes(),
+            ),
+            // A path is quoted as bytes, as -F's always was.
+            (
+                file(b"/m\xff"),
+                [&b"open /m\xff: "[..], nofile.as_bytes()].concat(),
+            ),
+            (
+                Config::Option {
+                    option: "--rcpt-file",
+                    inner: Box::new(file(b"r")),
+                },
+                format!("--rcpt-file: open r: {nofile}").into_bytes(),
+            ),
+            (
+                Config::Input {
+                    option: "--rcpt-file",
+                    path: b"r".to_vec(),
+                    problem: Problem::LargerThan { mib: 64 },
+                },
+                b"--rcpt-file r: larger than 64 MiB".to_vec(),
+            ),
+            (
+                Config::Input {
+                    option: "--message-dir",
+                    path: b"d".to_vec(),
+                    problem: Problem::CorpusOver { mib: 256 },
+                },
+                b"--message-dir d: more than 256 MiB of messages".to_vec(),
+            ),
+            (
+                Config::Input {
+                    option: "--message-dir",
+                    path: b"d".to_vec(),
+                    problem: Problem::NoFiles,
+                },
+                b"--message-dir d: no files".to_vec(),
+            ),
+            (
+                Config::Input {
+                    option: "--sender-file",
+                    path: b"s".to_vec(),
+                    problem: Problem::NoAddresses,
+                },
+                b"--sender-file s: no addresses".to_vec(),
+            ),
+            (
+                Config::OpenFiles {
+                    sessions: 5000,
+                    want: 5016,
+                    have: 1024,
+                },
+                b"5000 sessions need 5016 open files, but the open file \
+limit (ulimit -n) is 1024"
+                    .to_vec(),
+            ),
+        ];
+        for (config, want) in cases {
+            assert_eq!(
+                String::from_utf8_lossy(&config.text()),
+                String::from_utf8_lossy(&want),
+                "{config:?}"
+            );
+            assert_eq!(config.text(), want, "{config:?}");
+        }
+    }
+
+    #[test]
+    fn only_the_hostname_errors_warn_first() {
+        let own = Config::OwnHostname {
+            warning: b"w".to_vec(),
+        };
+        assert_eq!(own.warning(), Some(&b"w"[..]));
+        assert_eq!(file(b"x").warning(), None);
     }
 }

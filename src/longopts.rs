@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
-use crate::error::Error;
+use crate::error::{Config, Error};
 use crate::identity::{Cidr, ProxyVersion, Xclient};
 use crate::plan::{Arrival, AuthMech, ReportFormat};
 use crate::scale::{self, Shard};
@@ -482,9 +482,11 @@ pub const LONG_OPTIONS: &[LongOpt] = &[
         action: Action::Set(|a, v| {
             let v = val(v);
             let parsed = Xclient::parse(v).map_err(|why| {
-                let mut text = bad("--xclient", v).text();
-                text.extend_from_slice(format!(" ({why})").as_bytes());
-                fatal(text)
+                Error::Config(Config::BadValue {
+                    option: "--xclient",
+                    value: v.to_vec(),
+                    why: Some(why),
+                })
             })?;
             a.xclient = Some(parsed);
             Ok(())
@@ -629,13 +631,6 @@ fn getopt_error(line: &str) -> Error {
     }
 }
 
-fn fatal(text: Vec<u8>) -> Error {
-    Error::Config {
-        warning: None,
-        fatal: text,
-    }
-}
-
 /// Handles `--<long>` (without the dashes); `next` yields the following
 /// argv words for options whose value is separate.
 pub fn apply(
@@ -727,14 +722,16 @@ fn number(value: &[u8]) -> Option<f64> {
         .filter(|n| n.is_finite())
 }
 
-fn bad(what: &str, value: &[u8]) -> Error {
-    let mut text = format!("bad {what} value: ").into_bytes();
-    text.extend_from_slice(value);
-    fatal(text)
+fn bad(option: &'static str, value: &[u8]) -> Error {
+    Error::Config(Config::BadValue {
+        option,
+        value: value.to_vec(),
+        why: None,
+    })
 }
 
 /// Seconds as a decimal number (fractions allowed), > 0.
-pub fn seconds(value: &[u8], what: &str) -> Result<Duration, Error> {
+pub fn seconds(value: &[u8], what: &'static str) -> Result<Duration, Error> {
     match number(value).filter(|s| *s > 0.0 && *s < 1e9) {
         Some(secs) => Ok(Duration::from_secs_f64(secs)),
         None => Err(bad(what, value)),
@@ -757,9 +754,7 @@ mod tests {
 
     fn fatal_text(words: &[&str]) -> String {
         match parse(words) {
-            Err(Error::Config { fatal, .. }) => {
-                String::from_utf8(fatal).unwrap()
-            }
+            Err(e @ Error::Config(_)) => String::from_utf8(e.text()).unwrap(),
             other => panic!("{other:?}"),
         }
     }
@@ -898,10 +893,7 @@ mod tests {
             let eq = format!("{}=x", opt.name);
             match (opt.takes, parse(&[&eq])) {
                 (Takes::Nothing, Err(Error::Usage { .. })) => {}
-                (
-                    Takes::Value | Takes::Optional,
-                    Err(Error::Config { .. }),
-                ) => {}
+                (Takes::Value | Takes::Optional, Err(Error::Config(_))) => {}
                 (Takes::Value | Takes::Optional, Ok(_)) => {}
                 (_, other) => panic!("--{eq}: {other:?}"),
             }

@@ -35,12 +35,11 @@ fn fail(e: Error) -> ! {
             }
             diag::fatal(&cli::usage_text(diag::argv0()))
         }
-        Error::Config {
-            warning: Some(ref w),
-            ..
-        } => {
-            diag::warn(w);
-            diag::fatal(&e.text())
+        Error::Config(c) => {
+            if let Some(w) = c.warning() {
+                diag::warn(w);
+            }
+            diag::fatal(&c.text())
         }
         e => diag::fatal(&e.text()),
     }

@@ -17,7 +17,7 @@ use socket2::SockAddr;
 
 use crate::cli::Args;
 use crate::endpoint::{self, Spec};
-use crate::error::Error;
+use crate::error::{Config, Error};
 use crate::hostname;
 use crate::identity::{self, Cidr, Credential, ProxyVersion, Xclient};
 use crate::longopts;
@@ -206,15 +206,8 @@ pub fn build(args: &Args, env: Env) -> Result<Plan, Error> {
     let timeout = timeout(args, env.timeout)?;
     let content = workload::build(args)?;
     let (addr, keepalive) = resolve(args)?;
-    let security =
-        security(args, env.password).map_err(|fatal| Error::Config {
-            warning: None,
-            fatal: fatal.into_bytes(),
-        })?;
-    let bind = bind(args, &addr).map_err(|fatal| Error::Config {
-        warning: None,
-        fatal: fatal.into_bytes(),
-    })?;
+    let security = security(args, env.password).map_err(Config::Refused)?;
+    let bind = bind(args, &addr).map_err(Config::Refused)?;
     let myhostname = myhostname(args)?;
     let default_addr = [&b"foo@"[..], &myhostname].concat();
     let sender = args.from.clone().unwrap_or_else(|| default_addr.clone());
@@ -488,13 +481,10 @@ fn read_file(path: &[u8]) -> Result<Vec<u8>, Error> {
 
 /// Parses and resolves the operand once, in the main thread.
 fn resolve(args: &Args) -> Result<(SockAddr, bool), Error> {
-    let config = |fatal| Error::Config {
-        warning: None,
-        fatal,
-    };
-    let spec = endpoint::parse(&args.endpoint).map_err(config)?;
+    let spec = endpoint::parse(&args.endpoint).map_err(Config::Endpoint)?;
     let shown = endpoint::after_inet(&args.endpoint);
-    let addr = endpoint::resolve(&spec, shown, args.family).map_err(config)?;
+    let addr = endpoint::resolve(&spec, shown, args.family)
+        .map_err(Config::Endpoint)?;
     let keepalive = matches!(spec, Spec::Inet { .. }) && addr.is_ipv4();
     Ok((addr, keepalive))
 }
@@ -504,15 +494,9 @@ fn myhostname(args: &Args) -> Result<Vec<u8>, Error> {
     if let Some(name) = &args.myhostname {
         return Ok(name.clone());
     }
-    let name = sys::gethostname().map_err(|e| Error::Config {
-        warning: None,
-        fatal: format!("gethostname: {}", crate::error::io_text(&e))
-            .into_bytes(),
-    })?;
-    hostname::check_own_hostname(&name).map_err(|warning| Error::Config {
-        warning: Some(warning),
-        fatal: b"unable to use my own hostname".to_vec(),
-    })?;
+    let name = sys::gethostname().map_err(Config::Gethostname)?;
+    hostname::check_own_hostname(&name)
+        .map_err(|warning| Config::OwnHostname { warning })?;
     Ok(name)
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::cli::Args;
 use crate::command::Command;
 use crate::draw::SizeMix;
-use crate::error::Error;
+use crate::error::{Config, Conflict, Error, FileOp, Problem};
 use crate::message::{self, DEFAULT_BODY};
 
 /// Most bytes of --message-dir files a run reads (they are held in
@@ -130,7 +130,7 @@ pub fn conflicts(args: &Args) -> Result<(), Error> {
     ];
     match pairs.iter().find(|(a, b, _, _)| *a && *b) {
         Some((_, _, x, y)) => {
-            Err(fatal(format!("{x} cannot be used with {y}")))
+            Err(Config::Conflict(Conflict::Options(x, y)).into())
         }
         None => Ok(()),
     }
@@ -208,16 +208,22 @@ fn body(make: impl Fn(bool) -> Vec<u8>, chunking: bool, size: u64) -> Body {
 /// their names, read whole; at most `MAX_CORPUS` bytes in all.
 fn read_corpus(dir: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
     use std::os::unix::ffi::{OsStrExt, OsStringExt};
-    let shown = String::from_utf8_lossy(dir).into_owned();
     let os = std::ffi::OsStr::from_bytes(dir);
-    let entries = std::fs::read_dir(os).map_err(|e| {
-        fatal(format!("--message-dir: open {shown}: {}", io_text(&e)))
-    })?;
+    // The directory is named as text here (a file in it, as bytes).
+    let shown = String::from_utf8_lossy(dir).into_owned().into_bytes();
+    let failed = |op, error| Config::Option {
+        option: "--message-dir",
+        inner: Box::new(Config::File {
+            op,
+            path: shown.clone(),
+            error,
+        }),
+    };
+    let entries =
+        std::fs::read_dir(os).map_err(|e| failed(FileOp::Open, e))?;
     let mut paths = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| {
-            fatal(format!("--message-dir: read {shown}: {}", io_text(&e)))
-        })?;
+        let entry = entry.map_err(|e| failed(FileOp::Read, e))?;
         let name = entry.file_name().into_vec();
         // Editors and tools leave dot files behind (swap files, .git).
         if name.first() == Some(&b'.') {
@@ -230,7 +236,7 @@ fn read_corpus(dir: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
         }
     }
     if paths.is_empty() {
-        return Err(fatal(format!("--message-dir {shown}: no files")));
+        return Err(input("--message-dir", dir, Problem::NoFiles));
     }
     paths.sort();
     // Sizes first: a directory too large fails without reading it.
@@ -240,7 +246,7 @@ fn read_corpus(dir: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
         .map(|m| m.len())
         .sum();
     if listed > MAX_CORPUS {
-        return Err(too_large(&shown));
+        return Err(too_large(dir));
     }
     let mut left = MAX_CORPUS;
     let mut files = Vec::with_capacity(paths.len());
@@ -248,10 +254,8 @@ fn read_corpus(dir: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
         let data = read_file(path.as_os_str().as_bytes(), left).map_err(
             |e| match e {
                 // A file that grew since it was listed.
-                Error::Config { fatal: f, .. } if f.is_empty() => {
-                    too_large(&shown)
-                }
-                e => prefixed("--message-dir: ", e),
+                Error::Config(Config::OverLimit { .. }) => too_large(dir),
+                e => prefixed("--message-dir", e),
             },
         )?;
         left -= data.len() as u64;
@@ -260,27 +264,36 @@ fn read_corpus(dir: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
     Ok(files)
 }
 
-fn too_large(shown: &str) -> Error {
-    fatal(format!(
-        "--message-dir {shown}: more than {} MiB of messages",
-        MAX_CORPUS >> 20
-    ))
+fn too_large(dir: &[u8]) -> Error {
+    let problem = Problem::CorpusOver {
+        mib: MAX_CORPUS >> 20,
+    };
+    input("--message-dir", dir, problem)
+}
+
+fn input(option: &'static str, path: &[u8], problem: Problem) -> Error {
+    let path = path.to_vec();
+    Config::Input {
+        option,
+        path,
+        problem,
+    }
+    .into()
 }
 
 /// An address list: one a line, surrounding white space dropped, blank
 /// lines and `#` comments skipped.
 fn list(
     path: Option<&[u8]>,
-    what: &str,
+    what: &'static str,
 ) -> Result<Option<Vec<Vec<u8>>>, Error> {
     let Some(path) = path else { return Ok(None) };
-    let shown = String::from_utf8_lossy(path).into_owned();
     let text = read_file(path, MAX_LIST).map_err(|e| match e {
-        Error::Config { fatal: f, .. } if f.is_empty() => fatal(format!(
-            "{what} {shown}: larger than {} MiB",
-            MAX_LIST >> 20
-        )),
-        e => prefixed(&format!("{what}: "), e),
+        Error::Config(Config::OverLimit { .. }) => {
+            let mib = MAX_LIST >> 20;
+            input(what, path, Problem::LargerThan { mib })
+        }
+        e => prefixed(what, e),
     })?;
     let entries: Vec<Vec<u8>> = text
         .split(|&b| b == b'\n')
@@ -289,56 +302,45 @@ fn list(
         .map(<[u8]>::to_vec)
         .collect();
     if entries.is_empty() {
-        return Err(fatal(format!("{what} {shown}: no addresses")));
+        return Err(input(what, path, Problem::NoAddresses));
     }
     Ok(Some(entries))
 }
 
 /// A whole file of at most `limit` bytes. Errors are `open PATH: why`
-/// and `read PATH: why` (the -F texts); a file over the limit is a
-/// Config error with an empty text, for the caller to word.
+/// and `read PATH: why` (the -F texts); a file over the limit is
+/// `Config::OverLimit`, for the caller to word.
 pub fn read_file(path: &[u8], limit: u64) -> Result<Vec<u8>, Error> {
     use std::io::Read;
     use std::os::unix::ffi::OsStrExt;
     let os = std::ffi::OsStr::from_bytes(path);
-    let file =
-        std::fs::File::open(os).map_err(|e| file_error(b"open ", path, &e))?;
+    let file = std::fs::File::open(os)
+        .map_err(|e| file_error(FileOp::Open, path, e))?;
     let mut data = Vec::new();
     file.take(limit.saturating_add(1))
         .read_to_end(&mut data)
-        .map_err(|e| file_error(b"read ", path, &e))?;
+        .map_err(|e| file_error(FileOp::Read, path, e))?;
     if data.len() as u64 > limit {
-        return Err(fatal(String::new()));
+        let path = path.to_vec();
+        return Err(Config::OverLimit { path, limit }.into());
     }
     Ok(data)
 }
 
-fn file_error(what: &[u8], path: &[u8], e: &std::io::Error) -> Error {
-    let mut fatal = [what, path, b": "].concat();
-    fatal.extend_from_slice(io_text(e).as_bytes());
-    Error::Config {
-        warning: None,
-        fatal,
-    }
+fn file_error(op: FileOp, path: &[u8], error: std::io::Error) -> Error {
+    let path = path.to_vec();
+    Config::File { op, path, error }.into()
 }
 
-fn io_text(e: &std::io::Error) -> String {
-    crate::error::io_text(e)
-}
-
-fn prefixed(prefix: &str, e: Error) -> Error {
-    let mut text = prefix.as_bytes().to_vec();
-    text.extend_from_slice(&e.text());
-    Error::Config {
-        warning: None,
-        fatal: text,
-    }
-}
-
-fn fatal(text: String) -> Error {
-    Error::Config {
-        warning: None,
-        fatal: text.into_bytes(),
+/// A file error of `option`'s input, told as `option: <error>`.
+fn prefixed(option: &'static str, e: Error) -> Error {
+    match e {
+        Error::Config(inner) => Config::Option {
+            option,
+            inner: Box::new(inner),
+        }
+        .into(),
+        e => e,
     }
 }
 
@@ -376,8 +378,10 @@ mod tests {
         let small = read_file(path.as_bytes(), 4);
         let fits = read_file(path.as_bytes(), 5);
         std::fs::remove_file(&dir).unwrap();
-        assert!(matches!(small, Err(Error::Config { fatal, .. })
-            if fatal.is_empty()));
+        assert!(matches!(
+            small,
+            Err(Error::Config(Config::OverLimit { limit: 4, .. }))
+        ));
         assert_eq!(fits.unwrap(), b"12345");
     }
 }
