@@ -79,10 +79,27 @@ pub fn raw_line(text: &[u8]) {
     let _ = io::stderr().lock().write_all(&line);
 }
 
-/// --progress: `argv0: text`. With `rewrite` (stderr is a terminal) it
-/// replaces the line on screen and ends with a newline only when `last`;
-/// otherwise it is a line of its own.
-pub fn status(text: &[u8], rewrite: bool, last: bool) {
+/// Where --progress lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusLines {
+    /// stderr is a terminal: each line replaces the one on screen.
+    Rewrite,
+    /// A file or a pipe: a line each.
+    Append,
+}
+
+/// Whether a status line is the run's last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusAt {
+    During,
+    End,
+}
+
+/// --progress: `argv0: text`. Rewritten on a terminal, where it ends
+/// with a newline only at the end; otherwise a line of its own.
+pub fn status(text: &[u8], lines: StatusLines, at: StatusAt) {
+    let rewrite = lines == StatusLines::Rewrite;
+    let last = at == StatusAt::End;
     let mut line = Vec::with_capacity(argv0().len() + text.len() + 8);
     if rewrite {
         line.extend_from_slice(CLEAR_LINE);

@@ -178,12 +178,12 @@ pub fn resolve(
             [&b"unix-domain name too long: "[..], path].concat()
         }),
         Spec::Inet { host, port } => {
-            let (service, numeric) = if port.is_empty() {
-                (DEFAULT_SERVICE, false)
-            } else {
-                (port.as_slice(), all_digits(port))
+            let (service, kind) = match port.is_empty() {
+                true => (DEFAULT_SERVICE, sys::Service::Name),
+                false if all_digits(port) => (&port[..], sys::Service::Number),
+                false => (&port[..], sys::Service::Name),
             };
-            sys::getaddrinfo_first(host, service, family.to_libc(), numeric)
+            sys::getaddrinfo_first(host, service, family.to_libc(), kind)
                 .map_err(|e| [arg_after_inet, b": ", &e.text].concat())
         }
     }

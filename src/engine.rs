@@ -501,13 +501,14 @@ fn start_progress<'s>(
 ) -> Result<(), Error> {
     use std::io::IsTerminal;
     let stats = shared.stats.as_ref().ok_or(Error::Internal("no stats"))?;
-    let rewrite = std::io::stderr().is_terminal();
+    let lines = match std::io::stderr().is_terminal() {
+        true => diag::StatusLines::Rewrite,
+        false => diag::StatusLines::Append,
+    };
     thread::Builder::new()
         .name("progress".into())
         .stack_size(STACK_SIZE)
-        .spawn_scoped(scope, move || {
-            crate::progress::run(stats, done, rewrite)
-        })
+        .spawn_scoped(scope, move || crate::progress::run(stats, done, lines))
         .map_err(Error::Spawn)?;
     Ok(())
 }

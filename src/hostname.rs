@@ -78,14 +78,16 @@ pub fn valid_hostname(name: &[u8]) -> Result<(), Vec<u8>> {
             return Err(gripe(code.as_bytes()));
         }
     }
-    check_name_totals(name, numeric)
-}
-
-/// The whole-name checks, in the reference's order: numeric, then length.
-fn check_name_totals(name: &[u8], numeric: bool) -> Result<(), Vec<u8>> {
+    // The whole-name checks, in the reference's order: numeric, then
+    // length.
     if numeric {
         return Err(cat(&[b"valid_hostname: numeric hostname: ", show(name)]));
     }
+    check_name_length(name)
+}
+
+/// The whole name's length.
+fn check_name_length(name: &[u8]) -> Result<(), Vec<u8>> {
     if name.len() > NAME_MAX {
         let head = format!("valid_hostname: bad length {} for ", name.len());
         return Err(cat(&[head.as_bytes(), show(name), b"..."]));

@@ -47,7 +47,7 @@ impl Cidr {
             Some(_) => return None,
         };
         let bits = host_bits(base, prefix);
-        let base = from_u128(base.is_ipv4(), to_u128(base) & !bits);
+        let base = from_u128(base, to_u128(base) & !bits);
         Some(Cidr { base, prefix })
     }
 
@@ -64,7 +64,7 @@ impl Cidr {
     pub fn nth(&self, n: u64) -> IpAddr {
         let size_mask = host_bits(self.base, self.prefix);
         let offset = u128::from(n) & size_mask;
-        from_u128(self.base.is_ipv4(), to_u128(self.base) | offset)
+        from_u128(self.base, to_u128(self.base) | offset)
     }
 }
 
@@ -86,11 +86,11 @@ fn to_u128(addr: IpAddr) -> u128 {
     }
 }
 
-fn from_u128(v4: bool, n: u128) -> IpAddr {
-    if v4 {
-        IpAddr::V4(Ipv4Addr::from(n as u32))
-    } else {
-        IpAddr::V6(Ipv6Addr::from(n))
+/// The address `n` in the family of `like`.
+fn from_u128(like: IpAddr, n: u128) -> IpAddr {
+    match like {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(n as u32)),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(n)),
     }
 }
 

@@ -37,19 +37,28 @@ pub fn filler(len: usize) -> Vec<u8> {
 /// `.` in front of lines that start with `.`, end every line with CRLF,
 /// then add one more CRLF. An empty file gives the default body.
 pub fn from_file(data: &[u8]) -> Vec<u8> {
-    from_file_with(data, true)
+    from_file_as(data, Form::Data)
 }
 
-/// The -F transformation, with or without dot-stuffing (BDAT sends the
-/// lines as they are: RFC 3030 §2).
-pub fn from_file_with(data: &[u8], stuff: bool) -> Vec<u8> {
+/// How the content will be sent, which decides whether lines that start
+/// with `.` are stuffed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// After DATA: dot-stuffed.
+    Data,
+    /// In BDAT chunks: the lines as they are (RFC 3030 §2).
+    Bdat,
+}
+
+/// The -F transformation, for DATA or for BDAT.
+pub fn from_file_as(data: &[u8], form: Form) -> Vec<u8> {
     if data.is_empty() {
         return DEFAULT_BODY.to_vec();
     }
     let mut out = Vec::with_capacity(data.len() + data.len() / 32 + 4);
     let body = data.strip_suffix(b"\n").unwrap_or(data);
     for line in body.split(|&b| b == b'\n') {
-        if stuff && line.first() == Some(&b'.') {
+        if form == Form::Data && line.first() == Some(&b'.') {
             out.push(b'.');
         }
         out.extend_from_slice(line);
@@ -188,7 +197,7 @@ mod tests {
 
     #[test]
     fn bdat_body_is_not_dot_stuffed() {
-        assert_eq!(from_file_with(b"a\n.b\n", false), b"a\r\n.b\r\n\r\n");
+        assert_eq!(from_file_as(b"a\n.b\n", Form::Bdat), b"a\r\n.b\r\n\r\n");
     }
 
     #[test]

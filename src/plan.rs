@@ -384,7 +384,7 @@ fn security(args: &Args, password: Option<&[u8]>) -> Result<Security, String> {
             .into());
     }
     let tls = tls::build(&l.tls, peer(args))?;
-    let auth = auth(l, password, tls.is_some())?;
+    let auth = auth(l, password, tls.as_ref())?;
     let proxy = match (l.proxy, l.proxy_source) {
         (Some(v), source) => Some((v, source)),
         (None, Some(_)) => return Err("--proxy-source needs --proxy".into()),
@@ -412,10 +412,12 @@ fn peer(args: &Args) -> tls::Peer {
     }
 }
 
+/// --auth and its users; `tls` is the plan's TLS, which AUTH needs unless
+/// --auth-plaintext allows it without.
 fn auth(
     l: &longopts::LongArgs,
     password: Option<&[u8]>,
-    tls: bool,
+    tls: Option<&TlsPlan>,
 ) -> Result<Option<AuthPlan>, String> {
     let Some(mech) = l.auth else {
         let stray = [
@@ -428,7 +430,7 @@ fn auth(
             None => Ok(None),
         };
     };
-    if !tls && !l.auth_plaintext {
+    if tls.is_none() && !l.auth_plaintext {
         return Err("--auth would send a password in plaintext: give --tls \
 or --tls-wrapper (or --auth-plaintext to allow it)"
             .into());

@@ -53,14 +53,18 @@ p99 {p99}",
 }
 
 /// Prints the line every second until `done`, then the last one.
-pub fn run(stats: &Stats, done: &AtomicBool, rewrite: bool) {
+pub fn run(stats: &Stats, done: &AtomicBool, lines: diag::StatusLines) {
     let mut meter = Meter::new(stats);
     let mut tick = 1;
     loop {
         let at = stats.started + Duration::from_secs(tick);
         let last = wait_until(at, done);
         let status = meter.read();
-        diag::status(status.text().as_bytes(), rewrite, last);
+        let when = match last {
+            true => diag::StatusAt::End,
+            false => diag::StatusAt::During,
+        };
+        diag::status(status.text().as_bytes(), lines, when);
         if last {
             return;
         }

@@ -56,13 +56,22 @@ fn gai_strerror(code: i32) -> Vec<u8> {
     unsafe { CStr::from_ptr(ptr) }.to_bytes().to_vec()
 }
 
+/// How getaddrinfo is to read the service: a port number, or a name
+/// looked up in the services database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Number,
+    Name,
+}
+
 /// getaddrinfo(host, service) with the reference's hints (family,
-/// SOCK_STREAM, AI_NUMERICSERV when `numeric_serv`), first result only.
+/// SOCK_STREAM, AI_NUMERICSERV for a `Service::Number`), first result
+/// only.
 pub fn getaddrinfo_first(
     host: &[u8],
     service: &[u8],
     family: i32,
-    numeric_serv: bool,
+    kind: Service,
 ) -> Result<SockAddr, AddrInfoError> {
     // An interior NUL cannot name any host; report it as glibc would an
     // unknown name instead of panicking.
@@ -74,10 +83,9 @@ pub fn getaddrinfo_first(
     let mut hints: libc::addrinfo = unsafe { std::mem::zeroed() };
     hints.ai_family = family;
     hints.ai_socktype = libc::SOCK_STREAM;
-    hints.ai_flags = if numeric_serv {
-        libc::AI_NUMERICSERV
-    } else {
-        0
+    hints.ai_flags = match kind {
+        Service::Number => libc::AI_NUMERICSERV,
+        Service::Name => 0,
     };
     let mut res: *mut libc::addrinfo = std::ptr::null_mut();
     // SAFETY: node and serv are valid C strings, hints is initialised and
@@ -389,18 +397,26 @@ mod tests {
 
     #[test]
     fn numeric_lookup_returns_ipv4_port() {
-        let addr =
-            getaddrinfo_first(b"127.0.0.1", b"25", libc::AF_UNSPEC, true)
-                .unwrap();
+        let addr = getaddrinfo_first(
+            b"127.0.0.1",
+            b"25",
+            libc::AF_UNSPEC,
+            Service::Number,
+        )
+        .unwrap();
         assert_eq!(addr.as_socket(), Some("127.0.0.1:25".parse().unwrap()));
     }
 
     #[test]
     fn ports_wrap_modulo_65536_as_in_glibc() {
         for (port, want) in [(&b"99999"[..], 34463), (b"65536", 0)] {
-            let addr =
-                getaddrinfo_first(b"127.0.0.1", port, libc::AF_INET, true)
-                    .unwrap();
+            let addr = getaddrinfo_first(
+                b"127.0.0.1",
+                port,
+                libc::AF_INET,
+                Service::Number,
+            )
+            .unwrap();
             assert_eq!(addr.as_socket().map(|a| a.port()), Some(want));
         }
     }
@@ -408,22 +424,24 @@ mod tests {
     #[test]
     fn ipv6_lookup_and_family_mismatch() {
         let addr =
-            getaddrinfo_first(b"::1", b"1", libc::AF_INET6, true).unwrap();
+            getaddrinfo_first(b"::1", b"1", libc::AF_INET6, Service::Number)
+                .unwrap();
         let want = SocketAddr::from((Ipv6Addr::LOCALHOST, 1));
         assert_eq!(addr.as_socket(), Some(want));
         let err =
-            getaddrinfo_first(b"::1", b"1", libc::AF_INET, true).unwrap_err();
+            getaddrinfo_first(b"::1", b"1", libc::AF_INET, Service::Number)
+                .unwrap_err();
         assert_eq!(err.text, b"Address family for hostname not supported");
     }
 
     #[test]
     fn bad_services_use_gai_strerror_text() {
-        let err =
-            getaddrinfo_first(b"127.0.0.1", b"-25", 0, false).unwrap_err();
+        let err = getaddrinfo_first(b"127.0.0.1", b"-25", 0, Service::Name)
+            .unwrap_err();
         assert_eq!(err.code, libc::EAI_SERVICE);
         assert_eq!(err.text, b"Servname not supported for ai_socktype");
-        let err =
-            getaddrinfo_first(b"127.0.0.1", b"x\0y", 0, false).unwrap_err();
+        let err = getaddrinfo_first(b"127.0.0.1", b"x\0y", 0, Service::Name)
+            .unwrap_err();
         assert_eq!(err.text, b"Name or service not known");
     }
 

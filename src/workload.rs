@@ -12,7 +12,7 @@ use crate::cli::Args;
 use crate::command::Command;
 use crate::draw::SizeMix;
 use crate::error::{Config, Conflict, Error, FileOp, Problem};
-use crate::message::{self, DEFAULT_BODY};
+use crate::message::{self, Form, DEFAULT_BODY};
 
 /// Most bytes of --message-dir files a run reads (they are held in
 /// memory, in up to three forms, for the whole run).
@@ -139,16 +139,16 @@ pub fn conflicts(args: &Args) -> Result<(), Error> {
 /// Reads and builds everything: the -F file or the --message-dir files,
 /// the bodies, the address lists.
 pub fn build(args: &Args) -> Result<Content, Error> {
-    let chunking = args.long.chunking;
+    let forms = Forms::of(args);
     let (bodies, choice) = if let Some(mix) = &args.long.size_mix {
         let bodies = mix
             .iter()
-            .map(|&(size, _)| filler_body(size, chunking))
+            .map(|&(size, _)| filler_body(size, forms))
             .collect();
         (bodies, Choice::Mix(SizeMix::new(mix)))
     } else if let Some(dir) = &args.long.message_dir {
         let files = read_corpus(dir)?;
-        let bodies = files.iter().map(|f| file_body(f, chunking)).collect();
+        let bodies = files.iter().map(|f| file_body(f, forms)).collect();
         (bodies, Choice::Corpus)
     } else {
         (vec![single_body(args)?], Choice::One)
@@ -167,39 +167,56 @@ fn single_body(args: &Args) -> Result<Body, Error> {
         Some(path) => Some(read_file(path, u64::MAX)?),
         None => None,
     };
-    let make = |stuff: bool| match (&file, args.length) {
-        (Some(data), _) => message::from_file_with(data, stuff),
+    let make = |form| match (&file, args.length) {
+        (Some(data), _) => message::from_file_as(data, form),
         (None, Some(len)) => message::filler(len as usize),
         (None, None) => DEFAULT_BODY.to_vec(),
     };
-    Ok(body(make, args.long.chunking, 0))
+    Ok(body(make, Forms::of(args), 0))
+}
+
+/// Which forms of each body the run sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Forms {
+    Data,
+    /// --chunking: BDAT's as well.
+    DataAndBdat,
+}
+
+impl Forms {
+    fn of(args: &Args) -> Forms {
+        match args.long.chunking {
+            true => Forms::DataAndBdat,
+            false => Forms::Data,
+        }
+    }
 }
 
 /// A -l filler body of `size` bytes: nothing to stuff, so the BDAT form
 /// is the DATA form without its dot.
-fn filler_body(size: u32, chunking: bool) -> Body {
+fn filler_body(size: u32, forms: Forms) -> Body {
     let filler = message::filler(size as usize);
     let mut data = Vec::with_capacity(filler.len() + 3);
     data.extend_from_slice(&filler);
     Command::Dot.write_wire(&mut data);
     Body {
         data: data.into(),
-        raw: chunking.then(|| filler.into()),
+        raw: (forms == Forms::DataAndBdat).then(|| filler.into()),
         size: u64::from(size),
     }
 }
 
-fn file_body(file: &[u8], chunking: bool) -> Body {
-    let make = |stuff| message::from_file_with(file, stuff);
-    body(make, chunking, file.len() as u64)
+fn file_body(file: &[u8], forms: Forms) -> Body {
+    let make = |form| message::from_file_as(file, form);
+    body(make, forms, file.len() as u64)
 }
 
-fn body(make: impl Fn(bool) -> Vec<u8>, chunking: bool, size: u64) -> Body {
-    let mut data = make(true);
+fn body(make: impl Fn(Form) -> Vec<u8>, forms: Forms, size: u64) -> Body {
+    let mut data = make(Form::Data);
     Command::Dot.write_wire(&mut data);
     Body {
         data: data.into(),
-        raw: chunking.then(|| make(false).into()),
+        raw: (forms == Forms::DataAndBdat).then(|| make(Form::Bdat).into()),
         size,
     }
 }
@@ -350,7 +367,7 @@ mod tests {
 
     #[test]
     fn filler_bodies_match_the_l_format() {
-        let b = filler_body(200, true);
+        let b = filler_body(200, Forms::DataAndBdat);
         let mut want = message::filler(200);
         assert_eq!(&b.raw.unwrap()[..], &want[..]);
         want.extend_from_slice(b".\r\n");
