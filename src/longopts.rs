@@ -6,6 +6,10 @@
 //! Forms: `--name`, `--name=value`, and `--name value` for options that
 //! require a value. `--report` takes its optional format only as
 //! `--report=json`.
+//!
+//! Every option is one entry of `LONG_OPTIONS` (its name, how it takes a
+//! value, its --help entry, what it sets): the parser, `--help` and the
+//! manual page check read that table, so they cannot disagree.
 
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};

@@ -677,3 +677,55 @@ fn report_text(plan: &Plan) -> String {
         parts.join(", ")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// The modules that read the command line: the parser itself and the
+    /// planning that turns its `Args` into a `Plan` (workload builds the
+    /// plan's bodies and lists).
+    const PARSE_AND_PLAN: &[&str] =
+        &["cli.rs", "longopts.rs", "plan.rs", "workload.rs", "main.rs"];
+
+    // Parse, then plan, then run: the run reads the plan, never the
+    // parser's types (a session that imports `cli` depends on argv).
+    #[test]
+    fn the_runtime_never_imports_the_parsing_layer() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let (mut files, mut dirs) = (Vec::new(), vec![src.clone()]);
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    files.push(path);
+                }
+            }
+        }
+        assert!(files.len() > 20, "{files:?}");
+        for path in files {
+            let name = path.file_name().unwrap().to_string_lossy();
+            if path.parent() == Some(&src) && PARSE_AND_PLAN.contains(&&*name)
+            {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            // Unit tests may build a plan from a command line.
+            let code = text.split("#[cfg(test)]").next().unwrap_or("");
+            for layer in ["cli", "longopts"] {
+                for form in [
+                    format!("crate::{layer}"),
+                    format!("smtp_source::{layer}"),
+                ] {
+                    assert!(
+                        !code.contains(&form),
+                        "{} uses {form}: take it from the plan",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+}
