@@ -7,6 +7,7 @@
 //! a fatal error.
 
 use std::io;
+use std::net::IpAddr;
 
 use crate::reply::Reply;
 
@@ -214,8 +215,25 @@ pub enum Config {
         want: u64,
         have: u64,
     },
-    /// A combination the plan refuses, in its own words (TLS, AUTH,
-    /// --bind...).
+    /// `what` has no effect without `needs`.
+    Needs {
+        what: &'static str,
+        needs: &'static str,
+    },
+    /// --auth without TLS and without --auth-plaintext.
+    PlaintextAuth,
+    /// A --bind address of the other family than the server's.
+    BindFamily {
+        ip: IpAddr,
+        server: IpAddr,
+    },
+    /// A --bind address that cannot be bound here.
+    Bind {
+        ip: IpAddr,
+        error: io::Error,
+    },
+    /// A refusal in the words of the module that found it (the TLS
+    /// set-up; an --auth-file that cannot be read, quoted as text).
     Refused(String),
 }
 
@@ -228,6 +246,10 @@ pub enum Conflict {
     FixedAndRandomDelay,
     /// One of our options with another option.
     Options(&'static str, &'static str),
+    /// -o (no EHLO) with an extension that is negotiated after EHLO.
+    OldModeAndEhloExtensions,
+    /// --auth-user with --auth-file.
+    AuthUserAndFile,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,8 +260,10 @@ pub enum FileOp {
 }
 
 /// What is wrong with an input as a whole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
+    /// The parser's reason.
+    Invalid(String),
     NoFiles,
     NoAddresses,
     /// Over the limit of a list (MiB).
@@ -320,6 +344,22 @@ impl Config {
 file limit (ulimit -n) is {have}"
             )
             .into_bytes(),
+            Config::Needs { what, needs } => {
+                format!("{what} needs {needs}").into_bytes()
+            }
+            Config::PlaintextAuth => b"--auth would send a password in \
+plaintext: give --tls or --tls-wrapper (or --auth-plaintext to allow it)"
+                .to_vec(),
+            Config::BindFamily { ip, server } => format!(
+                "--bind address {ip} is {}, but the server address {server} \
+is {}",
+                family(ip),
+                family(server)
+            )
+            .into_bytes(),
+            Config::Bind { ip, error } => {
+                format!("--bind address {ip}: {}", io_text(error)).into_bytes()
+            }
             Config::Refused(text) => text.clone().into_bytes(),
         }
     }
@@ -335,6 +375,14 @@ impl Conflict {
                 "do not use -w and -R options at the same time".into()
             }
             Conflict::Options(a, b) => format!("{a} cannot be used with {b}"),
+            Conflict::OldModeAndEhloExtensions => {
+                "-o sends no EHLO: it cannot be combined with --tls (without \
+--tls-wrapper), --auth or --xclient"
+                    .into()
+            }
+            Conflict::AuthUserAndFile => {
+                "give --auth-user or --auth-file, not both".into()
+            }
         }
     }
 }
@@ -349,9 +397,17 @@ impl FileOp {
     }
 }
 
+fn family(ip: &IpAddr) -> &'static str {
+    match ip {
+        IpAddr::V4(_) => "IPv4",
+        IpAddr::V6(_) => "IPv6",
+    }
+}
+
 impl Problem {
-    fn text(self) -> String {
+    fn text(&self) -> String {
         match self {
+            Problem::Invalid(why) => why.clone(),
             Problem::NoFiles => "no files".into(),
             Problem::NoAddresses => "no addresses".into(),
             Problem::LargerThan { mib } => format!("larger than {mib} MiB"),
@@ -512,6 +568,46 @@ mod tests {
                 b"5000 sessions need 5016 open files, but the open file \
 limit (ulimit -n) is 1024"
                     .to_vec(),
+            ),
+            (
+                Config::Needs {
+                    what: "--proxy-source",
+                    needs: "--proxy",
+                },
+                b"--proxy-source needs --proxy".to_vec(),
+            ),
+            (
+                Config::PlaintextAuth,
+                b"--auth would send a password in plaintext: give --tls or \
+--tls-wrapper (or --auth-plaintext to allow it)"
+                    .to_vec(),
+            ),
+            (
+                Config::BindFamily {
+                    ip: "::1".parse().unwrap(),
+                    server: "127.0.0.1".parse().unwrap(),
+                },
+                b"--bind address ::1 is IPv6, but the server address \
+127.0.0.1 is IPv4"
+                    .to_vec(),
+            ),
+            (
+                Config::Conflict(Conflict::OldModeAndEhloExtensions),
+                b"-o sends no EHLO: it cannot be combined with --tls \
+(without --tls-wrapper), --auth or --xclient"
+                    .to_vec(),
+            ),
+            (
+                Config::Conflict(Conflict::AuthUserAndFile),
+                b"give --auth-user or --auth-file, not both".to_vec(),
+            ),
+            (
+                Config::Input {
+                    option: "--auth-file",
+                    path: b"a".to_vec(),
+                    problem: Problem::Invalid("line 2: no ':'".into()),
+                },
+                b"--auth-file a: line 2: no ':'".to_vec(),
             ),
         ];
         for (config, want) in cases {

@@ -17,7 +17,7 @@ use socket2::SockAddr;
 
 use crate::cli::Args;
 use crate::endpoint::{self, Spec};
-use crate::error::{Config, Error};
+use crate::error::{Config, Conflict, Error, Problem};
 use crate::hostname;
 use crate::identity::{self, Cidr, Credential, ProxyVersion, Xclient};
 use crate::longopts;
@@ -206,8 +206,8 @@ pub fn build(args: &Args, env: Env) -> Result<Plan, Error> {
     let timeout = timeout(args, env.timeout)?;
     let content = workload::build(args)?;
     let (addr, keepalive) = resolve(args)?;
-    let security = security(args, env.password).map_err(Config::Refused)?;
-    let bind = bind(args, &addr).map_err(Config::Refused)?;
+    let security = security(args, env.password)?;
+    let bind = bind(args, &addr)?;
     let myhostname = myhostname(args)?;
     let default_addr = [&b"foo@"[..], &myhostname].concat();
     let sender = args.from.clone().unwrap_or_else(|| default_addr.clone());
@@ -344,50 +344,47 @@ fn extensions(args: &Args, shard: Shard) -> Extensions {
 
 /// --bind: each address must be of the server address's family and
 /// local (bound once here, on port 0, so that a typo fails before any
-/// connect). Err is the fatal text.
-fn bind(args: &Args, server: &SockAddr) -> Result<Vec<SockAddr>, String> {
+/// connect).
+fn bind(args: &Args, server: &SockAddr) -> Result<Vec<SockAddr>, Config> {
     let Some(server) = server.as_socket() else {
         return match args.long.bind.is_empty() {
             true => Ok(Vec::new()),
-            false => Err("--bind needs an inet endpoint, not unix:".into()),
+            false => Err(Config::Needs {
+                what: "--bind",
+                needs: "an inet endpoint, not unix:",
+            }),
         };
     };
-    let family =
-        |ip: &std::net::IpAddr| if ip.is_ipv4() { "IPv4" } else { "IPv6" };
     let mut out = Vec::with_capacity(args.long.bind.len());
-    for ip in &args.long.bind {
+    for &ip in &args.long.bind {
         if ip.is_ipv4() != server.is_ipv4() {
-            return Err(format!(
-                "--bind address {ip} is {}, but the server address {} is {}",
-                family(ip),
-                server.ip(),
-                family(&server.ip())
-            ));
+            let server = server.ip();
+            return Err(Config::BindFamily { ip, server });
         }
-        let local = SockAddr::from(std::net::SocketAddr::new(*ip, 0));
-        crate::net::try_bind(&local).map_err(|e| {
-            format!("--bind address {ip}: {}", crate::error::io_text(&e))
-        })?;
+        let local = SockAddr::from(std::net::SocketAddr::new(ip, 0));
+        crate::net::try_bind(&local)
+            .map_err(|error| Config::Bind { ip, error })?;
         out.push(local);
     }
     Ok(out)
 }
 
-/// TLS, AUTH, XCLIENT and PROXY from the long options; Err is the fatal
-/// text. Options that would be silently ignored are errors.
-fn security(args: &Args, password: Option<&[u8]>) -> Result<Security, String> {
+/// TLS, AUTH, XCLIENT and PROXY from the long options. Options that
+/// would be silently ignored are errors.
+fn security(args: &Args, password: Option<&[u8]>) -> Result<Security, Config> {
     let l = &args.long;
     let starttls = l.tls.level.is_some() && !l.tls.wrapper;
     if args.old_mode && (starttls || l.auth.is_some() || l.xclient.is_some()) {
-        return Err("-o sends no EHLO: it cannot be combined with --tls \
-(without --tls-wrapper), --auth or --xclient"
-            .into());
+        return Err(Config::Conflict(Conflict::OldModeAndEhloExtensions));
     }
-    let tls = tls::build(&l.tls, peer(args))?;
+    let tls = tls::build(&l.tls, peer(args)).map_err(Config::Refused)?;
     let auth = auth(l, password, tls.as_ref())?;
     let proxy = match (l.proxy, l.proxy_source) {
         (Some(v), source) => Some((v, source)),
-        (None, Some(_)) => return Err("--proxy-source needs --proxy".into()),
+        (None, Some(_)) => {
+            let (what, needs) = ("--proxy-source", "--proxy");
+            return Err(Config::Needs { what, needs });
+        }
         (None, None) => None,
     };
     Ok(Security {
@@ -418,7 +415,7 @@ fn auth(
     l: &longopts::LongArgs,
     password: Option<&[u8]>,
     tls: Option<&TlsPlan>,
-) -> Result<Option<AuthPlan>, String> {
+) -> Result<Option<AuthPlan>, Config> {
     let Some(mech) = l.auth else {
         let stray = [
             (l.auth_user.is_some(), "--auth-user"),
@@ -426,37 +423,35 @@ fn auth(
             (l.auth_plaintext, "--auth-plaintext"),
         ];
         return match stray.iter().find(|(on, _)| *on) {
-            Some((_, name)) => Err(format!("{name} needs --auth")),
+            Some(&(_, what)) => Err(Config::Needs {
+                what,
+                needs: "--auth",
+            }),
             None => Ok(None),
         };
     };
     if tls.is_none() && !l.auth_plaintext {
-        return Err("--auth would send a password in plaintext: give --tls \
-or --tls-wrapper (or --auth-plaintext to allow it)"
-            .into());
+        return Err(Config::PlaintextAuth);
     }
     let users = match (&l.auth_user, &l.auth_file) {
         (Some(user), None) => {
             let Some(pw) = password else {
-                return Err("--auth-user needs the password in \
-SMTP_SOURCE_PASSWORD"
-                    .into());
+                return Err(Config::Needs {
+                    what: "--auth-user",
+                    needs: "the password in SMTP_SOURCE_PASSWORD",
+                });
             };
             vec![Credential::new(user.clone(), pw.to_vec())]
         }
-        (None, Some(path)) => {
-            let text = read_file(path).map_err(|e| {
-                format!("--auth-file: {}", String::from_utf8_lossy(&e.text()))
-            })?;
-            identity::parse_auth_file(&text).map_err(|why| {
-                format!("--auth-file {}: {why}", String::from_utf8_lossy(path))
-            })?
-        }
+        (None, Some(path)) => auth_file(path)?,
         (Some(_), Some(_)) => {
-            return Err("give --auth-user or --auth-file, not both".into())
+            return Err(Config::Conflict(Conflict::AuthUserAndFile))
         }
         (None, None) => {
-            return Err("--auth needs --auth-user or --auth-file".into())
+            return Err(Config::Needs {
+                what: "--auth",
+                needs: "--auth-user or --auth-file",
+            })
         }
     };
     Ok(Some(AuthPlan {
@@ -464,6 +459,22 @@ SMTP_SOURCE_PASSWORD"
         users,
         plaintext_ok: l.auth_plaintext,
     }))
+}
+
+/// The users of an --auth-file.
+fn auth_file(path: &[u8]) -> Result<Vec<Credential>, Config> {
+    let option = "--auth-file";
+    let text = read_file(path).map_err(|e| {
+        // Quoted as text (a -F or --rcpt-file path is quoted as bytes).
+        let text = String::from_utf8_lossy(&e.text()).into_owned();
+        let inner = Box::new(Config::Refused(text));
+        Config::Option { option, inner }
+    })?;
+    identity::parse_auth_file(&text).map_err(|why| Config::Input {
+        option,
+        path: path.to_vec(),
+        problem: Problem::Invalid(why),
+    })
 }
 
 /// --timeout wins over SMTP_SOURCE_TIMEOUT; 300 s otherwise.
