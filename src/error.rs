@@ -232,9 +232,34 @@ pub enum Config {
         ip: IpAddr,
         error: io::Error,
     },
-    /// A refusal in the words of the module that found it (the TLS
-    /// set-up; an --auth-file that cannot be read, quoted as text).
+    /// The TLS options cannot make a client configuration.
+    Tls(TlsSetup),
+    /// An error quoted as text (an --auth-file that cannot be read).
     Refused(String),
+}
+
+/// Why the TLS options cannot make a client configuration.
+#[derive(Debug)]
+pub enum TlsSetup {
+    /// rustls refused the protocol versions (`detail`: its words).
+    Versions(String),
+    /// --tls-ca with a level that does not check certificates.
+    CaWithoutVerify { level: &'static str },
+    /// Only one of --tls-cert and --tls-key.
+    CertWithoutKey,
+    /// A PEM file (`option`'s) rustls could not use: its words.
+    Pem {
+        option: &'static str,
+        detail: String,
+    },
+    /// No certificate in the --tls-ca file.
+    NoCaCertificate { path: Vec<u8> },
+    /// --tls=verify without --tls-ca, and no system roots.
+    NoSystemRoots,
+    /// No certificate in the --tls-cert file.
+    NoClientCertificate,
+    /// --tls=verify with a host that cannot be a certificate's name.
+    NotAName { host: String },
 }
 
 /// Options that exclude each other.
@@ -360,7 +385,38 @@ is {}",
             Config::Bind { ip, error } => {
                 format!("--bind address {ip}: {}", io_text(error)).into_bytes()
             }
+            Config::Tls(t) => t.text().into_bytes(),
             Config::Refused(text) => text.clone().into_bytes(),
+        }
+    }
+}
+
+impl TlsSetup {
+    fn text(&self) -> String {
+        match self {
+            TlsSetup::Versions(detail) => format!("TLS setup: {detail}"),
+            TlsSetup::CaWithoutVerify { level } => format!(
+                "--tls-ca is used only with --tls=verify (the level is \
+{level})"
+            ),
+            TlsSetup::CertWithoutKey => {
+                "--tls-cert and --tls-key go together".into()
+            }
+            TlsSetup::Pem { option, detail } => format!("{option}: {detail}"),
+            TlsSetup::NoCaCertificate { path } => format!(
+                "--tls-ca: no certificate in {}",
+                String::from_utf8_lossy(path)
+            ),
+            TlsSetup::NoSystemRoots => "--tls=verify: no system root \
+certificates found (give --tls-ca)"
+                .into(),
+            TlsSetup::NoClientCertificate => {
+                "--tls-cert: no certificate in the file".into()
+            }
+            TlsSetup::NotAName { host } => format!(
+                "--tls=verify: {host} is not a name a certificate can \
+carry; give --tls-servername"
+            ),
         }
     }
 }
@@ -608,6 +664,41 @@ limit (ulimit -n) is 1024"
                     problem: Problem::Invalid("line 2: no ':'".into()),
                 },
                 b"--auth-file a: line 2: no ':'".to_vec(),
+            ),
+            (
+                Config::Tls(TlsSetup::NoSystemRoots),
+                b"--tls=verify: no system root certificates found (give \
+--tls-ca)"
+                    .to_vec(),
+            ),
+            (
+                Config::Tls(TlsSetup::NotAName {
+                    host: "bad_name!".into(),
+                }),
+                b"--tls=verify: bad_name! is not a name a certificate can \
+carry; give --tls-servername"
+                    .to_vec(),
+            ),
+            (
+                Config::Tls(TlsSetup::Pem {
+                    option: "--tls-key",
+                    detail: "no private key: NoItemsFound".into(),
+                }),
+                b"--tls-key: no private key: NoItemsFound".to_vec(),
+            ),
+            (
+                Config::Tls(TlsSetup::NoCaCertificate {
+                    path: b"ca.pem".to_vec(),
+                }),
+                b"--tls-ca: no certificate in ca.pem".to_vec(),
+            ),
+            (
+                Config::BadValue {
+                    option: "--tls-servername",
+                    value: b"a b".to_vec(),
+                    why: None,
+                },
+                b"bad --tls-servername value: a b".to_vec(),
             ),
         ];
         for (config, want) in cases {

@@ -377,7 +377,7 @@ fn security(args: &Args, password: Option<&[u8]>) -> Result<Security, Config> {
     if args.old_mode && (starttls || l.auth.is_some() || l.xclient.is_some()) {
         return Err(Config::Conflict(Conflict::OldModeAndEhloExtensions));
     }
-    let tls = tls::build(&l.tls, peer(args)).map_err(Config::Refused)?;
+    let tls = tls::build(&l.tls, peer(args))?;
     let auth = auth(l, password, tls.as_ref())?;
     let proxy = match (l.proxy, l.proxy_source) {
         (Some(v), source) => Some((v, source)),

@@ -10,6 +10,8 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::error::{Config, FileOp, TlsSetup};
+
 use rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
 };
@@ -97,9 +99,8 @@ impl TlsPlan {
     }
 }
 
-/// Builds the TLS plan, or None when no TLS was asked for. Errors are
-/// the fatal text.
-pub fn build(args: &TlsArgs, peer: Peer) -> Result<Option<TlsPlan>, String> {
+/// Builds the TLS plan, or None when no TLS was asked for.
+pub fn build(args: &TlsArgs, peer: Peer) -> Result<Option<TlsPlan>, Config> {
     let level = match (args.level, args.wrapper) {
         (Some(level), _) => level,
         (None, true) => Level::Encrypt,
@@ -108,13 +109,11 @@ pub fn build(args: &TlsArgs, peer: Peer) -> Result<Option<TlsPlan>, String> {
     let provider = Arc::new(provider());
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?;
+        .map_err(|e| Config::Tls(TlsSetup::Versions(e.to_string())))?;
     if args.ca.is_some() && level != Level::Verify {
         // Trust anchors only matter when the certificate is checked.
-        return Err(format!(
-            "--tls-ca is used only with --tls=verify (the level is {})",
-            level.name()
-        ));
+        let level = level.name();
+        return Err(Config::Tls(TlsSetup::CaWithoutVerify { level }));
     }
     let builder = if level == Level::Verify {
         builder.with_root_certificates(roots(args.ca.as_deref())?)
@@ -128,10 +127,10 @@ pub fn build(args: &TlsArgs, peer: Peer) -> Result<Option<TlsPlan>, String> {
             let (chain, key) = client_identity(cert, key)?;
             builder
                 .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?
+                .map_err(|e| pem("--tls-cert/--tls-key", e.to_string()))?
         }
         (None, None) => builder.with_no_client_auth(),
-        _ => return Err("--tls-cert and --tls-key go together".into()),
+        _ => return Err(Config::Tls(TlsSetup::CertWithoutKey)),
     };
     config.resumption = Resumption::disabled();
     let (server_name, sni) = server_name(args, &peer, level)?;
@@ -164,7 +163,7 @@ pub fn provider() -> CryptoProvider {
 
 /// Without --tls or --tls-wrapper the other TLS options mean nothing:
 /// say so rather than run without TLS.
-fn no_tls(args: &TlsArgs) -> Result<(), String> {
+fn no_tls(args: &TlsArgs) -> Result<(), Config> {
     let given = [
         (args.ca.is_some(), "--tls-ca"),
         (args.servername.is_some(), "--tls-servername"),
@@ -173,7 +172,10 @@ fn no_tls(args: &TlsArgs) -> Result<(), String> {
         (args.resume, "--tls-resume"),
     ];
     match given.iter().find(|(on, _)| *on) {
-        Some((_, name)) => Err(format!("{name} needs --tls or --tls-wrapper")),
+        Some(&(_, what)) => Err(Config::Needs {
+            what,
+            needs: "--tls or --tls-wrapper",
+        }),
         None => Ok(()),
     }
 }
@@ -183,26 +185,32 @@ fn server_name(
     args: &TlsArgs,
     peer: &Peer,
     level: Level,
-) -> Result<(ServerName<'static>, bool), String> {
+) -> Result<(ServerName<'static>, bool), Config> {
     if let Some(name) = &args.servername {
         let text = String::from_utf8_lossy(name).into_owned();
-        let parsed = ServerName::try_from(text.clone())
-            .map_err(|_| format!("bad --tls-servername value: {text}"))?;
+        let parsed = ServerName::try_from(text.clone()).map_err(|_| {
+            Config::BadValue {
+                option: "--tls-servername",
+                value: text.into_bytes(),
+                why: None,
+            }
+        })?;
         return Ok((parsed, true));
     }
     match peer {
         Peer::Name(host) => match ServerName::try_from(host.clone()) {
             Ok(name) => Ok((name, true)),
-            Err(_) if level == Level::Verify => Err(format!(
-                "--tls=verify: {host} is not a name a certificate can \
-carry; give --tls-servername"
-            )),
+            Err(_) if level == Level::Verify => {
+                let host = host.clone();
+                Err(Config::Tls(TlsSetup::NotAName { host }))
+            }
             Err(_) => Ok((placeholder(), false)),
         },
         Peer::Address(ip) => Ok((ServerName::IpAddress((*ip).into()), false)),
-        Peer::Unix if level == Level::Verify => {
-            Err("--tls=verify on a UNIX socket needs --tls-servername".into())
-        }
+        Peer::Unix if level == Level::Verify => Err(Config::Needs {
+            what: "--tls=verify on a UNIX socket",
+            needs: "--tls-servername",
+        }),
         Peer::Unix => Ok((placeholder(), false)),
     }
 }
@@ -212,58 +220,62 @@ fn placeholder() -> ServerName<'static> {
     ServerName::IpAddress(IpAddr::from([127, 0, 0, 1]).into())
 }
 
-fn read(what: &str, path: &[u8]) -> Result<Vec<u8>, String> {
+/// A PEM file of `option` that rustls could not use.
+fn pem(option: &'static str, detail: String) -> Config {
+    Config::Tls(TlsSetup::Pem { option, detail })
+}
+
+fn read(option: &'static str, path: &[u8]) -> Result<Vec<u8>, Config> {
     use std::os::unix::ffi::OsStrExt;
     let os = std::ffi::OsStr::from_bytes(path);
-    std::fs::read(os).map_err(|e| {
-        format!(
-            "{what}: open {}: {}",
-            String::from_utf8_lossy(path),
-            crate::error::io_text(&e)
-        )
+    std::fs::read(os).map_err(|error| Config::Option {
+        option,
+        // Quoted as text.
+        inner: Box::new(Config::File {
+            op: FileOp::Open,
+            path: String::from_utf8_lossy(path).into_owned().into_bytes(),
+            error,
+        }),
     })
 }
 
 /// The trust anchors: the PEM bundle given, else the system's roots.
-fn roots(ca: Option<&[u8]>) -> Result<RootCertStore, String> {
+fn roots(ca: Option<&[u8]>) -> Result<RootCertStore, Config> {
     let mut store = RootCertStore::empty();
     let certs: Vec<CertificateDer<'static>> = match ca {
         Some(path) => {
-            let pem = read("--tls-ca", path)?;
-            CertificateDer::pem_slice_iter(&pem)
+            let text = read("--tls-ca", path)?;
+            CertificateDer::pem_slice_iter(&text)
                 .collect::<Result<_, _>>()
-                .map_err(|e| format!("--tls-ca: {e:?}"))?
+                .map_err(|e| pem("--tls-ca", format!("{e:?}")))?
         }
         None => rustls_native_certs::load_native_certs().certs,
     };
     let (added, _ignored) = store.add_parsable_certificates(certs);
     if added == 0 {
-        return Err(match ca {
-            Some(p) => format!(
-                "--tls-ca: no certificate in {}",
-                String::from_utf8_lossy(p)
-            ),
-            None => "--tls=verify: no system root certificates found \
-(give --tls-ca)"
-                .into(),
-        });
+        return Err(Config::Tls(match ca {
+            Some(path) => TlsSetup::NoCaCertificate {
+                path: path.to_vec(),
+            },
+            None => TlsSetup::NoSystemRoots,
+        }));
     }
     Ok(store)
 }
 
 type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
 
-fn client_identity(cert: &[u8], key: &[u8]) -> Result<Identity, String> {
-    let pem = read("--tls-cert", cert)?;
-    let chain: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+fn client_identity(cert: &[u8], key: &[u8]) -> Result<Identity, Config> {
+    let text = read("--tls-cert", cert)?;
+    let chain: Vec<_> = CertificateDer::pem_slice_iter(&text)
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("--tls-cert: {e:?}"))?;
+        .map_err(|e| pem("--tls-cert", format!("{e:?}")))?;
     if chain.is_empty() {
-        return Err("--tls-cert: no certificate in the file".into());
+        return Err(Config::Tls(TlsSetup::NoClientCertificate));
     }
-    let pem = read("--tls-key", key)?;
-    let key = PrivateKeyDer::from_pem_slice(&pem)
-        .map_err(|e| format!("--tls-key: no private key: {e:?}"))?;
+    let text = read("--tls-key", key)?;
+    let key = PrivateKeyDer::from_pem_slice(&text)
+        .map_err(|e| pem("--tls-key", format!("no private key: {e:?}")))?;
     Ok((chain, key))
 }
 
@@ -330,8 +342,8 @@ mod tests {
         let mut a = args(None);
         a.resume = true;
         assert_eq!(
-            build(&a, Peer::Unix).unwrap_err(),
-            "--tls-resume needs --tls or --tls-wrapper"
+            build(&a, Peer::Unix).unwrap_err().text(),
+            b"--tls-resume needs --tls or --tls-wrapper"
         );
     }
 
@@ -372,7 +384,8 @@ mod tests {
     fn verify_on_unix_needs_a_name() {
         let mut a = args(Some(Level::Verify));
         a.ca = Some(b"/nonexistent/ca.pem".to_vec());
-        let e = build(&a, Peer::Name("x".into())).unwrap_err();
+        let e = build(&a, Peer::Name("x".into())).unwrap_err().text();
+        let e = String::from_utf8(e).unwrap();
         assert!(e.starts_with("--tls-ca: open /nonexistent/ca.pem: "), "{e}");
         let e = build(&args(Some(Level::Verify)), Peer::Unix);
         assert!(e.is_err());
@@ -383,8 +396,9 @@ mod tests {
         let mut a = args(Some(Level::Encrypt));
         a.ca = Some(b"ca.pem".to_vec());
         assert_eq!(
-            build(&a, Peer::Unix).unwrap_err(),
+            build(&a, Peer::Unix).unwrap_err().text(),
             "--tls-ca is used only with --tls=verify (the level is encrypt)"
+                .as_bytes()
         );
         let mut v = args(Some(Level::Verify));
         v.servername = None;
@@ -407,8 +421,8 @@ mod tests {
         let mut a = args(Some(Level::Encrypt));
         a.cert = Some(b"c.pem".to_vec());
         assert_eq!(
-            build(&a, Peer::Unix).unwrap_err(),
-            "--tls-cert and --tls-key go together"
+            build(&a, Peer::Unix).unwrap_err().text(),
+            "--tls-cert and --tls-key go together".as_bytes()
         );
     }
 
