@@ -15,7 +15,7 @@
 //! rejects arguments that are not UTF-8, which the reference sends on.
 
 use crate::endpoint::Family;
-use crate::error::{Config, Conflict, Error};
+use crate::error::{Config, Conflict, Error, Usage};
 use crate::hostname;
 use crate::longopts::{self, LongArgs, Outcome};
 use crate::plan::Delay;
@@ -149,7 +149,7 @@ pub fn parse(argv: Vec<OsString>) -> Result<Parsed, Error> {
     }
     let operands = &argv[i..];
     if operands.len() != 1 {
-        return Err(Error::Usage { getopt_line: None });
+        return Err(Error::Usage(Usage::Operands));
     }
     args.endpoint = operands[0].clone();
     Ok(Parsed::Run(Box::new(args)))
@@ -176,30 +176,17 @@ fn cluster(
                 match argv.get(i) {
                     Some(v) => v.clone(),
                     None => {
-                        return Err(getopt_error(
-                            "option requires an \
-argument",
-                            opt,
-                        ))
+                        return Err(Error::Usage(Usage::MissingArgument(opt)))
                     }
                 }
             };
             with_arg(args, opt, value)?;
             return Ok(i + 1);
         } else {
-            return Err(getopt_error("invalid option", opt));
+            return Err(Error::Usage(Usage::InvalidOption(opt)));
         }
     }
     Ok(i + 1)
-}
-
-fn getopt_error(what: &str, opt: u8) -> Error {
-    let mut line = format!("{what} -- '").into_bytes();
-    line.push(opt);
-    line.push(b'\'');
-    Error::Usage {
-        getopt_line: Some(line),
-    }
 }
 
 fn flag(args: &mut Args, opt: u8) {
@@ -414,8 +401,8 @@ mod tests {
 
     fn getopt_line(words: &[&str]) -> Option<String> {
         match run(words) {
-            Err(Error::Usage { getopt_line }) => {
-                getopt_line.map(|l| String::from_utf8(l).unwrap())
+            Err(Error::Usage(usage)) => {
+                usage.getopt_line().map(|l| String::from_utf8(l).unwrap())
             }
             other => panic!("{other:?}"),
         }

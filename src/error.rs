@@ -83,9 +83,9 @@ impl Stage {
 /// print the usage line first).
 #[derive(Debug)]
 pub enum Error {
-    /// Bad command line: an optional glibc-style line (printed without
-    /// "fatal:"), then the usage fatal.
-    Usage { getopt_line: Option<Vec<u8>> },
+    /// Bad command line: glibc's line about it when it has one (printed
+    /// without "fatal:"), then the usage fatal.
+    Usage(Usage),
     /// The command line or the set-up cannot run (found before any
     /// connect).
     Config(Config),
@@ -120,7 +120,7 @@ impl Error {
     /// The fatal text, without "argv0: fatal: ".
     pub fn text(&self) -> Vec<u8> {
         match self {
-            Error::Usage { .. } => b"usage".to_vec(),
+            Error::Usage(_) => b"usage".to_vec(),
             Error::Config(c) => c.text(),
             Error::Connect(e) => {
                 format!("connect: {}", io_text(e)).into_bytes()
@@ -148,6 +148,42 @@ impl Error {
             Error::Internal(what) => {
                 format!("internal error: {what}").into_bytes()
             }
+        }
+    }
+}
+
+/// A command line that getopt (or the operand count) rejects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usage {
+    /// Not exactly one operand: the usage line alone.
+    Operands,
+    /// An option letter not in the option string; any `--word` we do not
+    /// know is `-` here, as it is to the reference's getopt.
+    InvalidOption(u8),
+    /// An option letter that takes an argument, last on the line.
+    MissingArgument(u8),
+    /// A long option that takes a value, last on the line.
+    MissingValue(&'static str),
+}
+
+impl Usage {
+    /// glibc getopt's line, without the "argv0: " prefix.
+    pub fn getopt_line(self) -> Option<Vec<u8>> {
+        let quoted = |what: &str, opt: u8| {
+            let mut line = format!("{what} -- '").into_bytes();
+            line.push(opt);
+            line.push(b'\'');
+            line
+        };
+        match self {
+            Usage::Operands => None,
+            Usage::InvalidOption(opt) => Some(quoted("invalid option", opt)),
+            Usage::MissingArgument(opt) => {
+                Some(quoted("option requires an argument", opt))
+            }
+            Usage::MissingValue(name) => Some(
+                format!("option '--{name}' requires an argument").into_bytes(),
+            ),
         }
     }
 }

@@ -14,7 +14,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
-use crate::error::{Config, Error};
+use crate::error::{Config, Error, Usage};
 use crate::identity::{Cidr, ProxyVersion, Xclient};
 use crate::plan::{Arrival, AuthMech, ReportFormat};
 use crate::scale::{self, Shard};
@@ -626,13 +626,7 @@ pub enum Outcome {
 /// The error for anything we do not know: the reference's text for any
 /// word starting with `--`.
 pub fn unknown() -> Error {
-    getopt_error("invalid option -- '-'")
-}
-
-fn getopt_error(line: &str) -> Error {
-    Error::Usage {
-        getopt_line: Some(line.as_bytes().to_vec()),
-    }
+    Error::Usage(Usage::InvalidOption(b'-'))
 }
 
 /// Handles `--<long>` (without the dashes); `next` yields the following
@@ -652,7 +646,10 @@ pub fn apply(
         .ok_or_else(unknown)?;
     let value = match (opt.takes, inline) {
         (Takes::Nothing, Some(_)) => return Err(unknown()),
-        (Takes::Value, None) => Some(next().ok_or_else(|| missing(name))?),
+        (Takes::Value, None) => {
+            let missing = Error::Usage(Usage::MissingValue(opt.name));
+            Some(next().ok_or(missing)?)
+        }
         (_, inline) => inline,
     };
     match opt.action {
@@ -661,11 +658,6 @@ pub fn apply(
         Action::Version => return Ok(Outcome::Version),
     }
     Ok(Outcome::Continue)
-}
-
-fn missing(name: &[u8]) -> Error {
-    let name = String::from_utf8_lossy(name);
-    getopt_error(&format!("option '--{name}' requires an argument"))
 }
 
 /// The largest payload of a size class: -l's (a C int).
@@ -840,10 +832,10 @@ mod tests {
     fn unknown_and_misused_options_fail_like_the_reference() {
         for words in [&["frobnicate"][..], &["ehlo=yes"], &["progress=1"]] {
             match parse(words) {
-                Err(Error::Usage {
-                    getopt_line: Some(l),
-                }) => {
-                    assert_eq!(l, b"invalid option -- '-'")
+                Err(Error::Usage(usage)) => {
+                    assert_eq!(usage, Usage::InvalidOption(b'-'));
+                    let line = usage.getopt_line().unwrap();
+                    assert_eq!(line, b"invalid option -- '-'")
                 }
                 other => panic!("{other:?}"),
             }
@@ -896,7 +888,7 @@ mod tests {
         for opt in LONG_OPTIONS {
             let eq = format!("{}=x", opt.name);
             match (opt.takes, parse(&[&eq])) {
-                (Takes::Nothing, Err(Error::Usage { .. })) => {}
+                (Takes::Nothing, Err(Error::Usage(_))) => {}
                 (Takes::Value | Takes::Optional, Err(Error::Config(_))) => {}
                 (Takes::Value | Takes::Optional, Ok(_)) => {}
                 (_, other) => panic!("--{eq}: {other:?}"),
@@ -904,9 +896,7 @@ mod tests {
             if opt.takes == Takes::Value {
                 assert!(matches!(
                     parse(&[opt.name]),
-                    Err(Error::Usage {
-                        getopt_line: Some(_)
-                    })
+                    Err(Error::Usage(Usage::MissingValue(_)))
                 ));
             }
         }
@@ -915,10 +905,9 @@ mod tests {
     #[test]
     fn missing_value() {
         match parse(&["rate"]) {
-            Err(Error::Usage {
-                getopt_line: Some(l),
-            }) => {
-                assert_eq!(l, b"option '--rate' requires an argument")
+            Err(Error::Usage(usage)) => {
+                let line = usage.getopt_line().unwrap();
+                assert_eq!(line, b"option '--rate' requires an argument")
             }
             other => panic!("{other:?}"),
         }

@@ -29,8 +29,8 @@ fn main() {
 /// Prints the error as the reference would and exits 1.
 fn fail(e: Error) -> ! {
     match e {
-        Error::Usage { getopt_line } => {
-            if let Some(line) = getopt_line {
+        Error::Usage(usage) => {
+            if let Some(line) = usage.getopt_line() {
                 diag::raw_line(&line);
             }
             diag::fatal(&cli::usage_text(diag::argv0()))
