@@ -13,4 +13,5 @@ mod report_tool;
 mod scale;
 mod secure;
 mod support;
+mod survive;
 mod workloads;
