@@ -19,7 +19,7 @@ use crate::session;
 use crate::stats::{Interval, Reader};
 use crate::sys;
 use crate::work::{Dealer, Job, Jobs, Shared};
-use crate::{diag, report};
+use crate::{diag, output, report};
 
 /// Session threads run shallow code (name resolution stays in the main
 /// thread), so a small explicit stack keeps thousands of them cheap.
@@ -62,8 +62,10 @@ impl Latch {
 /// from inside its thread, as one fatal error ends the reference.
 pub fn run(plan: Plan) -> Result<(), Error> {
     ensure_fds(plan.sessions)?;
+    // A bad output path costs no traffic (and no --duration).
+    output::check(&plan)?;
     if catches_interrupt(&plan) {
-        // A first SIGINT ends the run early, with its report.
+        // A first SIGINT or SIGTERM ends the run early, with its reports.
         let _ = sys::catch_interrupt();
     }
     if plan
@@ -105,7 +107,13 @@ pub fn run(plan: Plan) -> Result<(), Error> {
         }
         let later = Arc::downgrade(&sessions);
         drop(sessions);
+        start_signal_watch(scope, &shared, &done)?;
         wait_for_start(&shared.plan);
+        if sys::interrupted() {
+            // Before the latch opens: no session takes a job, so a
+            // signal during the --start-at wait connects nowhere.
+            shared.stopping.store(true, Ordering::SeqCst);
+        }
         start.open();
         if shared.plan.sessions > EAGER_SESSIONS {
             start_grower(scope, later)?;
@@ -265,14 +273,15 @@ fn wait_for_start(plan: &Plan) {
     }
 }
 
-/// A fatal error: the report (if any) first, then the fatal line; exit 1.
+/// A fatal error: the fatal line, then the reports (if any; one that
+/// fails is a warning, the status is 1 anyway); exit 1.
 /// The report is made on a thread of its own: compressing its
 /// histograms needs more stack than a session thread has.
 fn die(shared: &Shared, e: Error) -> ! {
     diag::fatal_then(&e.text(), || {
         let report = || {
-            if let Some(summary) = shared.summary(Some(&e)) {
-                write_reports(&shared.plan, &summary);
+            for text in report_once(shared, Some(&e)) {
+                diag::warn(&text);
             }
         };
         thread::scope(|s| {
@@ -286,34 +295,127 @@ fn die(shared: &Shared, e: Error) -> ! {
     })
 }
 
-/// After the last session: -c's newline, then the report.
+/// After the last session: -c's newline, then the reports, then the
+/// exit status a failed report or a signal calls for.
 fn finish(shared: &Shared) {
     if shared.plan.count {
         diag::end_count();
     }
-    if let Some(summary) = shared.summary(None) {
-        write_reports(&shared.plan, &summary);
+    let failures = report_once(shared, None);
+    end(failures);
+}
+
+/// Exits as the run's end calls for: 1 when a report could not be
+/// written (each failure named, the last as the fatal line), else
+/// 128+signo when a signal cut the run short; returns otherwise.
+fn end(mut failures: Vec<Vec<u8>>) {
+    if let Some(last) = failures.pop() {
+        for text in failures {
+            diag::warn(&text);
+        }
+        diag::fatal(&last);
+    }
+    if let Some(signal) = sys::caught() {
+        std::process::exit(128 + signal);
     }
 }
 
-fn write_reports(plan: &Plan, summary: &report::Summary) {
+/// Set by whoever writes the reports first (the end of the run, a fatal
+/// error, or the signal watcher): the reports are written once.
+static REPORTED: AtomicBool = AtomicBool::new(false);
+
+/// Writes every report of the run, unless they were written already;
+/// returns what could not be written.
+fn report_once(shared: &Shared, fatal: Option<&Error>) -> Vec<Vec<u8>> {
+    if REPORTED.swap(true, Ordering::SeqCst) {
+        return Vec::new();
+    }
+    match shared.summary(fatal) {
+        Some(summary) => write_reports(&shared.plan, &summary),
+        None => Vec::new(),
+    }
+}
+
+/// Writes every report; a report that fails does not stop the others.
+fn write_reports(plan: &Plan, summary: &report::Summary) -> Vec<Vec<u8>> {
     use crate::longopts::ReportFormat;
-    match plan.ext.report {
-        Some(ReportFormat::Text) => diag::out(summary.text().as_bytes()),
-        Some(ReportFormat::Json) => diag::out(summary.json().as_bytes()),
-        None => {}
+    let mut failures = Vec::new();
+    let text = match plan.ext.report {
+        Some(ReportFormat::Text) => Some(summary.text()),
+        Some(ReportFormat::Json) => Some(summary.json()),
+        None => None,
+    };
+    if let Some(Err(e)) = text.map(|t| output::to_stdout(t.as_bytes())) {
+        let mut line =
+            b"cannot write the report to standard output: ".to_vec();
+        line.extend_from_slice(crate::error::io_text(&e).as_bytes());
+        failures.push(line);
     }
     if let Some(path) = &plan.ext.report_file {
-        use std::os::unix::ffi::OsStrExt;
-        let path = std::ffi::OsStr::from_bytes(path);
-        if let Err(e) = std::fs::write(path, summary.json()) {
-            let mut text = b"cannot write report file ".to_vec();
-            text.extend_from_slice(path.as_bytes());
-            text.extend_from_slice(b": ");
-            text.extend_from_slice(crate::error::io_text(&e).as_bytes());
-            diag::warn(&text);
+        if let Err(e) = output::replace(path, summary.json().as_bytes()) {
+            failures.push(output::failure_text("--report-file", path, &e));
         }
     }
+    failures
+}
+
+/// How long a signal leaves transactions in flight to finish (never
+/// longer than --timeout).
+const GRACE: Duration = Duration::from_secs(5);
+
+/// How often the signal watcher looks.
+const SIGNAL_TICK: Duration = Duration::from_millis(10);
+
+/// With signals caught: a thread that stops the run at the first signal
+/// and, after the grace or at a second signal, writes the reports with
+/// what there is and exits.
+fn start_signal_watch<'s>(
+    scope: &'s thread::Scope<'s, '_>,
+    shared: &'s Shared,
+    done: &'s AtomicBool,
+) -> Result<(), Error> {
+    if !catches_interrupt(&shared.plan) {
+        return Ok(());
+    }
+    thread::Builder::new()
+        .name("signals".into())
+        // It may write the report: histograms compress on its stack.
+        .stack_size(HLOG_STACK_SIZE)
+        .spawn_scoped(scope, move || watch_signals(shared, done))
+        .map(|_| ())
+        .map_err(Error::Spawn)
+}
+
+fn watch_signals(shared: &Shared, done: &AtomicBool) {
+    let grace = shared.plan.timeout.min(GRACE);
+    let mut since = None;
+    while !done.load(Ordering::SeqCst) {
+        thread::sleep(SIGNAL_TICK);
+        let signals = sys::signals();
+        if signals == 0 {
+            continue;
+        }
+        shared.stopping.store(true, Ordering::SeqCst);
+        let since = *since.get_or_insert_with(Instant::now);
+        if signals >= 2 || since.elapsed() >= grace {
+            cut_short(shared);
+            return;
+        }
+    }
+}
+
+/// The end after a second signal or the grace: the reports with what
+/// there is now, and exit (unless the reports are being written
+/// already: that writer exits).
+fn cut_short(shared: &Shared) {
+    if REPORTED.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let failures = match shared.summary(None) {
+        Some(summary) => write_reports(&shared.plan, &summary),
+        None => Vec::new(),
+    };
+    end(failures);
 }
 
 /// A plain count run queues what fits before any session starts, so
@@ -390,12 +492,17 @@ fn watch(shared: &Shared, all_done: &Receiver<()>) {
     }
 }
 
-/// Whether a first SIGINT ends the run with its report and last
-/// progress line (otherwise SIGINT has its default action, as in the
-/// reference).
+/// Whether a first SIGINT or SIGTERM ends the run with its reports and
+/// last progress line: when a long option asks for something that
+/// dying would lose (otherwise both keep their default action, as in
+/// the reference).
 fn catches_interrupt(plan: &Plan) -> bool {
     let ext = &plan.ext;
-    ext.report.is_some() || ext.duration.is_some() || ext.progress
+    ext.report.is_some()
+        || ext.report_file.is_some()
+        || ext.hlog.is_some()
+        || ext.duration.is_some()
+        || ext.progress
 }
 
 /// Whether dispatching must stop: --duration over, or SIGINT.

@@ -23,6 +23,7 @@ pub mod longopts;
 pub mod merge;
 pub mod message;
 pub mod net;
+pub(crate) mod output;
 pub mod plan;
 pub mod progress;
 pub mod reply;

@@ -180,6 +180,7 @@ impl Shared {
             intervals.push(stats.interval_since(intervals.last()));
         }
         let start = stats.started_wall.duration_since(SystemTime::UNIX_EPOCH);
+        let interrupted = sys::caught().map(|s| sys::signal_name(s).into());
         Some(report::Summary {
             start: SystemTime::UNIX_EPOCH
                 + report::whole_micros(start.unwrap_or_default()),
@@ -195,7 +196,9 @@ impl Shared {
                     final_lag,
                 }
             }),
-            completed: fatal.is_none(),
+            completed: fatal.is_none() && interrupted.is_none(),
+            interrupted,
+            interrupted_shards: Vec::new(),
             fatal: fatal
                 .map(|e| String::from_utf8_lossy(&e.text()).into_owned()),
             shard: self.plan.scale.shard,

@@ -452,14 +452,14 @@ fn report_file_alone_catches_sigterm() {
 fn grace_for_in_flight_work_is_bounded() {
     let srv = FakeServer::tcp(slow_dot(8000));
     let mut run =
-        start(&srv, &["--timeout=2", "--duration=30", "--report=json"]);
+        start(&srv, &["--timeout=20", "--duration=30", "--report=json"]);
     run.signal_at("TERM", Duration::from_millis(500));
     let end = run.wait();
     drop(srv);
     assert_eq!(end.code, Some(143), "{}", end.stderr);
     let took = end.elapsed;
-    assert!(took >= Duration::from_millis(2300), "took {took:?}");
-    assert!(took < Duration::from_millis(4500), "took {took:?}");
+    assert!(took >= Duration::from_millis(5300), "took {took:?}");
+    assert!(took < Duration::from_millis(7500), "took {took:?}");
     let j = json(&end.stdout);
     assert_eq!(j["interrupted"], Value::from("SIGTERM"));
 }
@@ -467,10 +467,11 @@ fn grace_for_in_flight_work_is_bounded() {
 /// A second signal ends the run at once, and still writes the reports.
 #[test]
 fn second_signal_ends_at_once_with_the_reports() {
+    // The first signal names the interruption and sets the status.
     for (first, second, code) in [
         ("INT", "INT", 130),
-        ("TERM", "INT", 130),
-        ("INT", "TERM", 143),
+        ("TERM", "INT", 143),
+        ("INT", "TERM", 130),
     ] {
         let dir = TempDir::new("second");
         let path = dir.path().join("r.json");
@@ -485,7 +486,7 @@ fn second_signal_ends_at_once_with_the_reports() {
         assert_eq!(end.code, Some(code), "{first}+{second}: {}", end.stderr);
         assert!(took >= Duration::from_millis(750), "took {took:?}");
         assert!(took < Duration::from_millis(2000), "took {took:?}");
-        let name = format!("SIG{second}");
+        let name = format!("SIG{first}");
         assert_eq!(json(&end.stdout)["interrupted"], Value::from(&*name));
         let j = json(&std::fs::read_to_string(&path).expect("report"));
         assert_eq!(j["interrupted"], Value::from(&*name));

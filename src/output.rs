@@ -1,0 +1,172 @@
+//! output: the files and streams a run was asked to write (--report,
+//! --report-file, --hlog). Each path is checked before the first
+//! connect, so that a bad one costs no traffic; a report file is
+//! replaced whole (temporary file in the same folder, fsync, rename) or
+//! not at all; and a failed write is an error the caller reports, never
+//! a silent loss.
+
+use std::ffi::OsStr;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use crate::error::Error;
+use crate::plan::Plan;
+
+/// The output files of a run, each with the option that names it.
+fn files(plan: &Plan) -> Vec<(&'static str, &[u8])> {
+    let ext = &plan.ext;
+    [("--report-file", &ext.report_file), ("--hlog", &ext.hlog)]
+        .into_iter()
+        .filter_map(|(opt, path)| Some((opt, path.as_deref()?)))
+        .collect()
+}
+
+/// Checks every output file before the first connect: its folder exists
+/// and takes a new file, and the path is not a directory.
+pub(crate) fn check(plan: &Plan) -> Result<(), Error> {
+    for (opt, path) in files(plan) {
+        check_one(path).map_err(|e| failed(opt, path, &e))?;
+    }
+    Ok(())
+}
+
+/// `cannot write --report-file=PATH: reason`.
+pub(crate) fn failure_text(opt: &str, path: &[u8], e: &io::Error) -> Vec<u8> {
+    let mut text = format!("cannot write {opt}=").into_bytes();
+    text.extend_from_slice(path);
+    text.extend_from_slice(b": ");
+    text.extend_from_slice(crate::error::io_text(e).as_bytes());
+    text
+}
+
+fn failed(opt: &str, path: &[u8], e: &io::Error) -> Error {
+    Error::Config {
+        warning: None,
+        fatal: failure_text(opt, path, e),
+    }
+}
+
+fn check_one(path: &[u8]) -> io::Result<()> {
+    let path = Path::new(OsStr::from_bytes(path));
+    if path.is_dir() {
+        return Err(io::Error::from_raw_os_error(libc::EISDIR));
+    }
+    // Creating a file is the only test that sees everything: a missing
+    // folder, permissions, a read-only mount, ACLs, root's exemptions.
+    let probe = temp_path(path, "check");
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)?;
+    std::fs::remove_file(&probe)
+}
+
+/// `.NAME.PID.TAG` in the folder of `path`: rename(2) is atomic only
+/// within one filesystem, and a dot file stays out of globs such as
+/// `shard-*.json`.
+fn temp_path(path: &Path, tag: &str) -> std::path::PathBuf {
+    let name = path.file_name().unwrap_or(OsStr::new("report"));
+    let mut temp = b".".to_vec();
+    temp.extend_from_slice(name.as_bytes());
+    temp.extend_from_slice(
+        format!(".{}.{tag}", std::process::id()).as_bytes(),
+    );
+    path.with_file_name(OsStr::from_bytes(&temp))
+}
+
+/// Replaces the file at `path` with `bytes`, whole: an old file is never
+/// left truncated, whatever fails (a full disk, a file size limit).
+pub(crate) fn replace(path: &[u8], bytes: &[u8]) -> io::Result<()> {
+    let path = Path::new(OsStr::from_bytes(path));
+    let temp = temp_path(path, "tmp");
+    let written =
+        write_synced(&temp, bytes).and_then(|()| std::fs::rename(&temp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written?;
+    // The rename itself reaches the disk with the folder; a filesystem
+    // that cannot sync a folder still has the report in place.
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if let Ok(dir) = File::open(folder) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+fn write_synced(temp: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file =
+        OpenOptions::new().write(true).create_new(true).open(temp)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Writes a report to standard output and flushes it; unlike the -c
+/// counter (whose write errors the reference ignores), a report that
+/// does not arrive is an error.
+pub(crate) fn to_stdout(bytes: &[u8]) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir()
+            .join(format!("output-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn replace_swaps_the_whole_file_and_leaves_no_temporary() {
+        let dir = scratch("replace");
+        let path = dir.join("r.json");
+        std::fs::write(&path, "old").unwrap();
+        replace(path.as_os_str().as_bytes(), b"new report").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new report");
+        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(names.len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn replace_into_a_missing_folder_fails_and_leaves_nothing() {
+        let dir = scratch("missing");
+        let path = dir.join("nope/r.json");
+        let e = replace(path.as_os_str().as_bytes(), b"x").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn check_refuses_a_directory_and_a_missing_folder() {
+        let dir = scratch("check");
+        let e = check_one(dir.as_os_str().as_bytes()).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EISDIR));
+        let missing = dir.join("nope/r.json");
+        let e = check_one(missing.as_os_str().as_bytes()).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+        check_one(dir.join("r.json").as_os_str().as_bytes()).unwrap();
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_bare_file_name_lives_in_the_current_folder() {
+        let temp = temp_path(Path::new("r.json"), "tmp");
+        assert_eq!(
+            temp.to_str().unwrap(),
+            format!(".r.json.{}.tmp", std::process::id())
+        );
+    }
+}
