@@ -369,9 +369,15 @@ const GRACE: Duration = Duration::from_secs(5);
 /// How often the signal watcher looks.
 const SIGNAL_TICK: Duration = Duration::from_millis(10);
 
+/// How long the end after a signal waits for socket writes under way
+/// to finish (`Shared::halt`) before it takes the report's snapshot
+/// anyway: a write to a server that stopped reading may otherwise hold
+/// it for the whole --timeout.
+const HALT_WAIT: Duration = Duration::from_millis(500);
+
 /// With signals caught: a thread that stops the run at the first signal
-/// and, after the grace or at a second signal, writes the reports with
-/// what there is and exits.
+/// and, after the grace or at a second signal, halts the run, writes
+/// the reports with what there is and exits.
 fn start_signal_watch<'s>(
     scope: &'s thread::Scope<'s, '_>,
     shared: &'s Shared,
@@ -384,12 +390,16 @@ fn start_signal_watch<'s>(
         .name("signals".into())
         // It may write the report: histograms compress on its stack.
         .stack_size(HLOG_STACK_SIZE)
-        .spawn_scoped(scope, move || watch_signals(shared, done))
+        .spawn_scoped(scope, move || watch_signals(scope, shared, done))
         .map(|_| ())
         .map_err(Error::Spawn)
 }
 
-fn watch_signals(shared: &Shared, done: &AtomicBool) {
+fn watch_signals<'s>(
+    scope: &'s thread::Scope<'s, '_>,
+    shared: &'s Shared,
+    done: &AtomicBool,
+) {
     let grace = shared.plan.timeout.min(GRACE);
     let mut since = None;
     while !done.load(Ordering::SeqCst) {
@@ -401,9 +411,30 @@ fn watch_signals(shared: &Shared, done: &AtomicBool) {
         shared.stopping.store(true, Ordering::SeqCst);
         let since = *since.get_or_insert_with(Instant::now);
         if signals >= 2 || since.elapsed() >= grace {
+            halt_within(scope, shared, HALT_WAIT);
             cut_short(shared);
             return;
         }
+    }
+}
+
+/// Halts the run (no session writes another byte; what is in flight
+/// counts as unknown), waiting at most `limit` for the writes under way.
+fn halt_within<'s>(
+    scope: &'s thread::Scope<'s, '_>,
+    shared: &'s Shared,
+    limit: Duration,
+) {
+    let (halted, wait) = bounded::<()>(1);
+    let spawned = thread::Builder::new()
+        .name("halt".into())
+        .stack_size(STACK_SIZE)
+        .spawn_scoped(scope, move || {
+            shared.halt();
+            let _ = halted.send(());
+        });
+    if spawned.is_ok() {
+        let _ = wait.recv_timeout(limit);
     }
 }
 
