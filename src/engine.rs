@@ -333,10 +333,22 @@ fn report_once(shared: &Shared, fatal: Option<&Error>) -> Vec<Vec<u8>> {
     if REPORTED.swap(true, Ordering::SeqCst) {
         return Vec::new();
     }
-    match shared.summary(fatal) {
+    all_reports(shared, fatal)
+}
+
+/// Writes every report and returns what could not be written (--hlog
+/// included).
+fn all_reports(shared: &Shared, fatal: Option<&Error>) -> Vec<Vec<u8>> {
+    let mut failures = match shared.summary(fatal) {
         Some(summary) => write_reports(&shared.plan, &summary),
         None => Vec::new(),
-    }
+    };
+    let hlog = HLOG_FAILURE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    failures.extend(hlog);
+    failures
 }
 
 /// Writes every report; a report that fails does not stop the others.
@@ -445,11 +457,7 @@ fn cut_short(shared: &Shared) {
     if REPORTED.swap(true, Ordering::SeqCst) {
         return;
     }
-    let failures = match shared.summary(None) {
-        Some(summary) => write_reports(&shared.plan, &summary),
-        None => Vec::new(),
-    };
-    end(failures);
+    end(all_reports(shared, None));
 }
 
 /// A plain count run queues what fits before any session starts, so
@@ -583,20 +591,37 @@ fn open_hlog(
         return Ok(None);
     };
     let os = std::ffi::OsStr::from_bytes(path);
-    let failed = |what: &[u8], e: std::io::Error| {
-        let mut fatal = what.to_vec();
-        fatal.extend_from_slice(path);
-        fatal.extend_from_slice(b": ");
-        fatal.extend_from_slice(crate::error::io_text(&e).as_bytes());
-        Error::Config {
-            warning: None,
-            fatal,
-        }
+    let failed = |e: std::io::Error| Error::Config {
+        warning: None,
+        fatal: output::failure_text("--hlog", path, &e),
     };
-    let file = std::fs::File::create(os).map_err(|e| failed(b"open ", e))?;
+    let file = std::fs::File::create(os).map_err(failed)?;
     report::HistogramLog::begin(file, stats.started_wall)
         .map(Some)
-        .map_err(|e| failed(b"write ", e))
+        .map_err(failed)
+}
+
+/// Why --hlog stopped being written during the run, if it did: an
+/// error at the end, as a report that cannot be written.
+static HLOG_FAILURE: Mutex<Option<Vec<u8>>> = Mutex::new(None);
+
+/// Writes one interval to --hlog; on failure the log is closed and the
+/// failure kept for the end of the run.
+fn log_interval(
+    plan: &Plan,
+    log: &mut Option<report::HistogramLog<std::fs::File>>,
+    h: &hdrhistogram::Histogram<u64>,
+    from: SystemTime,
+    length: Duration,
+) {
+    let (Some(l), Some(path)) = (log.as_mut(), &plan.ext.hlog) else {
+        return;
+    };
+    if let Err(e) = l.interval(h, from, length) {
+        let text = output::failure_text("--hlog", path, &e);
+        *HLOG_FAILURE.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
+        *log = None;
+    }
 }
 
 /// A thread that closes one interval a second until the sessions are
@@ -619,9 +644,7 @@ fn start_intervals<'s>(
                 let now = SystemTime::now();
                 let length = now.duration_since(from).unwrap_or_default();
                 let (h, accepted) = stats.take_interval(Reader::Intervals);
-                if let Some(log) = &mut log {
-                    let _ = log.interval(&h, from, length);
-                }
+                log_interval(&shared.plan, &mut log, &h, from, length);
                 stats.push_interval(Interval {
                     start: from,
                     length,

@@ -265,6 +265,48 @@ fn report_to_a_full_stdout_is_an_error() {
     assert_eq!(int(&j, "accepted"), 2);
 }
 
+/// --hlog that stops taking lines during the run (a file size limit):
+/// the run ends with an error naming it, not silently.
+#[test]
+fn hlog_that_fails_during_the_run_is_an_error() {
+    let dir = TempDir::new("hlog-fsize");
+    let path = dir.path().join("h.log");
+    let srv = FakeServer::tcp(slow_dot(5));
+    let out = ours()
+        .cmd()
+        .via_shell("trap '' XFSZ; ulimit -f 1; exec \"$0\" \"$@\"")
+        .args(["-M", HOST, "-d", "--duration=3"])
+        .arg(format!("--hlog={}", path.display()))
+        .arg(srv.endpoint())
+        .run();
+    assert_eq!(out.status, Some(1), "{}", out.render());
+    let want = format!(
+        "fatal: cannot write --hlog={}: File too large\n",
+        path.display()
+    );
+    assert!(out.stderr_text().ends_with(&want), "{}", out.render());
+}
+
+/// -c into a full stdout: the reference ignores the error (exit 0, no
+/// word), so ours does too; only the report is ours to insist on.
+#[test]
+fn count_into_a_full_stdout_is_the_references_business() {
+    let mut runs = vec![ours()];
+    runs.extend(crate::support::reference_or_skip(
+        "count_into_a_full_stdout_is_the_references_business",
+    ));
+    for p in runs {
+        let srv = FakeServer::tcp(Responder::new());
+        let out = p
+            .cmd()
+            .via_shell("exec \"$0\" \"$@\" > /dev/full")
+            .args(["-c", "-m", "3"])
+            .arg(srv.endpoint())
+            .run();
+        out.assert_status(0).assert_stderr("");
+    }
+}
+
 /// A report that is written replaces the old one whole.
 #[test]
 fn report_file_replaces_the_old_one() {
