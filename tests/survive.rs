@@ -574,3 +574,49 @@ fn plain_command_line_dies_by_the_signal() {
         assert_eq!((end.code, end.signal), (None, Some(num)), "SIG{sig}");
     }
 }
+
+/// A merged report says which shards a signal cut short: shard 2 of 3
+/// ends by SIGTERM, the others complete.
+#[test]
+fn merge_names_the_shards_a_signal_cut_short() {
+    let dir = TempDir::new("merge-cut");
+    let mut files = Vec::new();
+    for k in 1..=3 {
+        let path = dir.path().join(format!("shard{k}.json"));
+        let arg = format!("--report-file={}", path.display());
+        let shard = format!("--shard={k}/3");
+        let srv = FakeServer::tcp(slow_dot(10));
+        if k == 2 {
+            let mut run = start(&srv, &[&shard, "-d", "--duration=30", &arg]);
+            run.signal_at("TERM", Duration::from_millis(500));
+            assert_eq!(run.wait().code, Some(143));
+        } else {
+            run_with(&srv, &[&shard, "-d", "-m", "6", &arg]).assert_status(0);
+        }
+        files.push(path);
+    }
+    let tool = crate::support::program(
+        PathBuf::from(env!("CARGO_BIN_EXE_smtp-report")),
+        "smtp-report",
+    );
+    let out = tool.cmd().arg("merge").args(&files).run();
+    out.assert_status(0).assert_stderr("");
+    let m = json(&out.stdout_text());
+    assert_eq!(m["interrupted"], Value::from("SIGTERM"));
+    assert_eq!(m["completed"], Value::Bool(false));
+    let want: Value =
+        serde_json::from_str(r#"[{"shard":2,"signal":"SIGTERM"}]"#).unwrap();
+    assert_eq!(m["interrupted_shards"], want);
+    let merged = dir.path().join("merged.json");
+    std::fs::write(&merged, out.stdout_text()).unwrap();
+    let text = tool.cmd().arg("text").arg(&merged).run();
+    text.assert_status(0);
+    let text = text.stdout_text();
+    assert!(
+        text.contains(
+            "\nended by:     interrupted by SIGTERM\n\
+             interrupted:  shard 2 by SIGTERM\n"
+        ),
+        "{text}"
+    );
+}
