@@ -19,14 +19,14 @@ use crate::session;
 use crate::stats::{Interval, Reader};
 use crate::sys;
 use crate::work::{Dealer, Job, Jobs, Shared};
-use crate::{diag, output, report};
+use crate::{diag, interrupt, output, report};
 
 /// Session threads run shallow code (name resolution stays in the main
 /// thread), so a small explicit stack keeps thousands of them cheap.
 pub const STACK_SIZE: usize = 256 * 1024;
 
 /// The --hlog writer's stack (zlib compression is stack hungry).
-const HLOG_STACK_SIZE: usize = 4 << 20;
+pub(crate) const HLOG_STACK_SIZE: usize = 4 << 20;
 
 /// Most jobs queued at once (one slot is a few words).
 const JOB_ROOM: usize = 1 << 16;
@@ -107,7 +107,7 @@ pub fn run(plan: Plan) -> Result<(), Error> {
         }
         let later = Arc::downgrade(&sessions);
         drop(sessions);
-        start_signal_watch(scope, &shared, &done)?;
+        interrupt::start_watch(scope, &shared, &done)?;
         wait_for_start(&shared.plan);
         if sys::interrupted() {
             // Before the latch opens: no session takes a job, so a
@@ -283,7 +283,7 @@ fn die(shared: &Shared, e: Error) -> ! {
     shared.halt();
     diag::fatal_then(&e.text(), || {
         let report = || {
-            for text in report_once(shared, Some(&e)) {
+            for text in output::report_once(shared, Some(&e)) {
                 diag::warn(&text);
             }
         };
@@ -304,160 +304,7 @@ fn finish(shared: &Shared) {
     if shared.plan.count {
         diag::end_count();
     }
-    let failures = report_once(shared, None);
-    end(failures);
-}
-
-/// Exits as the run's end calls for: 1 when a report could not be
-/// written (each failure named, the last as the fatal line), else
-/// 128+signo when a signal cut the run short; returns otherwise.
-fn end(mut failures: Vec<Vec<u8>>) {
-    if let Some(last) = failures.pop() {
-        for text in failures {
-            diag::warn(&text);
-        }
-        diag::fatal(&last);
-    }
-    if let Some(signal) = sys::caught() {
-        std::process::exit(128 + signal);
-    }
-}
-
-/// Set by whoever writes the reports first (the end of the run, a fatal
-/// error, or the signal watcher): the reports are written once.
-static REPORTED: AtomicBool = AtomicBool::new(false);
-
-/// Writes every report of the run, unless they were written already;
-/// returns what could not be written.
-fn report_once(shared: &Shared, fatal: Option<&Error>) -> Vec<Vec<u8>> {
-    if REPORTED.swap(true, Ordering::SeqCst) {
-        return Vec::new();
-    }
-    all_reports(shared, fatal)
-}
-
-/// Writes every report and returns what could not be written (--hlog
-/// included).
-fn all_reports(shared: &Shared, fatal: Option<&Error>) -> Vec<Vec<u8>> {
-    let mut failures = match shared.summary(fatal) {
-        Some(summary) => write_reports(&shared.plan, &summary),
-        None => Vec::new(),
-    };
-    let hlog = HLOG_FAILURE
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take();
-    failures.extend(hlog);
-    failures
-}
-
-/// Writes every report; a report that fails does not stop the others.
-fn write_reports(plan: &Plan, summary: &report::Summary) -> Vec<Vec<u8>> {
-    use crate::longopts::ReportFormat;
-    let mut failures = Vec::new();
-    let text = match plan.ext.report {
-        Some(ReportFormat::Text) => Some(summary.text()),
-        Some(ReportFormat::Json) => Some(summary.json()),
-        None => None,
-    };
-    if let Some(Err(e)) = text.map(|t| output::to_stdout(t.as_bytes())) {
-        let mut line =
-            b"cannot write the report to standard output: ".to_vec();
-        line.extend_from_slice(crate::error::io_text(&e).as_bytes());
-        failures.push(line);
-    }
-    if let Some(path) = &plan.ext.report_file {
-        if let Err(e) = output::replace(path, summary.json().as_bytes()) {
-            failures.push(output::failure_text("--report-file", path, &e));
-        }
-    }
-    failures
-}
-
-/// How long a signal leaves transactions in flight to finish (never
-/// longer than --timeout).
-const GRACE: Duration = Duration::from_secs(5);
-
-/// How often the signal watcher looks.
-const SIGNAL_TICK: Duration = Duration::from_millis(10);
-
-/// How long the end after a signal waits for socket writes under way
-/// to finish (`Shared::halt`) before it takes the report's snapshot
-/// anyway: a write to a server that stopped reading may otherwise hold
-/// it for the whole --timeout.
-const HALT_WAIT: Duration = Duration::from_millis(500);
-
-/// With signals caught: a thread that stops the run at the first signal
-/// and, after the grace or at a second signal, halts the run, writes
-/// the reports with what there is and exits.
-fn start_signal_watch<'s>(
-    scope: &'s thread::Scope<'s, '_>,
-    shared: &'s Shared,
-    done: &'s AtomicBool,
-) -> Result<(), Error> {
-    if !catches_interrupt(&shared.plan) {
-        return Ok(());
-    }
-    thread::Builder::new()
-        .name("signals".into())
-        // It may write the report: histograms compress on its stack.
-        .stack_size(HLOG_STACK_SIZE)
-        .spawn_scoped(scope, move || watch_signals(scope, shared, done))
-        .map(|_| ())
-        .map_err(Error::Spawn)
-}
-
-fn watch_signals<'s>(
-    scope: &'s thread::Scope<'s, '_>,
-    shared: &'s Shared,
-    done: &AtomicBool,
-) {
-    let grace = shared.plan.timeout.min(GRACE);
-    let mut since = None;
-    while !done.load(Ordering::SeqCst) {
-        thread::sleep(SIGNAL_TICK);
-        let signals = sys::signals();
-        if signals == 0 {
-            continue;
-        }
-        shared.stopping.store(true, Ordering::SeqCst);
-        let since = *since.get_or_insert_with(Instant::now);
-        if signals >= 2 || since.elapsed() >= grace {
-            halt_within(scope, shared, HALT_WAIT);
-            cut_short(shared);
-            return;
-        }
-    }
-}
-
-/// Halts the run (no session writes another byte; what is in flight
-/// counts as unknown), waiting at most `limit` for the writes under way.
-fn halt_within<'s>(
-    scope: &'s thread::Scope<'s, '_>,
-    shared: &'s Shared,
-    limit: Duration,
-) {
-    let (halted, wait) = bounded::<()>(1);
-    let spawned = thread::Builder::new()
-        .name("halt".into())
-        .stack_size(STACK_SIZE)
-        .spawn_scoped(scope, move || {
-            shared.halt();
-            let _ = halted.send(());
-        });
-    if spawned.is_ok() {
-        let _ = wait.recv_timeout(limit);
-    }
-}
-
-/// The end after a second signal or the grace: the reports with what
-/// there is now, and exit (unless the reports are being written
-/// already: that writer exits).
-fn cut_short(shared: &Shared) {
-    if REPORTED.swap(true, Ordering::SeqCst) {
-        return;
-    }
-    end(all_reports(shared, None));
+    output::end(output::report_once(shared, None));
 }
 
 /// A plain count run queues what fits before any session starts, so
@@ -535,16 +382,10 @@ fn watch(shared: &Shared, all_done: &Receiver<()>) {
 }
 
 /// Whether a first SIGINT or SIGTERM ends the run with its reports and
-/// last progress line: when a long option asks for something that
-/// dying would lose (otherwise both keep their default action, as in
+/// last progress line (otherwise both keep their default action, as in
 /// the reference).
 fn catches_interrupt(plan: &Plan) -> bool {
-    let ext = &plan.ext;
-    ext.report.is_some()
-        || ext.report_file.is_some()
-        || ext.hlog.is_some()
-        || ext.duration.is_some()
-        || ext.progress
+    interrupt::catches(plan)
 }
 
 /// Whether dispatching must stop: --duration over, or SIGINT.
@@ -601,29 +442,6 @@ fn open_hlog(
         .map_err(failed)
 }
 
-/// Why --hlog stopped being written during the run, if it did: an
-/// error at the end, as a report that cannot be written.
-static HLOG_FAILURE: Mutex<Option<Vec<u8>>> = Mutex::new(None);
-
-/// Writes one interval to --hlog; on failure the log is closed and the
-/// failure kept for the end of the run.
-fn log_interval(
-    plan: &Plan,
-    log: &mut Option<report::HistogramLog<std::fs::File>>,
-    h: &hdrhistogram::Histogram<u64>,
-    from: SystemTime,
-    length: Duration,
-) {
-    let (Some(l), Some(path)) = (log.as_mut(), &plan.ext.hlog) else {
-        return;
-    };
-    if let Err(e) = l.interval(h, from, length) {
-        let text = output::failure_text("--hlog", path, &e);
-        *HLOG_FAILURE.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
-        *log = None;
-    }
-}
-
 /// A thread that closes one interval a second until the sessions are
 /// done: kept for the report's `"intervals"`, and written to --hlog.
 fn start_intervals<'s>(
@@ -644,7 +462,7 @@ fn start_intervals<'s>(
                 let now = SystemTime::now();
                 let length = now.duration_since(from).unwrap_or_default();
                 let (h, accepted) = stats.take_interval(Reader::Intervals);
-                log_interval(&shared.plan, &mut log, &h, from, length);
+                output::log_interval(&shared.plan, &mut log, &h, from, length);
                 stats.push_interval(Interval {
                     start: from,
                     length,

@@ -18,6 +18,7 @@ pub mod error;
 pub mod hostname;
 pub mod html;
 pub mod identity;
+pub(crate) mod interrupt;
 pub mod lineio;
 pub mod longopts;
 pub mod merge;

@@ -1,9 +1,10 @@
 //! output: the files and streams a run was asked to write (--report,
-//! --report-file, --hlog). Each path is checked before the first
-//! connect, so that a bad one costs no traffic; a report file is
-//! replaced whole (temporary file in the same folder, fsync, rename) or
-//! not at all; and a failed write is an error the caller reports, never
-//! a silent loss.
+//! --report-file, --hlog), and the exit status they call for. Each path
+//! is checked before the first connect, so that a bad one costs no
+//! traffic; a report file is replaced whole (temporary file in the same
+//! folder, fsync, rename) or not at all; the reports are written once,
+//! by whoever ends the run (its end, a fatal error, a signal); and a
+//! failed write is an error named on stderr, never a silent loss.
 
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
@@ -11,8 +12,16 @@ use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use crate::diag;
 use crate::error::Error;
 use crate::plan::Plan;
+use crate::report::{HistogramLog, Summary};
+use crate::sys;
+use crate::work::Shared;
 
 /// The output files of a run, each with the option that names it.
 fn files(plan: &Plan) -> Vec<(&'static str, &[u8])> {
@@ -113,6 +122,104 @@ pub(crate) fn to_stdout(bytes: &[u8]) -> io::Result<()> {
     let mut out = io::stdout().lock();
     out.write_all(bytes)?;
     out.flush()
+}
+
+/// Exits as the run's end calls for: 1 when a report could not be
+/// written (each failure named, the last as the fatal line), else
+/// 128+signo when a signal cut the run short; returns otherwise.
+pub(crate) fn end(mut failures: Vec<Vec<u8>>) {
+    if let Some(last) = failures.pop() {
+        for text in failures {
+            diag::warn(&text);
+        }
+        diag::fatal(&last);
+    }
+    if let Some(signal) = sys::caught() {
+        std::process::exit(128 + signal);
+    }
+}
+
+/// Set by whoever writes the reports first (the end of the run, a fatal
+/// error, or the signal watcher): the reports are written once.
+static REPORTED: AtomicBool = AtomicBool::new(false);
+
+/// Writes every report of the run, unless they were written already;
+/// returns what could not be written.
+pub(crate) fn report_once(
+    shared: &Shared,
+    fatal: Option<&Error>,
+) -> Vec<Vec<u8>> {
+    report_first(shared, fatal).unwrap_or_default()
+}
+
+/// As `report_once`; None when the reports were written already.
+pub(crate) fn report_first(
+    shared: &Shared,
+    fatal: Option<&Error>,
+) -> Option<Vec<Vec<u8>>> {
+    (!REPORTED.swap(true, Ordering::SeqCst))
+        .then(|| all_reports(shared, fatal))
+}
+
+/// Writes every report and returns what could not be written (--hlog
+/// included).
+fn all_reports(shared: &Shared, fatal: Option<&Error>) -> Vec<Vec<u8>> {
+    let mut failures = match shared.summary(fatal) {
+        Some(summary) => write_reports(&shared.plan, &summary),
+        None => Vec::new(),
+    };
+    let hlog = HLOG_FAILURE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    failures.extend(hlog);
+    failures
+}
+
+/// Writes every report; a report that fails does not stop the others.
+fn write_reports(plan: &Plan, summary: &Summary) -> Vec<Vec<u8>> {
+    use crate::longopts::ReportFormat;
+    let mut failures = Vec::new();
+    let text = match plan.ext.report {
+        Some(ReportFormat::Text) => Some(summary.text()),
+        Some(ReportFormat::Json) => Some(summary.json()),
+        None => None,
+    };
+    if let Some(Err(e)) = text.map(|t| to_stdout(t.as_bytes())) {
+        let mut line =
+            b"cannot write the report to standard output: ".to_vec();
+        line.extend_from_slice(crate::error::io_text(&e).as_bytes());
+        failures.push(line);
+    }
+    if let Some(path) = &plan.ext.report_file {
+        if let Err(e) = replace(path, summary.json().as_bytes()) {
+            failures.push(failure_text("--report-file", path, &e));
+        }
+    }
+    failures
+}
+
+/// Why --hlog stopped being written during the run, if it did: an
+/// error at the end, as a report that cannot be written.
+static HLOG_FAILURE: Mutex<Option<Vec<u8>>> = Mutex::new(None);
+
+/// Writes one interval to --hlog; on failure the log is closed and the
+/// failure kept for the end of the run.
+pub(crate) fn log_interval(
+    plan: &Plan,
+    log: &mut Option<HistogramLog<File>>,
+    h: &hdrhistogram::Histogram<u64>,
+    from: SystemTime,
+    length: Duration,
+) {
+    let (Some(l), Some(path)) = (log.as_mut(), &plan.ext.hlog) else {
+        return;
+    };
+    if let Err(e) = l.interval(h, from, length) {
+        let text = failure_text("--hlog", path, &e);
+        *HLOG_FAILURE.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
+        *log = None;
+    }
 }
 
 #[cfg(test)]
