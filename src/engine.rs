@@ -139,6 +139,12 @@ pub fn run(plan: Plan) -> Result<(), Error> {
     Ok(())
 }
 
+/// Checks every output file the run would write (what `run` checks
+/// first), for --dry-run.
+pub fn check_outputs(plan: &Plan) -> Result<(), Error> {
+    output::check(plan)
+}
+
 /// Sessions started before any traffic (all of them for a small -s).
 /// A thread that cannot be created then ends the run before the first
 /// connect; the rest start as they are needed (`grow`).

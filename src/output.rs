@@ -58,7 +58,7 @@ fn failed(opt: &str, path: &[u8], e: &io::Error) -> Error {
 }
 
 fn check_one(path: &[u8]) -> io::Result<()> {
-    let path = Path::new(OsStr::from_bytes(path));
+    let path = &through_link(Path::new(OsStr::from_bytes(path)));
     if path.is_dir() {
         return Err(io::Error::from_raw_os_error(libc::EISDIR));
     }
@@ -70,6 +70,19 @@ fn check_one(path: &[u8]) -> io::Result<()> {
         .create_new(true)
         .open(&probe)?;
     std::fs::remove_file(&probe)
+}
+
+/// The file a symbolic link names (a `latest.json` link keeps pointing
+/// at the report it named, which is replaced, not the link); any other
+/// path as it is.
+fn through_link(path: &Path) -> std::path::PathBuf {
+    let is_link = path
+        .symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_symlink());
+    match is_link.then(|| std::fs::canonicalize(path)) {
+        Some(Ok(target)) => target,
+        _ => path.to_path_buf(),
+    }
 }
 
 /// `.NAME.PID.TAG` in the folder of `path`: rename(2) is atomic only
@@ -88,7 +101,7 @@ fn temp_path(path: &Path, tag: &str) -> std::path::PathBuf {
 /// Replaces the file at `path` with `bytes`, whole: an old file is never
 /// left truncated, whatever fails (a full disk, a file size limit).
 pub(crate) fn replace(path: &[u8], bytes: &[u8]) -> io::Result<()> {
-    let path = Path::new(OsStr::from_bytes(path));
+    let path = &through_link(Path::new(OsStr::from_bytes(path)));
     let temp = temp_path(path, "tmp");
     let written =
         write_synced(&temp, bytes).and_then(|()| std::fs::rename(&temp, path));
@@ -265,6 +278,18 @@ mod tests {
         assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
         check_one(dir.join("r.json").as_os_str().as_bytes()).unwrap();
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_link_keeps_naming_the_report_it_names() {
+        let dir = scratch("link");
+        let (real, link) = (dir.join("run5.json"), dir.join("latest.json"));
+        std::fs::write(&real, "old").unwrap();
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        replace(link.as_os_str().as_bytes(), b"new").unwrap();
+        assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read(&real).unwrap(), b"new");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

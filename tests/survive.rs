@@ -82,6 +82,24 @@ fn bad_output_paths_are_fatal_before_the_first_connect() {
     }
 }
 
+/// --dry-run checks the output paths as a run does.
+#[test]
+fn dry_run_checks_the_output_paths() {
+    let dir = TempDir::new("dry");
+    let missing = dir.path().join("nope/r.json");
+    let arg = format!("--report-file={}", missing.display());
+    let out = ours().cmd().args(["--dry-run", &arg, "127.0.0.1:9"]).run();
+    out.assert_status(1).assert_stderr(&format!(
+        "{ARGV0}: fatal: cannot write --report-file={}: No such file or \
+         directory\n",
+        missing.display()
+    ));
+    let ok = format!("--report-file={}", dir.path().join("r.json").display());
+    let out = ours().cmd().args(["--dry-run", &ok, "127.0.0.1:9"]).run();
+    out.assert_status(0).assert_stderr("");
+    assert_eq!(others(dir.path(), ""), Vec::<String>::new());
+}
+
 /// A folder we may not write to (as root, only a read-only mount says
 /// so: root writes through permission bits).
 #[test]
