@@ -312,9 +312,13 @@ extern "C" fn on_signal(signal: libc::c_int) {
 /// instead of killing the process. Used only by command lines that ask
 /// for a report (man page EXIT STATUS): otherwise both keep their
 /// default action, death by the signal, as in the reference (test
-/// `f40_sigint_sigterm`).
+/// `f40_sigint_sigterm`). A signal ignored at start (a background job
+/// of a shell, nohup) stays ignored, as it does in the reference.
 pub fn catch_interrupt() -> io::Result<()> {
     for signal in [libc::SIGINT, libc::SIGTERM] {
+        if ignored(signal)? {
+            continue;
+        }
         // SAFETY: an all-zero sigaction is a valid starting value; the
         // handler only touches atomics, which is async-signal-safe, and
         // the mask is initialised by sigemptyset.
@@ -330,6 +334,21 @@ pub fn catch_interrupt() -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether `signal` is ignored (SIG_IGN) now.
+fn ignored(signal: libc::c_int) -> io::Result<bool> {
+    // SAFETY: a null new action only reads the current one into `old`,
+    // an all-zero sigaction that the call overwrites.
+    let (rc, old) = unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        let rc = libc::sigaction(signal, std::ptr::null(), &mut old);
+        (rc, old)
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(old.sa_sigaction == libc::SIG_IGN)
 }
 
 /// Whether a SIGINT or SIGTERM has arrived since `catch_interrupt`.

@@ -638,3 +638,35 @@ fn merge_names_the_shards_a_signal_cut_short() {
         "{text}"
     );
 }
+
+/// A signal ignored at start (a shell's background job, nohup) stays
+/// ignored, as in the reference: SIGINT does not end the run.
+#[test]
+fn an_ignored_sigint_stays_ignored() {
+    let srv = FakeServer::tcp(slow_dot(20));
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg("trap '' INT; exec \"$0\" \"$@\"")
+        .arg(ours().path)
+        .args(["-M", HOST, "-d", "--duration=2", "--report=json"])
+        .arg(srv.endpoint())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-INT", &pid]).status();
+    let mut out = String::new();
+    let _ = child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out);
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0), "{out}");
+    assert!(start.elapsed() >= Duration::from_millis(1900));
+    assert_eq!(json(&out)["interrupted"], Value::Null);
+}
