@@ -221,8 +221,9 @@ impl Shared {
         let (counts, latency) = stats.snapshot();
         let (max_lag, final_lag) = stats.lags();
         let mut intervals = stats.intervals();
-        if fatal.is_some() {
-            // The interval thread will not write the one under way.
+        if fatal.is_some() || self.halted() {
+            // The interval thread will not write the one under way (a
+            // fatal error, or the end a signal's grace ran out).
             intervals.push(stats.interval_since(intervals.last()));
         }
         let start = stats.started_wall.duration_since(SystemTime::UNIX_EPOCH);

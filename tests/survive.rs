@@ -522,6 +522,14 @@ fn grace_for_in_flight_work_is_bounded() {
     assert!(took < Duration::from_millis(7500), "took {took:?}");
     let j = json(&end.stdout);
     assert_eq!(j["interrupted"], Value::from("SIGTERM"));
+    // The intervals cover the whole run, the last partial second too.
+    let intervals = j["intervals"].as_array().expect("intervals");
+    let covered: f64 = intervals
+        .iter()
+        .map(|i| i["seconds"].as_f64().unwrap())
+        .sum();
+    let elapsed = j["elapsed_seconds"].as_f64().unwrap();
+    assert!((covered - elapsed).abs() < 0.1, "{covered} of {elapsed} s");
 }
 
 /// A second signal ends the run at once, and still writes the reports.
