@@ -11,7 +11,6 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -65,10 +64,7 @@ fn check_one(path: &[u8]) -> io::Result<()> {
     // Creating a file is the only test that sees everything: a missing
     // folder, permissions, a read-only mount, ACLs, root's exemptions.
     let probe = temp_path(path, "check");
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&probe)?;
+    create(&probe)?;
     std::fs::remove_file(&probe)
 }
 
@@ -103,8 +99,8 @@ fn temp_path(path: &Path, tag: &str) -> std::path::PathBuf {
 pub(crate) fn replace(path: &[u8], bytes: &[u8]) -> io::Result<()> {
     let path = &through_link(Path::new(OsStr::from_bytes(path)));
     let temp = temp_path(path, "tmp");
-    let written =
-        write_synced(&temp, bytes).and_then(|()| std::fs::rename(&temp, path));
+    let written = write_synced(&temp, path, bytes)
+        .and_then(|()| std::fs::rename(&temp, path));
     if written.is_err() {
         let _ = std::fs::remove_file(&temp);
     }
@@ -121,11 +117,26 @@ pub(crate) fn replace(path: &[u8], bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-fn write_synced(temp: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut file =
-        OpenOptions::new().write(true).create_new(true).open(temp)?;
+/// Writes `bytes` to `temp`, with the permissions of the file it will
+/// replace (if any), and syncs it.
+fn write_synced(temp: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = create(temp)?;
+    if let Ok(old) = std::fs::metadata(path) {
+        file.set_permissions(old.permissions())?;
+    }
     file.write_all(bytes)?;
     file.sync_all()
+}
+
+/// Creates (or empties) one of our own temporary files: its name holds
+/// our process id, so no one else writes it; one left by a dead process
+/// of the same id is reused.
+fn create(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
 }
 
 /// Writes a report to standard output and flushes it; unlike the -c
@@ -278,6 +289,20 @@ mod tests {
         assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
         check_one(dir.join("r.json").as_os_str().as_bytes()).unwrap();
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn replace_keeps_the_old_files_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = scratch("mode");
+        let path = dir.join("r.json");
+        std::fs::write(&path, "old").unwrap();
+        let mode = std::fs::Permissions::from_mode(0o600);
+        std::fs::set_permissions(&path, mode).unwrap();
+        replace(path.as_os_str().as_bytes(), b"new").unwrap();
+        let now = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(now & 0o777, 0o600);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
