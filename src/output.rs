@@ -11,7 +11,6 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -164,8 +163,9 @@ pub(crate) fn end(mut failures: Vec<Vec<u8>>) {
 }
 
 /// Set by whoever writes the reports first (the end of the run, a fatal
-/// error, or the signal watcher): the reports are written once.
-static REPORTED: AtomicBool = AtomicBool::new(false);
+/// error, or the signal watcher), and held while they are written: the
+/// reports are written once, and no one exits while they are written.
+static REPORTED: Mutex<bool> = Mutex::new(false);
 
 /// Writes every report of the run, unless they were written already;
 /// returns what could not be written.
@@ -176,13 +176,18 @@ pub(crate) fn report_once(
     report_first(shared, fatal).unwrap_or_default()
 }
 
-/// As `report_once`; None when the reports were written already.
+/// As `report_once`; None when the reports were written already (it
+/// waits for them when they are being written).
 pub(crate) fn report_first(
     shared: &Shared,
     fatal: Option<&Error>,
 ) -> Option<Vec<Vec<u8>>> {
-    (!REPORTED.swap(true, Ordering::SeqCst))
-        .then(|| all_reports(shared, fatal))
+    let mut reported = REPORTED.lock().unwrap_or_else(|e| e.into_inner());
+    if *reported {
+        return None;
+    }
+    *reported = true;
+    Some(all_reports(shared, fatal))
 }
 
 /// Writes every report and returns what could not be written (--hlog
