@@ -292,6 +292,14 @@ fn first_rcpt(plan: &Plan) -> u64 {
     base.saturating_add(before)
 }
 
+/// Which claim of a session this is: the budget already counted every
+/// session's first claim when the run started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    First,
+    Next,
+}
+
 /// A session's end of the job channel.
 pub struct Jobs<'a> {
     pub(crate) rx: Receiver<Job>,
@@ -302,13 +310,13 @@ impl Jobs<'_> {
     /// Takes the next message, waiting for one if the channel is open.
     /// Takes one from the budget either way, as the reference does; a
     /// session's first claim was already taken when the run started.
-    pub fn claim(&self, first: bool) -> Option<Job> {
+    pub fn claim(&self, claim: Claim) -> Option<Job> {
         let job = if self.shared.stopping.load(Ordering::SeqCst) {
             None
         } else {
             self.rx.recv().ok()
         };
-        if !first {
+        if claim == Claim::Next {
             self.shared.budget.fetch_sub(1, Ordering::SeqCst);
         }
         job
