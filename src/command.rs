@@ -171,7 +171,10 @@ mod tests {
     fn wire_texts() {
         assert_eq!(wire(Command::Helo(b"vm")), b"HELO vm\r\n");
         assert_eq!(wire(Command::Lhlo(b"vm")), b"LHLO vm\r\n");
-        assert_eq!(wire(Command::Mail(b"foo@vm", &[])), b"MAIL FROM:<foo@vm>\r\n");
+        assert_eq!(
+            wire(Command::Mail(b"foo@vm", &[])),
+            b"MAIL FROM:<foo@vm>\r\n"
+        );
         assert_eq!(
             wire(Command::Rcpt(RcptAddr::Prefixed(None, b"foo@vm"), &[])),
             b"RCPT TO:<foo@vm>\r\n"
@@ -243,7 +246,10 @@ mod tests {
 
     #[test]
     fn arguments_are_verbatim() {
-        assert_eq!(wire(Command::Mail(b"<a@b>", &[])), b"MAIL FROM:<<a@b>>\r\n");
+        assert_eq!(
+            wire(Command::Mail(b"<a@b>", &[])),
+            b"MAIL FROM:<<a@b>>\r\n"
+        );
         assert_eq!(wire(Command::Mail(b"", &[])), b"MAIL FROM:<>\r\n");
         assert_eq!(
             wire(Command::Rcpt(RcptAddr::Prefixed(None, b"x y@z"), &[])),

@@ -76,12 +76,14 @@ impl Session<'_> {
     /// What this connection's transactions follow.
     fn mode(&mut self, link: &Link) -> Mode {
         let plan = &self.sh.plan;
+        // In this order: -v notes what is not offered, PIPELINING first.
+        let pipelined = self.pipelined(link);
         self.bdat_now = self.bdat_offered(link);
         Mode {
             allow_reject: plan.allow_reject,
             lmtp: plan.lmtp,
             bdat: self.bdat_now,
-            pipelined: self.pipelined(link),
+            pipelined,
             proven: link.proven,
             recipients: plan.recipients,
         }

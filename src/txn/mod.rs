@@ -72,7 +72,9 @@ pub(crate) enum Step {
     Mail,
     /// One RCPT; `left` counts it and those after it (`r` first, then
     /// down to 1: the 3.7 count-down numbering reads it).
-    Rcpt { left: u32 },
+    Rcpt {
+        left: u32,
+    },
     Data,
     /// The message: headers, body and dot, or `BDAT <n> LAST` and the
     /// headers and body.
@@ -353,8 +355,7 @@ impl Txn {
                     // only confirms an empty message, or the usual ones.
                     let quiet = self.empty();
                     self.owed.end_quiet = quiet;
-                    self.owed.end =
-                        if quiet { 1 } else { self.end_replies() };
+                    self.owed.end = if quiet { 1 } else { self.end_replies() };
                 }
                 self.owed.end -= 1;
                 return self.owed.end_quiet;
@@ -423,7 +424,8 @@ impl Txn {
             self.tally.rcpt_rejected += 1;
         }
         let last = self.owed.is_empty() && self.out.is_empty();
-        if last && matches!(heard, Heard::Positive | Heard::Refused | Heard::Quiet)
+        if last
+            && matches!(heard, Heard::Positive | Heard::Refused | Heard::Quiet)
         {
             // Lock-step's last RCPT, or a group that went without its
             // BDAT chunk.
