@@ -82,6 +82,24 @@ pub enum ErrorClass {
     Unreachable,
 }
 
+/// The class of a failed connect(): refused (ECONNREFUSED and anything
+/// unclassed, as before), timeout, unreachable (host or network), reset.
+pub fn connect_class(e: &std::io::Error) -> ErrorClass {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::TimedOut | K::WouldBlock => ErrorClass::Timeout,
+        K::ConnectionReset | K::ConnectionAborted => ErrorClass::Reset,
+        K::HostUnreachable | K::NetworkUnreachable => ErrorClass::Unreachable,
+        _ => match e.raw_os_error() {
+            Some(libc::EHOSTUNREACH | libc::ENETUNREACH) => {
+                ErrorClass::Unreachable
+            }
+            Some(libc::ETIMEDOUT) => ErrorClass::Timeout,
+            _ => ErrorClass::Refused,
+        },
+    }
+}
+
 /// The report's names of the error classes, in `ErrorClass` order.
 pub const ERROR_KEYS: [&str; 7] = [
     "refused",
@@ -237,6 +255,10 @@ impl Ledger {
             get(&self.rcpt_failed),
         );
         let (attempted, sent) = (get(&self.attempted), get(&self.rcpt_sent));
+        // Read after their verdicts, claims can only be ahead of them:
+        // more verdicts than claims would be a message counted twice.
+        debug_assert!(acc + rej + fail <= attempted, "a second verdict");
+        debug_assert!(r_acc + r_rej + r_fail <= sent, "a second RCPT verdict");
         c.attempted += attempted;
         c.accepted += acc;
         c.rejected += rej;
@@ -527,6 +549,19 @@ mod tests {
         assert_eq!(h.len(), 100);
         assert_eq!(h.value_at_quantile(0.5) / 1000, 50);
         assert_eq!(h.max() / 1000, 100);
+    }
+
+    #[test]
+    fn connect_failures_by_class() {
+        use std::io::Error as E;
+        let class = |errno| connect_class(&E::from_raw_os_error(errno));
+        assert_eq!(class(libc::ECONNREFUSED), ErrorClass::Refused);
+        assert_eq!(class(libc::ETIMEDOUT), ErrorClass::Timeout);
+        assert_eq!(class(libc::EHOSTUNREACH), ErrorClass::Unreachable);
+        assert_eq!(class(libc::ENETUNREACH), ErrorClass::Unreachable);
+        assert_eq!(class(libc::ECONNRESET), ErrorClass::Reset);
+        let timeout = E::new(std::io::ErrorKind::TimedOut, "connect");
+        assert_eq!(connect_class(&timeout), ErrorClass::Timeout);
     }
 
     #[test]

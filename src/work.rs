@@ -219,6 +219,14 @@ impl Shared {
     ) -> Option<report::Summary> {
         let stats = self.stats.as_ref()?;
         let (counts, latency) = stats.snapshot();
+        // A run that ended normally left nothing in flight: every message
+        // and every RCPT has its verdict.
+        debug_assert!(
+            fatal.is_some()
+                || self.halted()
+                || (counts.unknown, counts.rcpt_unknown) == (0, 0),
+            "in flight at the end of a run: {counts:?}"
+        );
         let (max_lag, final_lag) = stats.lags();
         let mut intervals = stats.intervals();
         if fatal.is_some() {

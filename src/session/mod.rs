@@ -31,7 +31,7 @@ use crate::message::MessageId;
 use crate::net::{self, SocketOptions};
 use crate::plan::{Greeting, Numbering, Plan};
 use crate::reply::{self, Capabilities, Reply};
-use crate::stats::{ErrorClass, Phase, Recorder};
+use crate::stats::{self, Phase, Recorder};
 use crate::transport::Transport;
 use crate::txn::{self, Fate, Heard};
 use crate::work::{Claim, Job, Jobs, Shared};
@@ -291,7 +291,7 @@ impl<'a> Session<'a> {
                 Ok(conn) => return Ok(self.connected(conn, started)),
                 Err(e) => e,
             };
-            self.error_class(ErrorClass::Refused);
+            self.error_class(stats::connect_class(&err));
             self.connects_left = self.connects_left.saturating_sub(1);
             if self.connects_left == 0 {
                 return Err(Error::Connect(err));
