@@ -32,6 +32,8 @@
 //! (`take_tally`).
 
 #[cfg(test)]
+mod prop;
+#[cfg(test)]
 mod tests;
 
 use crate::error::Stage;
@@ -395,6 +397,11 @@ impl Txn {
             Await::End => self.end_reply(heard),
             Await::Rset => self.done = true,
         }
+        if heard == Heard::Fatal && self.owed.end > 0 && self.fate.is_none() {
+            // LMTP: the other recipients' replies will not be read; the
+            // message may have been delivered to them: in flight.
+            self.cut(Cut::Halted);
+        }
         if matches!(heard, Heard::Closing | Heard::Fatal) {
             self.cut(Cut::Lost);
             self.closed = heard == Heard::Closing;
@@ -498,8 +505,12 @@ impl Txn {
         }
     }
 
-    /// Ends the transaction before its last reply (see `Cut`).
+    /// Ends the transaction before its last reply (see `Cut`); a
+    /// transaction already over stays as it is.
     pub(crate) fn cut(&mut self, why: Cut) {
+        if self.done {
+            return;
+        }
         if why == Cut::Lost {
             self.settle(Fate::Failed);
             self.tally.rcpt_failed += u64::from(self.owed.rcpts);
