@@ -122,6 +122,8 @@ pub struct Session<'a> {
     rng: StdRng,
     /// A connection of this session is open (for --progress).
     linked: bool,
+    /// This session's number (from 0).
+    pub(crate) n: usize,
 }
 
 /// Said once per run under -v when PIPELINING is not offered.
@@ -150,6 +152,7 @@ pub fn run(jobs: &Jobs, n: usize) -> Result<(), Error> {
         tls_config: sh.plan.security.tls.as_ref().map(|t| t.session_config()),
         rng: draw::stream(sh.plan.seed, draw::Purpose::Delay, n as u64),
         linked: false,
+        n,
     };
     while s.claim() {
         let after = s.connection();
@@ -492,7 +495,7 @@ impl<'a> Session<'a> {
         link.conn.set_yield(false);
         let outcome = self.command(link, Command::Quit, Stage::Quit);
         // Servers log a TLS connection that ends without close_notify.
-        if let Some(_permit) = self.sh.write_permit() {
+        if let Some(_permit) = self.sh.write_permit(self.n) {
             link.conn
                 .close_notify(Instant::now() + self.sh.plan.timeout);
         }

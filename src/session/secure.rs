@@ -165,7 +165,7 @@ impl Session<'_> {
             .clone()
             .ok_or(Error::Internal("no TLS config"))?;
         let name = tls.server_name.clone();
-        let Some(permit) = self.sh.write_permit() else {
+        let Some(permit) = self.sh.write_permit(self.n) else {
             return Err(Error::Halted);
         };
         let started_tls = link.conn.start_tls(config, name, deadline);
