@@ -257,22 +257,22 @@ impl<'a> Session<'a> {
     /// Whether this message goes out with BDAT: asked for and offered.
     fn bdat_offered(&self, link: &Link) -> bool {
         let want = self.sh.plan.ext.chunking;
-        if want && !link.caps.chunking {
+        if want && !link.caps.has("CHUNKING") {
             note_once(&NO_CHUNKING_NOTED, self.sh.plan.verbose, b"CHUNKING");
         }
-        want && link.caps.chunking
+        want && link.caps.has("CHUNKING")
     }
 
     fn pipelined(&self, link: &Link) -> bool {
         let want = self.sh.plan.ext.pipelining;
-        if want && !link.caps.pipelining {
+        if want && !link.caps.has("PIPELINING") {
             note_once(
                 &NO_PIPELINING_NOTED,
                 self.sh.plan.verbose,
                 b"PIPELINING",
             );
         }
-        want && link.caps.pipelining
+        want && link.caps.has("PIPELINING")
     }
 
     fn connect(&mut self) -> Result<Link, Error> {

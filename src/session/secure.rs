@@ -101,7 +101,7 @@ impl Session<'_> {
         link: &mut Link,
         tls: &TlsPlan,
     ) -> Result<Flow, Error> {
-        if !link.caps.starttls {
+        if !link.caps.has("STARTTLS") {
             if tls.level == Level::May {
                 return Ok(Flow::Go);
             }
@@ -213,7 +213,7 @@ impl Session<'_> {
         let Some(x) = &self.sh.plan.security.xclient else {
             return Ok(Flow::Go);
         };
-        if !link.caps.xclient {
+        if !link.caps.has("XCLIENT") {
             let e = self.not_offered(b"XCLIENT", link);
             return self.give_up(e, None, Flow::Abandon);
         }
@@ -243,8 +243,8 @@ impl Session<'_> {
             return self.give_up(e, Some(ErrorClass::Auth), Flow::Abandon);
         }
         let offered = match auth.mech {
-            AuthMech::Plain => link.caps.auth_plain,
-            AuthMech::Login => link.caps.auth_login,
+            AuthMech::Plain => link.caps.auth_offers("PLAIN"),
+            AuthMech::Login => link.caps.auth_offers("LOGIN"),
         };
         if !offered {
             let what = format!("AUTH {}", auth.mech.name());
