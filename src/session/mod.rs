@@ -33,7 +33,7 @@ use crate::plan::{Greeting, Numbering, Plan};
 use crate::reply::{self, Capabilities, Reply};
 use crate::stats::{self, Phase, Recorder};
 use crate::transport::Transport;
-use crate::txn::{self, Fate, Heard};
+use crate::txn::{self, Fate, Heard, Said};
 use crate::work::{Claim, Job, Jobs, Shared};
 
 /// The pause between connect attempts (the reference's usleep(10)).
@@ -331,9 +331,8 @@ impl<'a> Session<'a> {
         let started = Instant::now();
         let banner = self.reply(link, Stage::Banner)?;
         self.observe(Stage::Banner, banner.code, started);
-        let positive = banner.is_positive();
         // Under -A a 421/521 banner closes like at every other stage.
-        if self.judge(Stage::Banner, banner, positive)? == Verdict::Closing {
+        if self.judge(Stage::Banner, banner)? == Verdict::Closing {
             return Ok(Flow::Closed);
         }
         if self.sh.plan.greeting == Greeting::None {
@@ -371,7 +370,7 @@ impl<'a> Session<'a> {
                 link.greeting = Some(reply.clone());
             }
         }
-        Ok(match self.judge(stage, reply, positive)? {
+        Ok(match self.judge(stage, reply)? {
             Verdict::Closing => Flow::Closed,
             _ => Flow::Go,
         })
@@ -509,16 +508,20 @@ impl<'a> Session<'a> {
     }
 
     /// The -A policy (`txn::judge`) for the greeting and the secure
-    /// steps: a refusal is fatal without -A; with it, a warning, and
-    /// 421/521 close the connection.
+    /// steps, which want a 2xx: a refusal is fatal without -A; with it,
+    /// a warning, and 421/521 close the connection.
     pub(crate) fn judge(
         &self,
         stage: Stage,
         reply: Reply,
-        positive: bool,
     ) -> Result<Verdict, Error> {
-        let allow = self.sh.plan.allow_reject;
-        let heard = txn::judge(allow, reply.code, positive, false);
+        let said = if reply.is_positive() {
+            Said::Yes
+        } else {
+            Said::No
+        };
+        let refusals = txn::refusals(self.sh.plan.allow_reject);
+        let heard = txn::judge(refusals, reply.code, said);
         if matches!(heard, Heard::Refused | Heard::Closing) {
             diag::warn(&reject_text(stage, &reply));
         }

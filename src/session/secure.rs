@@ -128,7 +128,7 @@ impl Session<'_> {
             // report too.
             self.error_class(ErrorClass::Tls);
         }
-        match self.judge(Stage::StartTls, reply, ok)? {
+        match self.judge(Stage::StartTls, reply)? {
             Verdict::Ok => {}
             Verdict::Rejected => return Ok(Flow::Abandon),
             Verdict::Closing => return Ok(Flow::Closed),
@@ -220,8 +220,7 @@ impl Session<'_> {
         let args = x.args(link.n);
         let reply =
             self.command(link, Command::Xclient(&args), Stage::Xclient)?;
-        let ok = reply.is_positive();
-        match self.judge(Stage::Xclient, reply, ok)? {
+        match self.judge(Stage::Xclient, reply)? {
             Verdict::Ok => self.greet(link),
             Verdict::Rejected => Ok(Flow::Abandon),
             Verdict::Closing => Ok(Flow::Closed),
@@ -282,7 +281,7 @@ impl Session<'_> {
         } else {
             self.error_class(ErrorClass::Auth);
         }
-        match self.judge(Stage::Auth, reply, ok)? {
+        match self.judge(Stage::Auth, reply)? {
             Verdict::Ok => Ok(Flow::Go),
             Verdict::Rejected => Ok(Flow::Abandon),
             Verdict::Closing => Ok(Flow::Closed),
