@@ -96,9 +96,10 @@ impl Summary {
         let _ = write!(
             o,
             "{{\"version\":1,\"start\":\"{}\",\"elapsed_seconds\":{:.6},\
-\"completed\":{},\"fatal\":{},\"interrupted\":{},\"messages\":{{\"attempted\":{},\
-\"accepted\":{},\"rejected\":{},\"failed\":{}}},\"recipients\":{{\
-\"sent\":{},\"accepted\":{}}},\"bytes_sent\":{},\"connections\":{},\
+\"completed\":{},\"fatal\":{},\"interrupted\":{},\"messages\":{{\
+\"attempted\":{},\"accepted\":{},\"rejected\":{},\"failed\":{},\"unknown\":{}}},\
+\"recipients\":{{\"sent\":{},\"accepted\":{},\"rejected\":{},\"failed\":{},\
+\"unknown\":{}}},\"bytes_sent\":{},\"connections\":{},\
 \"messages_per_second\":{:.3},",
             iso8601(self.start),
             self.elapsed.as_secs_f64(),
@@ -109,8 +110,12 @@ impl Summary {
             c.accepted,
             c.rejected,
             c.failed,
+            c.unknown,
             c.rcpt_sent,
             c.rcpt_accepted,
+            c.rcpt_rejected,
+            c.rcpt_failed,
+            c.rcpt_unknown,
             c.bytes_sent,
             c.connections,
             self.rate(),
@@ -273,13 +278,19 @@ impl Summary {
         }
         let _ = writeln!(
             o,
-            "messages:     {} attempted, {} accepted, {} rejected, {} failed",
-            c.attempted, c.accepted, c.rejected, c.failed
+            "messages:     {} attempted, {} accepted, {} rejected, {} failed, \
+{} unknown",
+            c.attempted, c.accepted, c.rejected, c.failed, c.unknown
         );
         let _ = writeln!(
             o,
-            "recipients:   {} sent, {} accepted",
-            c.rcpt_sent, c.rcpt_accepted
+            "recipients:   {} sent, {} accepted, {} rejected, {} failed, \
+{} unknown",
+            c.rcpt_sent,
+            c.rcpt_accepted,
+            c.rcpt_rejected,
+            c.rcpt_failed,
+            c.rcpt_unknown
         );
         let _ = writeln!(o, "bytes sent:   {}", c.bytes_sent);
         let _ = writeln!(o, "connections:  {}", c.connections);
@@ -310,13 +321,14 @@ final lag {:.3} ms",
         let _ = writeln!(
             o,
             "errors:       {} refused, {} reset, {} timeout, {} lost \
-connection, {} tls, {} auth",
+connection, {} tls, {} auth, {} unreachable",
             c.errors[0],
             c.errors[1],
             c.errors[2],
             c.errors[3],
             c.errors[4],
-            c.errors[5]
+            c.errors[5],
+            c.errors[6]
         );
         self.text_codes(&mut o);
         self.text_sizes(&mut o);

@@ -104,15 +104,23 @@ pub struct Shared {
 }
 
 /// The run-wide stop for a fatal error or a signal. Every session write
-/// holds a read guard of `writes` and checks `halted` under it; the
-/// halter sets `halted`, then takes the write side, so it waits out the
-/// writes already under way (each bounded by its write deadline) and no
-/// write starts after it returns.
-#[derive(Default)]
+/// holds a read guard of one of `writes` and checks `halted` under it;
+/// the halter sets `halted`, then takes the write side of each, so it
+/// waits out the writes already under way (each bounded by its write
+/// deadline) and no write starts after it returns. The locks are
+/// sharded by session, each on its own cache lines, so sessions do not
+/// contend for them on every write.
 struct Halt {
     halted: AtomicBool,
-    writes: RwLock<()>,
+    writes: Vec<WriteLock>,
 }
+
+#[derive(Default)]
+#[repr(align(128))]
+struct WriteLock(RwLock<()>);
+
+/// Write locks of the halt: one per this many sessions at most.
+const HALT_SHARDS: usize = 16;
 
 /// Leave to write to a socket: held across one write.
 pub(crate) struct WritePermit<'a> {
@@ -143,7 +151,12 @@ impl Shared {
             stopping: AtomicBool::new(false),
             conn_seq: AtomicU64::new(0),
             bind_seq: AtomicU64::new(0),
-            halt: Halt::default(),
+            halt: Halt {
+                halted: AtomicBool::new(false),
+                writes: (0..(plan.sessions as usize).clamp(1, HALT_SHARDS))
+                    .map(|_| WriteLock::default())
+                    .collect(),
+            },
             plan,
         }
     }
@@ -157,8 +170,9 @@ impl Shared {
     pub fn halt(&self) {
         self.halt.halted.store(true, Ordering::SeqCst);
         self.stopping.store(true, Ordering::SeqCst);
-        let writes = self.halt.writes.write();
-        drop(writes);
+        for gate in &self.halt.writes {
+            drop(gate.0.write());
+        }
     }
 
     /// Whether `halt` was called.
@@ -166,9 +180,12 @@ impl Shared {
         self.halt.halted.load(Ordering::SeqCst)
     }
 
-    /// Leave for one socket write, or None once the run is halted.
-    pub(crate) fn write_permit(&self) -> Option<WritePermit<'_>> {
-        let guard = self.halt.writes.read().unwrap_or_else(|e| e.into_inner());
+    /// Leave for one socket write of session `n`, or None once the run
+    /// is halted.
+    pub(crate) fn write_permit(&self, n: usize) -> Option<WritePermit<'_>> {
+        let gates = &self.halt.writes;
+        let gate = &gates[n % gates.len()].0;
+        let guard = gate.read().unwrap_or_else(|e| e.into_inner());
         if self.halted() {
             return None;
         }
@@ -219,6 +236,14 @@ impl Shared {
     ) -> Option<report::Summary> {
         let stats = self.stats.as_ref()?;
         let (counts, latency) = stats.snapshot();
+        // A run that ended normally left nothing in flight: every message
+        // and every RCPT has its verdict.
+        debug_assert!(
+            fatal.is_some()
+                || self.halted()
+                || (counts.unknown, counts.rcpt_unknown) == (0, 0),
+            "in flight at the end of a run: {counts:?}"
+        );
         let (max_lag, final_lag) = stats.lags();
         let mut intervals = stats.intervals();
         if fatal.is_some() || self.halted() {
@@ -296,6 +321,14 @@ fn first_rcpt(plan: &Plan) -> u64 {
     base.saturating_add(before)
 }
 
+/// Which claim of a session this is: the budget already counted every
+/// session's first claim when the run started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    First,
+    Next,
+}
+
 /// A session's end of the job channel.
 pub struct Jobs<'a> {
     pub(crate) rx: Receiver<Job>,
@@ -306,13 +339,13 @@ impl Jobs<'_> {
     /// Takes the next message, waiting for one if the channel is open.
     /// Takes one from the budget either way, as the reference does; a
     /// session's first claim was already taken when the run started.
-    pub fn claim(&self, first: bool) -> Option<Job> {
+    pub fn claim(&self, claim: Claim) -> Option<Job> {
         let job = if self.shared.stopping.load(Ordering::SeqCst) {
             None
         } else {
             self.rx.recv().ok()
         };
-        if !first {
+        if claim == Claim::Next {
             self.shared.budget.fetch_sub(1, Ordering::SeqCst);
         }
         job
@@ -353,7 +386,7 @@ mod tests {
     #[test]
     fn halt_waits_for_writes_and_stops_new_ones() {
         let sh = shared(&[]);
-        let permit = sh.write_permit().expect("not halted yet");
+        let permit = sh.write_permit(0).expect("not halted yet");
         let done = AtomicBool::new(false);
         std::thread::scope(|s| {
             s.spawn(|| {
@@ -365,7 +398,7 @@ mod tests {
             drop(permit);
         });
         assert!(done.load(Ordering::SeqCst) && sh.halted());
-        assert!(sh.write_permit().is_none());
+        assert!(sh.write_permit(0).is_none());
         sh.halt();
     }
 

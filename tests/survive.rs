@@ -464,6 +464,8 @@ fn sigterm_ends_a_duration_run_with_every_report() {
         let n = int(j, "accepted");
         assert!(n > 10, "accepted {n}");
         assert_eq!(n, accepted_by(&tr), "report and server differ");
+        // In-flight work finished within the grace: nothing unknown.
+        assert_eq!(int(j, "unknown"), 0);
         assert_eq!(int(j, "attempted"), n);
     }
     assert_eq!(on_stdout["messages"], in_file["messages"]);
@@ -522,6 +524,8 @@ fn grace_for_in_flight_work_is_bounded() {
     assert!(took < Duration::from_millis(7500), "took {took:?}");
     let j = json(&end.stdout);
     assert_eq!(j["interrupted"], Value::from("SIGTERM"));
+    // The message stalled at its end of data when the grace ran out.
+    assert_eq!((int(&j, "attempted"), int(&j, "unknown")), (1, 1));
     // The intervals cover the whole run, the last partial second too.
     let intervals = j["intervals"].as_array().expect("intervals");
     let covered: f64 = intervals
