@@ -13,20 +13,20 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{bounded, Receiver, SendTimeoutError, Sender};
 
-use crate::error::{Config, Error, FileOp};
+use crate::error::{Config, Error};
 use crate::plan::Plan;
 use crate::session;
 use crate::stats::{Interval, Reader};
 use crate::sys;
 use crate::work::{Dealer, Job, Jobs, Shared};
-use crate::{diag, report};
+use crate::{diag, interrupt, output, report};
 
 /// Session threads run shallow code (name resolution stays in the main
 /// thread), so a small explicit stack keeps thousands of them cheap.
 pub const STACK_SIZE: usize = 256 * 1024;
 
 /// The --hlog writer's stack (zlib compression is stack hungry).
-const HLOG_STACK_SIZE: usize = 4 << 20;
+pub(crate) const HLOG_STACK_SIZE: usize = 4 << 20;
 
 /// Most jobs queued at once (one slot is a few words).
 const JOB_ROOM: usize = 1 << 16;
@@ -62,8 +62,10 @@ impl Latch {
 /// from inside its thread, as one fatal error ends the reference.
 pub fn run(plan: Plan) -> Result<(), Error> {
     ensure_fds(plan.sessions)?;
+    // A bad output path costs no traffic (and no --duration).
+    output::check(&plan)?;
     if catches_interrupt(&plan) {
-        // A first SIGINT ends the run early, with its report.
+        // A first SIGINT or SIGTERM ends the run early, with its reports.
         let _ = sys::catch_interrupt();
     }
     if plan
@@ -105,7 +107,13 @@ pub fn run(plan: Plan) -> Result<(), Error> {
         }
         let later = Arc::downgrade(&sessions);
         drop(sessions);
+        interrupt::start_watch(scope, &shared, &done)?;
         wait_for_start(&shared.plan);
+        if sys::interrupted() {
+            // Before the latch opens: no session takes a job, so a
+            // signal during the --start-at wait connects nowhere.
+            shared.stopping.store(true, Ordering::SeqCst);
+        }
         start.open();
         if shared.plan.sessions > EAGER_SESSIONS {
             start_grower(scope, later)?;
@@ -129,6 +137,12 @@ pub fn run(plan: Plan) -> Result<(), Error> {
     })?;
     finish(&shared);
     Ok(())
+}
+
+/// Checks every output file the run would write (what `run` checks
+/// first), for --dry-run.
+pub fn check_outputs(plan: &Plan) -> Result<(), Error> {
+    output::check(plan)
 }
 
 /// Sessions started before any traffic (all of them for a small -s).
@@ -265,14 +279,18 @@ fn wait_for_start(plan: &Plan) {
     }
 }
 
-/// A fatal error: the report (if any) first, then the fatal line; exit 1.
+/// A fatal error: the fatal line, then the reports (if any; one that
+/// fails is a warning, the status is 1 anyway); exit 1.
 /// The report is made on a thread of its own: compressing its
 /// histograms needs more stack than a session thread has.
 fn die(shared: &Shared, e: Error) -> ! {
+    // No session writes another byte: the report's counts are then what
+    // the server can have seen, with what was in flight as unknown.
+    shared.halt();
     diag::fatal_then(&e.text(), || {
         let report = || {
-            if let Some(summary) = shared.summary(Some(&e)) {
-                write_reports(&shared.plan, &summary);
+            for text in output::report_once(shared, Some(&e)) {
+                diag::warn(&text);
             }
         };
         thread::scope(|s| {
@@ -286,34 +304,13 @@ fn die(shared: &Shared, e: Error) -> ! {
     })
 }
 
-/// After the last session: -c's newline, then the report.
+/// After the last session: -c's newline, then the reports, then the
+/// exit status a failed report or a signal calls for.
 fn finish(shared: &Shared) {
     if shared.plan.count {
         diag::end_count();
     }
-    if let Some(summary) = shared.summary(None) {
-        write_reports(&shared.plan, &summary);
-    }
-}
-
-fn write_reports(plan: &Plan, summary: &report::Summary) {
-    use crate::plan::ReportFormat;
-    match plan.ext.report {
-        Some(ReportFormat::Text) => diag::out(summary.text().as_bytes()),
-        Some(ReportFormat::Json) => diag::out(summary.json().as_bytes()),
-        None => {}
-    }
-    if let Some(path) = &plan.ext.report_file {
-        use std::os::unix::ffi::OsStrExt;
-        let path = std::ffi::OsStr::from_bytes(path);
-        if let Err(e) = std::fs::write(path, summary.json()) {
-            let mut text = b"cannot write report file ".to_vec();
-            text.extend_from_slice(path.as_bytes());
-            text.extend_from_slice(b": ");
-            text.extend_from_slice(crate::error::io_text(&e).as_bytes());
-            diag::warn(&text);
-        }
-    }
+    output::end(output::report_once(shared, None));
 }
 
 /// A plain count run queues what fits before any session starts, so
@@ -390,12 +387,11 @@ fn watch(shared: &Shared, all_done: &Receiver<()>) {
     }
 }
 
-/// Whether a first SIGINT ends the run with its report and last
-/// progress line (otherwise SIGINT has its default action, as in the
-/// reference).
+/// Whether a first SIGINT or SIGTERM ends the run with its reports and
+/// last progress line (otherwise both keep their default action, as in
+/// the reference).
 fn catches_interrupt(plan: &Plan) -> bool {
-    let ext = &plan.ext;
-    ext.report.is_some() || ext.duration.is_some() || ext.progress
+    interrupt::catches(plan)
 }
 
 /// Whether dispatching must stop: --duration over, or SIGINT.
@@ -442,15 +438,17 @@ fn open_hlog(
         return Ok(None);
     };
     let os = std::ffi::OsStr::from_bytes(path);
-    let failed = |op, error| {
-        let path = path.clone();
-        Error::Config(Config::File { op, path, error })
+    let failed = |error: std::io::Error| {
+        Error::Config(Config::Output {
+            option: "--hlog",
+            path: path.clone(),
+            error,
+        })
     };
-    let file =
-        std::fs::File::create(os).map_err(|e| failed(FileOp::Open, e))?;
+    let file = std::fs::File::create(os).map_err(failed)?;
     report::HistogramLog::begin(file, stats.started_wall)
         .map(Some)
-        .map_err(|e| failed(FileOp::Write, e))
+        .map_err(failed)
 }
 
 /// A thread that closes one interval a second until the sessions are
@@ -473,9 +471,7 @@ fn start_intervals<'s>(
                 let now = SystemTime::now();
                 let length = now.duration_since(from).unwrap_or_default();
                 let (h, accepted) = stats.take_interval(Reader::Intervals);
-                if let Some(log) = &mut log {
-                    let _ = log.interval(&h, from, length);
-                }
+                output::log_interval(&shared.plan, &mut log, &h, from, length);
                 stats.push_interval(Interval {
                     start: from,
                     length,

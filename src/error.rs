@@ -114,6 +114,9 @@ pub enum Error {
     Spawn(io::Error),
     /// A session thread died from a bug (test builds only; release aborts).
     Internal(&'static str),
+    /// The run was halted (`Shared::halt`): the session stops where it
+    /// stands. Never printed: whoever halted says why.
+    Halted,
 }
 
 impl Error {
@@ -148,6 +151,7 @@ impl Error {
             Error::Internal(what) => {
                 format!("internal error: {what}").into_bytes()
             }
+            Error::Halted => b"run halted".to_vec(),
         }
     }
 }
@@ -272,6 +276,13 @@ pub enum Config {
     Tls(TlsSetup),
     /// An error quoted as text (an --auth-file that cannot be read).
     Refused(String),
+    /// An output the run was asked for (`option`: --report-file, --hlog)
+    /// that cannot be written.
+    Output {
+        option: &'static str,
+        path: Vec<u8>,
+        error: io::Error,
+    },
 }
 
 /// Why the TLS options cannot make a client configuration.
@@ -423,6 +434,11 @@ is {}",
             }
             Config::Tls(t) => t.text().into_bytes(),
             Config::Refused(text) => text.clone().into_bytes(),
+            Config::Output {
+                option,
+                path,
+                error,
+            } => crate::output::failure_text(option, path, error),
         }
     }
 }

@@ -21,6 +21,7 @@ fn main() {
     };
     let plan = plan::build(&args, env).unwrap_or_else(|e| fail(e));
     if plan.scale.dry_run {
+        engine::check_outputs(&plan).unwrap_or_else(|e| fail(e));
         return diag::out(plan::describe(&plan).as_bytes());
     }
     engine::run(plan).unwrap_or_else(|e| fail(e));

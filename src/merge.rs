@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::plan::Arrival;
 use crate::report::{
-    decode_histogram, encode_histogram, Schedule, SizeClass, Summary,
+    decode_histogram, encode_histogram, Schedule, ShardCut, SizeClass, Summary,
 };
 use crate::scale::Shard;
 use crate::stats::{new_histogram, Counts, Interval, ERROR_KEYS, PHASES};
@@ -44,6 +44,16 @@ smtp-report support?)"
             Value::String(s) => Some(s.clone()),
             _ => return Err("bad fatal".into()),
         },
+        // Both absent from reports written before they existed.
+        interrupted: match o.get("interrupted") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => return Err("bad interrupted".into()),
+        },
+        interrupted_shards: match o.get("interrupted_shards") {
+            None => Vec::new(),
+            Some(v) => shard_cuts(v)?,
+        },
         shard: shard(field(o, "shard")?)?,
         intervals: intervals(field(o, "intervals")?)?,
         size_classes: match o.get("size_classes") {
@@ -51,6 +61,39 @@ smtp-report support?)"
             Some(v) => size_classes(v)?,
         },
     })
+}
+
+/// `"interrupted_shards":[{"shard":K,"signal":"SIGTERM"},...]`.
+fn shard_cuts(v: &Value) -> Result<Vec<ShardCut>, String> {
+    let bad = || "bad interrupted_shards".to_string();
+    let items = v.as_array().ok_or_else(bad)?;
+    items
+        .iter()
+        .map(|c| {
+            let c = c.as_object().ok_or_else(bad)?;
+            let shard = uint(c, "shard")?;
+            let signal = c.get("signal").and_then(Value::as_str);
+            Ok(ShardCut {
+                shard: u32::try_from(shard).map_err(|_| bad())?,
+                signal: signal.ok_or_else(bad)?.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The shards `r` says were cut short: those a merged report lists, or
+/// the report's own run (a report without a shard is shard 1).
+fn cuts_of(r: &Summary) -> Vec<ShardCut> {
+    if !r.interrupted_shards.is_empty() {
+        return r.interrupted_shards.clone();
+    }
+    r.interrupted
+        .iter()
+        .map(|signal| ShardCut {
+            shard: r.shard.map_or(1, |s| s.index),
+            signal: signal.clone(),
+        })
+        .collect()
 }
 
 /// `"size_classes":[{"size":..,"messages":..,"bytes":..},...]`.
@@ -96,6 +139,14 @@ fn uint(o: &Map<String, Value>, key: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("\"{key}\" is not a count"))
 }
 
+/// A count added after the first reports: missing reads as 0.
+fn uint_or_0(o: &Map<String, Value>, key: &str) -> Result<u64, String> {
+    match o.get(key) {
+        None => Ok(0),
+        Some(_) => uint(o, key),
+    }
+}
+
 fn object<'a>(
     o: &'a Map<String, Value>,
     key: &str,
@@ -126,8 +177,12 @@ fn counts(o: &Map<String, Value>) -> Result<Counts, String> {
         accepted: uint(m, "accepted")?,
         rejected: uint(m, "rejected")?,
         failed: uint(m, "failed")?,
+        unknown: uint_or_0(m, "unknown")?,
         rcpt_sent: uint(r, "sent")?,
         rcpt_accepted: uint(r, "accepted")?,
+        rcpt_rejected: uint_or_0(r, "rejected")?,
+        rcpt_failed: uint_or_0(r, "failed")?,
+        rcpt_unknown: uint_or_0(r, "unknown")?,
         bytes_sent: uint(o, "bytes_sent")?,
         connections: uint(o, "connections")?,
         tls_full: uint(t, "full")?,
@@ -137,7 +192,7 @@ fn counts(o: &Map<String, Value>) -> Result<Counts, String> {
         ..Counts::default()
     };
     for (i, key) in ERROR_KEYS.iter().enumerate() {
-        c.errors[i] = uint(e, key)?;
+        c.errors[i] = uint_or_0(e, key)?;
     }
     for (cmd, per) in object(o, "reply_codes")? {
         let per = per.as_object().ok_or("bad reply_codes")?;
@@ -300,6 +355,7 @@ fn merge_all<'a>(mut all: impl Iterator<Item = &'a Summary>) -> Summary {
         unreachable!("merge checks for at least one report")
     };
     let mut out = first.clone();
+    let mut cuts = cuts_of(first);
     let mut end = first.start + first.elapsed;
     let mut merged = 1;
     for r in all {
@@ -313,6 +369,9 @@ fn merge_all<'a>(mut all: impl Iterator<Item = &'a Summary>) -> Summary {
         out.schedule = add_schedules(out.schedule.take(), r.schedule.as_ref());
         out.completed &= r.completed;
         out.fatal = out.fatal.take().or_else(|| r.fatal.clone());
+        out.interrupted =
+            out.interrupted.take().or_else(|| r.interrupted.clone());
+        cuts.extend(cuts_of(r));
         out.intervals.extend(r.intervals.iter().cloned());
         add_size_classes(&mut out.size_classes, &r.size_classes);
     }
@@ -321,6 +380,8 @@ fn merge_all<'a>(mut all: impl Iterator<Item = &'a Summary>) -> Summary {
     // one report merged alone stays what it was.
     if merged > 1 {
         out.shard = None;
+        cuts.sort_by_key(|c| c.shard);
+        out.interrupted_shards = cuts;
     }
     out.intervals = merge_intervals(out.start, &out.intervals);
     out
@@ -409,6 +470,8 @@ mod tests {
             schedule: None,
             completed: true,
             fatal: None,
+            interrupted: None,
+            interrupted_shards: Vec::new(),
             shard: shard.map(|(index, count)| Shard { index, count }),
             intervals: vec![Interval {
                 start,
@@ -532,6 +595,48 @@ mod tests {
         assert_eq!(back.text(), r.text());
         let (m, _) = merge(&[("only".into(), back)]).unwrap();
         assert_eq!(m.json(), json);
+    }
+
+    /// A merged report says which shards a signal cut short, and reads
+    /// back as itself.
+    #[test]
+    fn merge_names_the_interrupted_shards() {
+        let a = report(Some((1, 3)), 100, &[5]);
+        let mut b = report(Some((2, 3)), 100, &[6]);
+        let mut c = report(Some((3, 3)), 100, &[7]);
+        for (r, signal) in [(&mut c, "SIGINT"), (&mut b, "SIGTERM")] {
+            r.interrupted = Some(signal.into());
+            r.completed = false;
+        }
+        let all = [("a".into(), a), ("b".into(), b), ("c".into(), c)];
+        let (m, _) = merge(&all).unwrap();
+        assert!(!m.completed);
+        assert_eq!(m.interrupted.as_deref(), Some("SIGTERM"));
+        let cut = |shard, signal: &str| ShardCut {
+            shard,
+            signal: signal.into(),
+        };
+        let want = [cut(2, "SIGTERM"), cut(3, "SIGINT")];
+        assert_eq!(m.interrupted_shards, want);
+        let json = m.json();
+        assert!(json.contains(
+            ",\"interrupted_shards\":[{\"shard\":2,\"signal\":\"SIGTERM\"},\
+             {\"shard\":3,\"signal\":\"SIGINT\"}]"
+        ));
+        assert!(m.text().contains(
+            "\nended by:     interrupted by SIGTERM\n\
+             interrupted:  shard 2 by SIGTERM, shard 3 by SIGINT\n"
+        ));
+        assert_eq!(parse(&json).unwrap().json(), json);
+        // Reports from before `interrupted` existed read as not cut short.
+        let old = json
+            .replace(",\"interrupted\":\"SIGTERM\"", "")
+            .replace(",\"interrupted_shards\":[{\"shard\":2,\"signal\":\"SIGTERM\"},{\"shard\":3,\"signal\":\"SIGINT\"}]", "");
+        let back = parse(&old).unwrap();
+        assert_eq!(
+            (back.interrupted, back.interrupted_shards),
+            (None, vec![])
+        );
     }
 
     #[test]

@@ -38,9 +38,15 @@ pub struct Summary {
     pub counts: Counts,
     pub latency: Vec<Histogram<u64>>,
     pub schedule: Option<Schedule>,
-    /// False when a fatal error ended the run; `fatal` then says why.
+    /// False when a fatal error or a signal ended the run; `fatal` or
+    /// `interrupted` then says why.
     pub completed: bool,
     pub fatal: Option<String>,
+    /// The signal that cut the run short (`SIGINT`, `SIGTERM`).
+    pub interrupted: Option<String>,
+    /// A merged report: each shard a signal cut short (empty in the
+    /// report of one run).
+    pub interrupted_shards: Vec<ShardCut>,
     /// --shard, or None for a whole run (and a complete merge).
     pub shard: Option<Shard>,
     /// One a second (what --hlog writes), oldest first.
@@ -48,6 +54,14 @@ pub struct Summary {
     /// --size-mix: each class's size, messages and bytes sent, in the
     /// order given (empty without a mix).
     pub size_classes: Vec<SizeClass>,
+}
+
+/// A shard that a signal cut short, in a merged report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardCut {
+    /// K of --shard=K/N (1 for a report without a shard).
+    pub shard: u32,
+    pub signal: String,
 }
 
 /// One --size-mix class in the report.
@@ -82,20 +96,26 @@ impl Summary {
         let _ = write!(
             o,
             "{{\"version\":1,\"start\":\"{}\",\"elapsed_seconds\":{:.6},\
-\"completed\":{},\"fatal\":{},\"messages\":{{\"attempted\":{},\
-\"accepted\":{},\"rejected\":{},\"failed\":{}}},\"recipients\":{{\
-\"sent\":{},\"accepted\":{}}},\"bytes_sent\":{},\"connections\":{},\
+\"completed\":{},\"fatal\":{},\"interrupted\":{},\"messages\":{{\
+\"attempted\":{},\"accepted\":{},\"rejected\":{},\"failed\":{},\"unknown\":{}}},\
+\"recipients\":{{\"sent\":{},\"accepted\":{},\"rejected\":{},\"failed\":{},\
+\"unknown\":{}}},\"bytes_sent\":{},\"connections\":{},\
 \"messages_per_second\":{:.3},",
             iso8601(self.start),
             self.elapsed.as_secs_f64(),
             self.completed,
             self.fatal.as_deref().map_or("null".into(), json_string),
+            self.interrupted.as_deref().map_or("null".into(), json_string),
             c.attempted,
             c.accepted,
             c.rejected,
             c.failed,
+            c.unknown,
             c.rcpt_sent,
             c.rcpt_accepted,
+            c.rcpt_rejected,
+            c.rcpt_failed,
+            c.rcpt_unknown,
             c.bytes_sent,
             c.connections,
             self.rate(),
@@ -156,6 +176,17 @@ impl Summary {
                 );
             }
         }
+        o.push_str(",\"interrupted_shards\":[");
+        for (i, cut) in self.interrupted_shards.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(
+                o,
+                "{sep}{{\"shard\":{},\"signal\":{}}}",
+                cut.shard,
+                json_string(&cut.signal)
+            );
+        }
+        o.push(']');
         let _ = write!(
             o,
             ",\"start_unix\":{},\"end_unix\":{},\"histograms\":{{",
@@ -234,15 +265,32 @@ impl Summary {
         if let Some(f) = &self.fatal {
             let _ = writeln!(o, "ended by:     {f}");
         }
+        if let Some(signal) = &self.interrupted {
+            let _ = writeln!(o, "ended by:     interrupted by {signal}");
+        }
+        if !self.interrupted_shards.is_empty() {
+            let cuts: Vec<String> = self
+                .interrupted_shards
+                .iter()
+                .map(|c| format!("shard {} by {}", c.shard, c.signal))
+                .collect();
+            let _ = writeln!(o, "interrupted:  {}", cuts.join(", "));
+        }
         let _ = writeln!(
             o,
-            "messages:     {} attempted, {} accepted, {} rejected, {} failed",
-            c.attempted, c.accepted, c.rejected, c.failed
+            "messages:     {} attempted, {} accepted, {} rejected, {} failed, \
+{} unknown",
+            c.attempted, c.accepted, c.rejected, c.failed, c.unknown
         );
         let _ = writeln!(
             o,
-            "recipients:   {} sent, {} accepted",
-            c.rcpt_sent, c.rcpt_accepted
+            "recipients:   {} sent, {} accepted, {} rejected, {} failed, \
+{} unknown",
+            c.rcpt_sent,
+            c.rcpt_accepted,
+            c.rcpt_rejected,
+            c.rcpt_failed,
+            c.rcpt_unknown
         );
         let _ = writeln!(o, "bytes sent:   {}", c.bytes_sent);
         let _ = writeln!(o, "connections:  {}", c.connections);
@@ -273,13 +321,14 @@ final lag {:.3} ms",
         let _ = writeln!(
             o,
             "errors:       {} refused, {} reset, {} timeout, {} lost \
-connection, {} tls, {} auth",
+connection, {} tls, {} auth, {} unreachable",
             c.errors[0],
             c.errors[1],
             c.errors[2],
             c.errors[3],
             c.errors[4],
-            c.errors[5]
+            c.errors[5],
+            c.errors[6]
         );
         self.text_codes(&mut o);
         self.text_sizes(&mut o);
@@ -551,6 +600,8 @@ mod tests {
             schedule: None,
             completed: true,
             fatal: None,
+            interrupted: None,
+            interrupted_shards: Vec::new(),
             size_classes: Vec::new(),
             shard: None,
             intervals: Vec::new(),

@@ -297,45 +297,92 @@ pub fn strerror(errno: i32) -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// Set by the first SIGINT once `catch_interrupt` is installed.
-static INTERRUPTED: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
+/// The first SIGINT or SIGTERM caught (0: none yet).
+static FIRST_SIGNAL: std::sync::atomic::AtomicI32 =
+    std::sync::atomic::AtomicI32::new(0);
+/// How many have been caught.
+static SIGNALS: std::sync::atomic::AtomicU32 =
+    std::sync::atomic::AtomicU32::new(0);
 
-extern "C" fn on_interrupt(_signal: libc::c_int) {
+extern "C" fn on_signal(signal: libc::c_int) {
     use std::sync::atomic::Ordering;
-    if INTERRUPTED.swap(true, Ordering::SeqCst) {
-        // A second SIGINT: leave at once, as the default action would,
-        // with the shell's status for it.
-        // SAFETY: _exit is async-signal-safe and takes any status.
-        unsafe { libc::_exit(130) }
-    }
+    // Only atomics here: the engine's watcher thread does the rest.
+    let _ = FIRST_SIGNAL.compare_exchange(
+        0,
+        signal,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    SIGNALS.fetch_add(1, Ordering::SeqCst);
 }
 
-/// Makes the first SIGINT set a flag (see `interrupted`) instead of
-/// killing the process; a second one exits at once with status 130.
-/// Used only by --report/--duration runs: otherwise SIGINT keeps its
+/// Makes SIGINT and SIGTERM set flags (see `interrupted`, `signals`)
+/// instead of killing the process. Used only by command lines that ask
+/// for a report (man page EXIT STATUS): otherwise both keep their
 /// default action, death by the signal, as in the reference (test
-/// `f40_sigint_sigterm`).
+/// `f40_sigint_sigterm`). A signal ignored at start (a background job
+/// of a shell, nohup) stays ignored, as it does in the reference.
 pub fn catch_interrupt() -> io::Result<()> {
-    // SAFETY: an all-zero sigaction is a valid starting value; the
-    // handler only touches an atomic and calls _exit, both
-    // async-signal-safe, and the mask is initialised by sigemptyset.
-    let rc = unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_interrupt as *const () as usize;
-        action.sa_flags = libc::SA_RESTART;
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut())
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        if ignored(signal)? {
+            continue;
+        }
+        // SAFETY: an all-zero sigaction is a valid starting value; the
+        // handler only touches atomics, which is async-signal-safe, and
+        // the mask is initialised by sigemptyset.
+        let rc = unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as *const () as usize;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut())
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
     }
     Ok(())
 }
 
-/// Whether a SIGINT has arrived since `catch_interrupt`.
+/// Whether `signal` is ignored (SIG_IGN) now.
+fn ignored(signal: libc::c_int) -> io::Result<bool> {
+    // SAFETY: a null new action only reads the current one into `old`,
+    // an all-zero sigaction that the call overwrites.
+    let (rc, old) = unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        let rc = libc::sigaction(signal, std::ptr::null(), &mut old);
+        (rc, old)
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(old.sa_sigaction == libc::SIG_IGN)
+}
+
+/// Whether a SIGINT or SIGTERM has arrived since `catch_interrupt`.
 pub fn interrupted() -> bool {
-    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+    signals() > 0
+}
+
+/// How many SIGINT and SIGTERM have arrived since `catch_interrupt`.
+pub fn signals() -> u32 {
+    SIGNALS.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// The first signal caught: what cut the run short (a second one only
+/// hurries the end).
+pub fn caught() -> Option<i32> {
+    let first = FIRST_SIGNAL.load(std::sync::atomic::Ordering::SeqCst);
+    (first != 0).then_some(first)
+}
+
+/// `SIGINT`, `SIGTERM` (the signals `catch_interrupt` catches).
+pub fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        _ => "signal",
+    }
 }
 
 /// CPU time (user and system) the whole process has used so far.

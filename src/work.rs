@@ -9,7 +9,7 @@
 //! and its value at DATA time goes into Message-Id.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{OnceLock, RwLock, RwLockReadGuard};
 use std::time::{Instant, SystemTime};
 
 use crossbeam_channel::Receiver;
@@ -99,6 +99,32 @@ pub struct Shared {
     pub conn_seq: AtomicU64,
     /// Connect attempts so far: the n-th takes the n-th --bind address.
     bind_seq: AtomicU64,
+    /// The run-wide stop (`halt`).
+    halt: Halt,
+}
+
+/// The run-wide stop for a fatal error or a signal. Every session write
+/// holds a read guard of one of `writes` and checks `halted` under it;
+/// the halter sets `halted`, then takes the write side of each, so it
+/// waits out the writes already under way (each bounded by its write
+/// deadline) and no write starts after it returns. The locks are
+/// sharded by session, each on its own cache lines, so sessions do not
+/// contend for them on every write.
+struct Halt {
+    halted: AtomicBool,
+    writes: Vec<WriteLock>,
+}
+
+#[derive(Default)]
+#[repr(align(128))]
+struct WriteLock(RwLock<()>);
+
+/// Write locks of the halt: one per this many sessions at most.
+const HALT_SHARDS: usize = 16;
+
+/// Leave to write to a socket: held across one write.
+pub(crate) struct WritePermit<'a> {
+    _guard: RwLockReadGuard<'a, ()>,
 }
 
 impl Shared {
@@ -125,8 +151,45 @@ impl Shared {
             stopping: AtomicBool::new(false),
             conn_seq: AtomicU64::new(0),
             bind_seq: AtomicU64::new(0),
+            halt: Halt {
+                halted: AtomicBool::new(false),
+                writes: (0..(plan.sessions as usize).clamp(1, HALT_SHARDS))
+                    .map(|_| WriteLock::default())
+                    .collect(),
+            },
             plan,
         }
+    }
+
+    /// Stops the run where it stands, for a fatal error or a signal: no
+    /// session starts another write once this returns (writes under way
+    /// end first, each within its write deadline), and from then on the
+    /// report counts every message and recipient still in flight as
+    /// `unknown`. Call it before taking the report's snapshot. Safe to
+    /// call more than once and from any thread that holds no permit.
+    pub fn halt(&self) {
+        self.halt.halted.store(true, Ordering::SeqCst);
+        self.stopping.store(true, Ordering::SeqCst);
+        for gate in &self.halt.writes {
+            drop(gate.0.write());
+        }
+    }
+
+    /// Whether `halt` was called.
+    pub fn halted(&self) -> bool {
+        self.halt.halted.load(Ordering::SeqCst)
+    }
+
+    /// Leave for one socket write of session `n`, or None once the run
+    /// is halted.
+    pub(crate) fn write_permit(&self, n: usize) -> Option<WritePermit<'_>> {
+        let gates = &self.halt.writes;
+        let gate = &gates[n % gates.len()].0;
+        let guard = gate.read().unwrap_or_else(|e| e.into_inner());
+        if self.halted() {
+            return None;
+        }
+        Some(WritePermit { _guard: guard })
     }
 
     /// The --bind address for the next connect attempt, in turn.
@@ -173,13 +236,23 @@ impl Shared {
     ) -> Option<report::Summary> {
         let stats = self.stats.as_ref()?;
         let (counts, latency) = stats.snapshot();
+        // A run that ended normally left nothing in flight: every message
+        // and every RCPT has its verdict.
+        debug_assert!(
+            fatal.is_some()
+                || self.halted()
+                || (counts.unknown, counts.rcpt_unknown) == (0, 0),
+            "in flight at the end of a run: {counts:?}"
+        );
         let (max_lag, final_lag) = stats.lags();
         let mut intervals = stats.intervals();
-        if fatal.is_some() {
-            // The interval thread will not write the one under way.
+        if fatal.is_some() || self.halted() {
+            // The interval thread will not write the one under way (a
+            // fatal error, or the end a signal's grace ran out).
             intervals.push(stats.interval_since(intervals.last()));
         }
         let start = stats.started_wall.duration_since(SystemTime::UNIX_EPOCH);
+        let interrupted = sys::caught().map(|s| sys::signal_name(s).into());
         Some(report::Summary {
             start: SystemTime::UNIX_EPOCH
                 + report::whole_micros(start.unwrap_or_default()),
@@ -195,7 +268,9 @@ impl Shared {
                     final_lag,
                 }
             }),
-            completed: fatal.is_none(),
+            completed: fatal.is_none() && interrupted.is_none(),
+            interrupted,
+            interrupted_shards: Vec::new(),
             fatal: fatal
                 .map(|e| String::from_utf8_lossy(&e.text()).into_owned()),
             shard: self.plan.scale.shard,
@@ -246,6 +321,14 @@ fn first_rcpt(plan: &Plan) -> u64 {
     base.saturating_add(before)
 }
 
+/// Which claim of a session this is: the budget already counted every
+/// session's first claim when the run started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    First,
+    Next,
+}
+
 /// A session's end of the job channel.
 pub struct Jobs<'a> {
     pub(crate) rx: Receiver<Job>,
@@ -256,13 +339,13 @@ impl Jobs<'_> {
     /// Takes the next message, waiting for one if the channel is open.
     /// Takes one from the budget either way, as the reference does; a
     /// session's first claim was already taken when the run started.
-    pub fn claim(&self, first: bool) -> Option<Job> {
+    pub fn claim(&self, claim: Claim) -> Option<Job> {
         let job = if self.shared.stopping.load(Ordering::SeqCst) {
             None
         } else {
             self.rx.recv().ok()
         };
-        if !first {
+        if claim == Claim::Next {
             self.shared.budget.fetch_sub(1, Ordering::SeqCst);
         }
         job
@@ -297,6 +380,26 @@ mod tests {
         Shared::new(
             crate::plan::build(&args, crate::plan::Env::default()).unwrap(),
         )
+    }
+
+    /// A halt waits out the write under way and lets no other start.
+    #[test]
+    fn halt_waits_for_writes_and_stops_new_ones() {
+        let sh = shared(&[]);
+        let permit = sh.write_permit(0).expect("not halted yet");
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                sh.halt();
+                done.store(true, Ordering::SeqCst);
+            });
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            assert!(!done.load(Ordering::SeqCst), "halt did not wait");
+            drop(permit);
+        });
+        assert!(done.load(Ordering::SeqCst) && sh.halted());
+        assert!(sh.write_permit(0).is_none());
+        sh.halt();
     }
 
     /// Shard K's first -N number and Message-Id counter follow shard

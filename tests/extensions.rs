@@ -1331,6 +1331,7 @@ fn report_json_shape() {
             "elapsed_seconds",
             "completed",
             "fatal",
+            "interrupted",
             "messages",
             "recipients",
             "bytes_sent",
@@ -1344,6 +1345,7 @@ fn report_json_shape() {
             "size_classes",
             // Added for smtp-report merge (still version 1).
             "shard",
+            "interrupted_shards",
             "start_unix",
             "end_unix",
             "histograms",
@@ -1355,6 +1357,8 @@ fn report_json_shape() {
     // Without --size-mix there are no classes.
     assert_eq!(j.at("size_classes"), &Json::Arr(Vec::new()));
     assert_eq!(j.at("shard"), &Json::Null);
+    assert_eq!(j.at("interrupted"), &Json::Null);
+    assert_eq!(j.at("interrupted_shards"), &Json::Arr(Vec::new()));
     assert_eq!(j.at("histograms").keys(), j.at("latency_ms").keys());
     let elapsed = j.num("end_unix") - j.num("start_unix");
     assert!(
@@ -1394,7 +1398,8 @@ fn report_json_shape() {
             "timeout",
             "lost_connection",
             "tls",
-            "auth"
+            "auth",
+            "unreachable"
         ]
     );
     for phase in j.at("latency_ms").keys() {
@@ -1455,13 +1460,15 @@ fn report_text_lines() {
     let bytes = tr.conn(0).raw.len();
     for want in [
         "smtp-source report\n".to_string(),
-        "messages:     1 attempted, 1 accepted, 0 rejected, 0 failed\n"
+        "messages:     1 attempted, 1 accepted, 0 rejected, 0 failed, \
+         0 unknown\n"
             .to_string(),
-        "recipients:   2 sent, 1 accepted\n".to_string(),
+        "recipients:   2 sent, 1 accepted, 1 rejected, 0 failed, 0 unknown\n"
+            .to_string(),
         format!("bytes sent:   {bytes}\n"),
         "connections:  1\n".to_string(),
         "errors:       0 refused, 0 reset, 0 timeout, 0 lost connection, \
-         0 tls, 0 auth\n"
+         0 tls, 0 auth, 0 unreachable\n"
             .to_string(),
         "reply codes:  DATA 354=1 HELO 250=1 MAIL 250=1 QUIT 221=1 \
          RCPT 250=1 RCPT 550=1 banner 220=1 end_of_data 250=1\n"
@@ -1806,11 +1813,13 @@ fn sigint_ends_a_duration_run_with_its_report() {
         &[Duration::from_millis(700)],
     );
     let tr = srv.finish();
-    assert_eq!(code, Some(0), "stdout {out}\nstderr {err}");
+    // 128 + SIGINT; the report is marked as cut short.
+    assert_eq!(code, Some(130), "stdout {out}\nstderr {err}");
     assert_eq!(err, "");
     assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
     let j = Json::parse(&out);
-    assert_eq!(j.at("completed"), &Json::Bool(true));
+    assert_eq!(j.at("completed"), &Json::Bool(false));
+    assert_eq!(j.at("interrupted"), &Json::Str("SIGINT".into()));
     let n = j.int("messages/attempted");
     assert!((2..100).contains(&n), "attempted {n}");
     assert_eq!(j.int("messages/accepted"), n);
@@ -1831,7 +1840,7 @@ fn sigint_ends_a_report_run_without_duration() {
         &[Duration::from_millis(500)],
     );
     drop(srv);
-    assert_eq!(code, Some(0), "stdout {out}\nstderr {err}");
+    assert_eq!(code, Some(130), "stdout {out}\nstderr {err}");
     assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
     let j = Json::parse(&out);
     let n = j.int("messages/attempted");

@@ -1,6 +1,7 @@
 //! The one integration-test binary (ripgrep style): every test module is
 //! declared here and shares `support`.
 
+mod accounting;
 mod cli;
 mod deploy;
 mod differential;
@@ -13,4 +14,5 @@ mod report_tool;
 mod scale;
 mod secure;
 mod support;
+mod survive;
 mod workloads;

@@ -91,9 +91,7 @@ impl Session<'_> {
             };
             diag::info(&shown);
         }
-        let deadline = Instant::now() + self.sh.plan.timeout;
-        let result = link.conn.write_all_by(&[&header], deadline);
-        self.written(link, header.len(), result, Stage::Proxy)
+        self.write(link, &[&header], Stage::Proxy)
     }
 
     /// STARTTLS, when the level and the server allow, then the
@@ -103,12 +101,12 @@ impl Session<'_> {
         link: &mut Link,
         tls: &TlsPlan,
     ) -> Result<Flow, Error> {
-        if !link.caps.starttls {
+        if !link.caps.has("STARTTLS") {
             if tls.level == Level::May {
                 return Ok(Flow::Go);
             }
             let e = self.not_offered(b"STARTTLS", link);
-            return self.give_up(e, Some(ErrorClass::Tls), true);
+            return self.give_up(e, Some(ErrorClass::Tls), Flow::Abandon);
         }
         let reply = self.command(link, Command::StartTls, Stage::StartTls)?;
         let ok = reply.is_positive();
@@ -130,7 +128,7 @@ impl Session<'_> {
             // report too.
             self.error_class(ErrorClass::Tls);
         }
-        match self.judge(Stage::StartTls, reply, ok)? {
+        match self.judge(Stage::StartTls, reply)? {
             Verdict::Ok => {}
             Verdict::Rejected => return Ok(Flow::Abandon),
             Verdict::Closing => return Ok(Flow::Closed),
@@ -144,7 +142,7 @@ impl Session<'_> {
 (command injection?); connection dropped"
                     .to_vec(),
             );
-            return self.give_up(e, Some(ErrorClass::Tls), false);
+            return self.give_up(e, Some(ErrorClass::Tls), Flow::Closed);
         }
         let flow = self.handshake(link, tls)?;
         if flow != Flow::Go {
@@ -167,7 +165,12 @@ impl Session<'_> {
             .clone()
             .ok_or(Error::Internal("no TLS config"))?;
         let name = tls.server_name.clone();
-        let done = match link.conn.start_tls(config, name, deadline) {
+        let Some(permit) = self.sh.write_permit(self.n) else {
+            return Err(Error::Halted);
+        };
+        let started_tls = link.conn.start_tls(config, name, deadline);
+        drop(permit);
+        let done = match started_tls {
             Ok(done) => done,
             Err(TlsFailure::Io(e)) => {
                 return Err(self.io_failed(link, e, Stage::TlsHandshake))
@@ -176,7 +179,7 @@ impl Session<'_> {
                 let e = Error::Tls {
                     detail: e.to_string(),
                 };
-                return self.give_up(e, Some(ErrorClass::Tls), false);
+                return self.give_up(e, Some(ErrorClass::Tls), Flow::Closed);
             }
         };
         self.latency(Phase::TlsHandshake, started);
@@ -210,15 +213,14 @@ impl Session<'_> {
         let Some(x) = &self.sh.plan.security.xclient else {
             return Ok(Flow::Go);
         };
-        if !link.caps.xclient {
+        if !link.caps.has("XCLIENT") {
             let e = self.not_offered(b"XCLIENT", link);
-            return self.give_up(e, None, true);
+            return self.give_up(e, None, Flow::Abandon);
         }
         let args = x.args(link.n);
         let reply =
             self.command(link, Command::Xclient(&args), Stage::Xclient)?;
-        let ok = reply.is_positive();
-        match self.judge(Stage::Xclient, reply, ok)? {
+        match self.judge(Stage::Xclient, reply)? {
             Verdict::Ok => self.greet(link),
             Verdict::Rejected => Ok(Flow::Abandon),
             Verdict::Closing => Ok(Flow::Closed),
@@ -237,16 +239,16 @@ impl Session<'_> {
 (--auth-plaintext allows it)"
                     .to_vec(),
             );
-            return self.give_up(e, Some(ErrorClass::Auth), true);
+            return self.give_up(e, Some(ErrorClass::Auth), Flow::Abandon);
         }
         let offered = match auth.mech {
-            AuthMech::Plain => link.caps.auth_plain,
-            AuthMech::Login => link.caps.auth_login,
+            AuthMech::Plain => link.caps.auth_offers("PLAIN"),
+            AuthMech::Login => link.caps.auth_offers("LOGIN"),
         };
         if !offered {
             let what = format!("AUTH {}", auth.mech.name());
             let e = self.not_offered(what.as_bytes(), link);
-            return self.give_up(e, Some(ErrorClass::Auth), true);
+            return self.give_up(e, Some(ErrorClass::Auth), Flow::Abandon);
         }
         let user = &auth.users[(link.n % auth.users.len() as u64) as usize];
         let started = Instant::now();
@@ -279,7 +281,7 @@ impl Session<'_> {
         } else {
             self.error_class(ErrorClass::Auth);
         }
-        match self.judge(Stage::Auth, reply, ok)? {
+        match self.judge(Stage::Auth, reply)? {
             Verdict::Ok => Ok(Flow::Go),
             Verdict::Rejected => Ok(Flow::Abandon),
             Verdict::Closing => Ok(Flow::Closed),
@@ -309,7 +311,7 @@ impl Session<'_> {
         &mut self,
         e: Error,
         class: Option<ErrorClass>,
-        quit: bool,
+        then: Flow,
     ) -> Result<Flow, Error> {
         if let Some(class) = class {
             self.error_class(class);
@@ -318,7 +320,7 @@ impl Session<'_> {
             return Err(e);
         }
         diag::warn(&e.text());
-        Ok(if quit { Flow::Abandon } else { Flow::Closed })
+        Ok(then)
     }
 }
 

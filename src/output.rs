@@ -1,0 +1,335 @@
+//! output: the files and streams a run was asked to write (--report,
+//! --report-file, --hlog), and the exit status they call for. Each path
+//! is checked before the first connect, so that a bad one costs no
+//! traffic; a report file is replaced whole (temporary file in the same
+//! folder, fsync, rename) or not at all; the reports are written once,
+//! by whoever ends the run (its end, a fatal error, a signal); and a
+//! failed write is an error named on stderr, never a silent loss.
+
+use std::ffi::OsStr;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use crate::diag;
+use crate::error::Error;
+use crate::plan::Plan;
+use crate::report::{HistogramLog, Summary};
+use crate::sys;
+use crate::work::Shared;
+
+/// The output files of a run, each with the option that names it.
+fn files(plan: &Plan) -> Vec<(&'static str, &[u8])> {
+    let ext = &plan.ext;
+    [("--report-file", &ext.report_file), ("--hlog", &ext.hlog)]
+        .into_iter()
+        .filter_map(|(opt, path)| Some((opt, path.as_deref()?)))
+        .collect()
+}
+
+/// Checks every output file before the first connect: its folder exists
+/// and takes a new file, and the path is not a directory.
+pub(crate) fn check(plan: &Plan) -> Result<(), Error> {
+    for (opt, path) in files(plan) {
+        check_one(path).map_err(|e| failed(opt, path, e))?;
+    }
+    Ok(())
+}
+
+/// `cannot write --report-file=PATH: reason`.
+pub(crate) fn failure_text(opt: &str, path: &[u8], e: &io::Error) -> Vec<u8> {
+    let mut text = format!("cannot write {opt}=").into_bytes();
+    text.extend_from_slice(path);
+    text.extend_from_slice(b": ");
+    text.extend_from_slice(crate::error::io_text(e).as_bytes());
+    text
+}
+
+fn failed(option: &'static str, path: &[u8], error: io::Error) -> Error {
+    Error::Config(crate::error::Config::Output {
+        option,
+        path: path.to_vec(),
+        error,
+    })
+}
+
+fn check_one(path: &[u8]) -> io::Result<()> {
+    let path = &through_link(Path::new(OsStr::from_bytes(path)));
+    if path.is_dir() {
+        return Err(io::Error::from_raw_os_error(libc::EISDIR));
+    }
+    // Creating a file is the only test that sees everything: a missing
+    // folder, permissions, a read-only mount, ACLs, root's exemptions.
+    let probe = temp_path(path, "check");
+    create(&probe)?;
+    std::fs::remove_file(&probe)
+}
+
+/// The file a symbolic link names (a `latest.json` link keeps pointing
+/// at the report it named, which is replaced, not the link); any other
+/// path as it is.
+fn through_link(path: &Path) -> std::path::PathBuf {
+    let is_link = path
+        .symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_symlink());
+    match is_link.then(|| std::fs::canonicalize(path)) {
+        Some(Ok(target)) => target,
+        _ => path.to_path_buf(),
+    }
+}
+
+/// `.NAME.PID.TAG` in the folder of `path`: rename(2) is atomic only
+/// within one filesystem, and a dot file stays out of globs such as
+/// `shard-*.json`.
+fn temp_path(path: &Path, tag: &str) -> std::path::PathBuf {
+    let name = path.file_name().unwrap_or(OsStr::new("report"));
+    let mut temp = b".".to_vec();
+    temp.extend_from_slice(name.as_bytes());
+    temp.extend_from_slice(
+        format!(".{}.{tag}", std::process::id()).as_bytes(),
+    );
+    path.with_file_name(OsStr::from_bytes(&temp))
+}
+
+/// Replaces the file at `path` with `bytes`, whole: an old file is never
+/// left truncated, whatever fails (a full disk, a file size limit).
+pub(crate) fn replace(path: &[u8], bytes: &[u8]) -> io::Result<()> {
+    let path = &through_link(Path::new(OsStr::from_bytes(path)));
+    let temp = temp_path(path, "tmp");
+    let written = write_synced(&temp, path, bytes)
+        .and_then(|()| std::fs::rename(&temp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written?;
+    // The rename itself reaches the disk with the folder; a filesystem
+    // that cannot sync a folder still has the report in place.
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if let Ok(dir) = File::open(folder) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `temp`, with the permissions of the file it will
+/// replace (if any), and syncs it.
+fn write_synced(temp: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = create(temp)?;
+    if let Ok(old) = std::fs::metadata(path) {
+        file.set_permissions(old.permissions())?;
+    }
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Creates (or empties) one of our own temporary files: its name holds
+/// our process id, so no one else writes it; one left by a dead process
+/// of the same id is reused.
+fn create(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+}
+
+/// Writes a report to standard output and flushes it; unlike the -c
+/// counter (whose write errors the reference ignores), a report that
+/// does not arrive is an error.
+pub(crate) fn to_stdout(bytes: &[u8]) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()
+}
+
+/// Exits as the run's end calls for: 1 when a report could not be
+/// written (each failure named, the last as the fatal line), else
+/// 128+signo when a signal cut the run short; returns otherwise.
+pub(crate) fn end(mut failures: Vec<Vec<u8>>) {
+    if let Some(last) = failures.pop() {
+        for text in failures {
+            diag::warn(&text);
+        }
+        diag::fatal(&last);
+    }
+    if let Some(signal) = sys::caught() {
+        std::process::exit(128 + signal);
+    }
+}
+
+/// Set by whoever writes the reports first (the end of the run, a fatal
+/// error, or the signal watcher), and held while they are written: the
+/// reports are written once, and no one exits while they are written.
+static REPORTED: Mutex<bool> = Mutex::new(false);
+
+/// Writes every report of the run, unless they were written already;
+/// returns what could not be written.
+pub(crate) fn report_once(
+    shared: &Shared,
+    fatal: Option<&Error>,
+) -> Vec<Vec<u8>> {
+    report_first(shared, fatal).unwrap_or_default()
+}
+
+/// As `report_once`; None when the reports were written already (it
+/// waits for them when they are being written).
+pub(crate) fn report_first(
+    shared: &Shared,
+    fatal: Option<&Error>,
+) -> Option<Vec<Vec<u8>>> {
+    let mut reported = REPORTED.lock().unwrap_or_else(|e| e.into_inner());
+    if *reported {
+        return None;
+    }
+    *reported = true;
+    Some(all_reports(shared, fatal))
+}
+
+/// Writes every report and returns what could not be written (--hlog
+/// included).
+fn all_reports(shared: &Shared, fatal: Option<&Error>) -> Vec<Vec<u8>> {
+    let mut failures = match shared.summary(fatal) {
+        Some(summary) => write_reports(&shared.plan, &summary),
+        None => Vec::new(),
+    };
+    let hlog = HLOG_FAILURE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    failures.extend(hlog);
+    failures
+}
+
+/// Writes every report; a report that fails does not stop the others.
+fn write_reports(plan: &Plan, summary: &Summary) -> Vec<Vec<u8>> {
+    use crate::plan::ReportFormat;
+    let mut failures = Vec::new();
+    let text = match plan.ext.report {
+        Some(ReportFormat::Text) => Some(summary.text()),
+        Some(ReportFormat::Json) => Some(summary.json()),
+        None => None,
+    };
+    if let Some(Err(e)) = text.map(|t| to_stdout(t.as_bytes())) {
+        let mut line =
+            b"cannot write the report to standard output: ".to_vec();
+        line.extend_from_slice(crate::error::io_text(&e).as_bytes());
+        failures.push(line);
+    }
+    if let Some(path) = &plan.ext.report_file {
+        if let Err(e) = replace(path, summary.json().as_bytes()) {
+            failures.push(failure_text("--report-file", path, &e));
+        }
+    }
+    failures
+}
+
+/// Why --hlog stopped being written during the run, if it did: an
+/// error at the end, as a report that cannot be written.
+static HLOG_FAILURE: Mutex<Option<Vec<u8>>> = Mutex::new(None);
+
+/// Writes one interval to --hlog; on failure the log is closed and the
+/// failure kept for the end of the run.
+pub(crate) fn log_interval(
+    plan: &Plan,
+    log: &mut Option<HistogramLog<File>>,
+    h: &hdrhistogram::Histogram<u64>,
+    from: SystemTime,
+    length: Duration,
+) {
+    let (Some(l), Some(path)) = (log.as_mut(), &plan.ext.hlog) else {
+        return;
+    };
+    if let Err(e) = l.interval(h, from, length) {
+        let text = failure_text("--hlog", path, &e);
+        *HLOG_FAILURE.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
+        *log = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir()
+            .join(format!("output-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn replace_swaps_the_whole_file_and_leaves_no_temporary() {
+        let dir = scratch("replace");
+        let path = dir.join("r.json");
+        std::fs::write(&path, "old").unwrap();
+        replace(path.as_os_str().as_bytes(), b"new report").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new report");
+        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(names.len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn replace_into_a_missing_folder_fails_and_leaves_nothing() {
+        let dir = scratch("missing");
+        let path = dir.join("nope/r.json");
+        let e = replace(path.as_os_str().as_bytes(), b"x").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn check_refuses_a_directory_and_a_missing_folder() {
+        let dir = scratch("check");
+        let e = check_one(dir.as_os_str().as_bytes()).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EISDIR));
+        let missing = dir.join("nope/r.json");
+        let e = check_one(missing.as_os_str().as_bytes()).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+        check_one(dir.join("r.json").as_os_str().as_bytes()).unwrap();
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn replace_keeps_the_old_files_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = scratch("mode");
+        let path = dir.join("r.json");
+        std::fs::write(&path, "old").unwrap();
+        let mode = std::fs::Permissions::from_mode(0o600);
+        std::fs::set_permissions(&path, mode).unwrap();
+        replace(path.as_os_str().as_bytes(), b"new").unwrap();
+        let now = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(now & 0o777, 0o600);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_link_keeps_naming_the_report_it_names() {
+        let dir = scratch("link");
+        let (real, link) = (dir.join("run5.json"), dir.join("latest.json"));
+        std::fs::write(&real, "old").unwrap();
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        replace(link.as_os_str().as_bytes(), b"new").unwrap();
+        assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read(&real).unwrap(), b"new");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_bare_file_name_lives_in_the_current_folder() {
+        let temp = temp_path(Path::new("r.json"), "tmp");
+        assert_eq!(
+            temp.to_str().unwrap(),
+            format!(".r.json.{}.tmp", std::process::id())
+        );
+    }
+}
