@@ -14,6 +14,7 @@ use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::serialization::{Deserializer, Serializer as _};
 use hdrhistogram::Histogram;
 
+use crate::diag::censored;
 use crate::longopts::Arrival;
 use crate::scale::Shard;
 use crate::stats::{Counts, Interval, ERROR_KEYS, PHASES};
@@ -232,7 +233,8 @@ impl Summary {
         let _ =
             writeln!(o, "elapsed:      {:.3} s", self.elapsed.as_secs_f64());
         if let Some(f) = &self.fatal {
-            let _ = writeln!(o, "ended by:     {f}");
+            // The server's words, often: never raw to a terminal.
+            let _ = writeln!(o, "ended by:     {}", censored(f));
         }
         let _ = writeln!(
             o,
@@ -311,7 +313,7 @@ connection, {} tls, {} auth",
             o.push_str(" none");
         }
         for (&(cmd, code), n) in &self.counts.codes {
-            let _ = write!(o, " {cmd} {code}={n}");
+            let _ = write!(o, " {} {code}={n}", censored(cmd));
         }
         o.push('\n');
     }
@@ -347,8 +349,10 @@ fn json_counts(map: &std::collections::BTreeMap<String, u64>) -> String {
 
 /// `name=count name=count`.
 fn text_counts(map: &std::collections::BTreeMap<String, u64>) -> String {
-    let items: Vec<String> =
-        map.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let items: Vec<String> = map
+        .iter()
+        .map(|(k, v)| format!("{}={v}", censored(k)))
+        .collect();
     items.join(" ")
 }
 
