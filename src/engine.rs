@@ -352,13 +352,10 @@ fn dispatch(
     for _ in queued..plan.messages {
         let due = schedule.as_mut().map(|s| s.next_start());
         if let Some(at) = due {
+            // The lag is measured when a session starts the message
+            // (`Stats::schedule_lag`), which includes this wait.
             if !sleep_until(at, end) {
                 break;
-            }
-            if let Some(stats) = &shared.stats {
-                stats.schedule_lag(
-                    Instant::now().saturating_duration_since(at),
-                );
             }
         }
         if !send(tx, dealer.deal(due), end) {
