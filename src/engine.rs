@@ -449,10 +449,31 @@ fn open_hlog(
             fatal,
         }
     };
-    let file = std::fs::File::create(os).map_err(|e| failed(b"open ", e))?;
+    let file = create_nonblocking(os).map_err(|e| failed(b"open ", e))?;
     report::HistogramLog::begin(file, stats.started_wall)
         .map(Some)
         .map_err(|e| failed(b"write ", e))
+}
+
+/// Creates (or truncates) a file for writing without blocking in
+/// open(2): a FIFO nobody reads is refused (ENXIO) instead of hanging
+/// the run. A FIFO with a reader is opened again, blocking, so that
+/// writes wait for the reader rather than fail.
+fn create_nonblocking(
+    path: &std::ffi::OsStr,
+) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.file_type().is_fifo() {
+        // O_NONBLOCK does nothing to regular files.
+        return Ok(file);
+    }
+    std::fs::OpenOptions::new().write(true).open(path)
 }
 
 /// A thread that closes one interval a second until the sessions are

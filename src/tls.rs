@@ -212,15 +212,21 @@ fn placeholder() -> ServerName<'static> {
     ServerName::IpAddress(IpAddr::from([127, 0, 0, 1]).into())
 }
 
+/// Most bytes of a --tls-ca, --tls-cert or --tls-key file (a system
+/// bundle of every root is a few hundred KiB).
+const MAX_PEM: u64 = 16 << 20;
+
+/// A PEM file, read without blocking on a FIFO and up to `MAX_PEM`.
 fn read(what: &str, path: &[u8]) -> Result<Vec<u8>, String> {
-    use std::os::unix::ffi::OsStrExt;
-    let os = std::ffi::OsStr::from_bytes(path);
-    std::fs::read(os).map_err(|e| {
-        format!(
-            "{what}: open {}: {}",
-            String::from_utf8_lossy(path),
-            crate::error::io_text(&e)
-        )
+    crate::workload::read_file(path, MAX_PEM).map_err(|e| match e {
+        crate::error::Error::Config { fatal, .. } if fatal.is_empty() => {
+            format!(
+                "{what} {}: larger than {} MiB",
+                String::from_utf8_lossy(path),
+                MAX_PEM >> 20
+            )
+        }
+        e => format!("{what}: {}", String::from_utf8_lossy(&e.text())),
     })
 }
 

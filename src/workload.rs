@@ -297,20 +297,50 @@ fn list(
 /// A whole file of at most `limit` bytes. Errors are `open PATH: why`
 /// and `read PATH: why` (the -F texts); a file over the limit is a
 /// Config error with an empty text, for the caller to word.
+///
+/// Opening never blocks: the file is opened O_NONBLOCK, so a FIFO
+/// nobody writes to is refused at once (open(2) would wait for a
+/// writer for ever) rather than hanging the run. A FIFO or terminal
+/// with a writer is read as before, as its data comes (`<(command)`).
 pub fn read_file(path: &[u8], limit: u64) -> Result<Vec<u8>, Error> {
     use std::io::Read;
     use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     let os = std::ffi::OsStr::from_bytes(path);
-    let file =
-        std::fs::File::open(os).map_err(|e| file_error(b"open ", path, &e))?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(os)
+        .map_err(|e| file_error(b"open ", path, &e))?;
+    let fifo = file.metadata().is_ok_and(|m| m.file_type().is_fifo());
     let mut data = Vec::new();
-    file.take(limit.saturating_add(1))
-        .read_to_end(&mut data)
-        .map_err(|e| file_error(b"read ", path, &e))?;
+    let mut rest = file.take(limit.saturating_add(1));
+    let mut chunk = [0u8; 64 << 10];
+    loop {
+        match rest.read(&mut chunk) {
+            Ok(0) if fifo && data.is_empty() => {
+                return Err(file_error(b"open ", path, &no_writer()))
+            }
+            Ok(0) => break,
+            Ok(n) => data.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // A writer that has not written yet.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Err(e) => return Err(file_error(b"read ", path, &e)),
+        }
+    }
     if data.len() as u64 > limit {
         return Err(fatal(String::new()));
     }
     Ok(data)
+}
+
+/// A FIFO read at once gives end of file when no process has it open
+/// for writing.
+fn no_writer() -> std::io::Error {
+    std::io::Error::other("a FIFO with no writer")
 }
 
 fn file_error(what: &[u8], path: &[u8], e: &std::io::Error) -> Error {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::fake_server::{FakeServer, Responder, Step, Verb};
-use crate::support::{ours, program, Cmd, Outcome, TempDir};
+use crate::support::{ours, program, spawn, Cmd, Outcome, TempDir};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -228,6 +228,68 @@ fn fifo_arguments_never_block() {
         &["--tls=encrypt", &eq("--tls-cert"), &eq("--tls-key")],
         &fifo,
     );
+}
+
+/// A FIFO with a writer (`--rcpt-file=<(command)`) is read as before,
+/// its data taken as it comes.
+#[test]
+fn fifo_with_a_writer_is_read() {
+    let dir = TempDir::new("bounds-fifo-writer");
+    let fifo = dir.path().join("rcpts");
+    mkfifo(&fifo);
+    let path = fifo.clone();
+    let writer = spawn("fifo-writer", move || {
+        use std::io::Write;
+        // Blocks until smtp-source opens the other end.
+        let mut w = std::fs::OpenOptions::new().write(true).open(path)?;
+        std::thread::sleep(Duration::from_millis(100));
+        w.write_all(b"a@x\nb@x\n")
+    });
+    let out = ours()
+        .cmd()
+        .args(["-M", "h.example", "--dry-run"])
+        .arg(format!("--rcpt-file={}", fifo.display()))
+        .arg("127.0.0.1:25")
+        .timeout(Duration::from_secs(5))
+        .run();
+    // Should the run not have opened it: free the writer (it then
+    // fails) rather than hang the test.
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let _unblock = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    out.assert_status(0);
+    writer.join().unwrap().unwrap();
+}
+
+/// --hlog is opened before the first connect: a FIFO nobody reads is
+/// refused at once, naming it.
+#[test]
+fn hlog_fifo_without_reader_never_blocks() {
+    let dir = TempDir::new("bounds-hlog-fifo");
+    let fifo = dir.path().join("hlog");
+    mkfifo(&fifo);
+    let srv = FakeServer::tcp(Responder::new());
+    let out = ours()
+        .cmd()
+        .args(["-M", "h.example"])
+        .arg(format!("--hlog={}", fifo.display()))
+        .arg(srv.endpoint())
+        .timeout(Duration::from_secs(5))
+        .run_unchecked();
+    let tr = srv.finish();
+    assert!(!out.timed_out, "hung on the FIFO\n{}", out.render());
+    out.assert_status(1);
+    assert!(
+        out.stderr_text().contains(&fifo.display().to_string()),
+        "{}",
+        out.render()
+    );
+    assert_eq!(tr.len(), 0, "connected before failing");
 }
 
 #[test]
