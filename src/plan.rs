@@ -170,7 +170,11 @@ pub const UNLIMITED: u64 = 1 << 60;
 pub fn build(args: &Args, env: Env) -> Result<Plan, Error> {
     workload::conflicts(args)?;
     let timeout = timeout(args, env.timeout)?;
-    let content = workload::build(args)?;
+    let bodies = match args.long.dry_run {
+        true => workload::Bodies::CheckOnly,
+        false => workload::Bodies::Build,
+    };
+    let content = workload::build(args, bodies)?;
     let (addr, keepalive) = resolve(args)?;
     let security =
         security(args, env.password).map_err(|fatal| Error::Config {

@@ -25,11 +25,63 @@ const MAX_LIST: u64 = 64 << 20;
 #[derive(Debug, Clone)]
 pub struct Body {
     /// As DATA sends it: dot-stuffed, the end-of-data dot appended.
-    pub data: Arc<[u8]>,
+    pub data: Bytes,
     /// With --chunking, as BDAT sends it (no stuffing, no dot).
-    pub raw: Option<Arc<[u8]>>,
+    pub raw: Option<Bytes>,
     /// The --size-mix payload size or the --message-dir file size.
     pub size: u64,
+}
+
+/// Body bytes shared by every session: the first `len` bytes of a
+/// buffer. A filler has nothing to stuff, so its BDAT form is its DATA
+/// form without the dot: one buffer holds both, and a -l of 2 GiB
+/// costs 2 GiB, made in place.
+#[derive(Clone)]
+pub struct Bytes {
+    buf: Arc<Vec<u8>>,
+    len: usize,
+}
+
+impl Bytes {
+    /// All of `buf` (moved, not copied).
+    fn whole(buf: Vec<u8>) -> Bytes {
+        let len = buf.len();
+        Bytes {
+            buf: Arc::new(buf),
+            len,
+        }
+    }
+
+    /// The first `len` bytes of the same buffer.
+    fn prefix(&self, len: usize) -> Bytes {
+        Bytes {
+            buf: Arc::clone(&self.buf),
+            len: len.min(self.len),
+        }
+    }
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// The length only: a body may be gigabytes (and Plan is Debug).
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Bytes({} bytes)", self.len)
+    }
+}
+
+/// Whether the bodies are made: --dry-run prints none, so it only
+/// checks what they are made from (the files are still read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bodies {
+    Build,
+    CheckOnly,
 }
 
 /// How each message's body is chosen.
@@ -137,21 +189,30 @@ pub fn conflicts(args: &Args) -> Result<(), Error> {
 }
 
 /// Reads and builds everything: the -F file or the --message-dir files,
-/// the bodies, the address lists.
-pub fn build(args: &Args) -> Result<Content, Error> {
+/// the bodies (unless `bodies` says only to check), the address lists.
+pub fn build(args: &Args, bodies: Bodies) -> Result<Content, Error> {
     let chunking = args.long.chunking;
+    let made = |size: u64, make: &dyn Fn() -> Body| match bodies {
+        Bodies::Build => make(),
+        Bodies::CheckOnly => unmade(size),
+    };
     let (bodies, choice) = if let Some(mix) = &args.long.size_mix {
         let bodies = mix
             .iter()
-            .map(|&(size, _)| filler_body(size, chunking))
+            .map(|&(size, _)| {
+                made(u64::from(size), &|| filler_body(size as usize, chunking))
+            })
             .collect();
         (bodies, Choice::Mix(SizeMix::new(mix)))
     } else if let Some(dir) = &args.long.message_dir {
         let files = read_corpus(dir)?;
-        let bodies = files.iter().map(|f| file_body(f, chunking)).collect();
+        let bodies = files
+            .iter()
+            .map(|f| made(f.len() as u64, &|| file_body(f, chunking)))
+            .collect();
         (bodies, Choice::Corpus)
     } else {
-        (vec![single_body(args)?], Choice::One)
+        (vec![single_body(args, bodies)?], Choice::One)
     };
     Ok(Content {
         bodies,
@@ -162,30 +223,50 @@ pub fn build(args: &Args) -> Result<Content, Error> {
 }
 
 /// The body of an old command line: -F file, -l filler or the default.
-fn single_body(args: &Args) -> Result<Body, Error> {
+fn single_body(args: &Args, bodies: Bodies) -> Result<Body, Error> {
     let file = match &args.file {
         Some(path) => Some(read_file(path, u64::MAX)?),
         None => None,
     };
-    let make = |stuff: bool| match (&file, args.length) {
-        (Some(data), _) => message::from_file_with(data, stuff),
-        (None, Some(len)) => message::filler(len as usize),
-        (None, None) => DEFAULT_BODY.to_vec(),
-    };
-    Ok(body(make, args.long.chunking, 0))
+    if bodies == Bodies::CheckOnly {
+        return Ok(unmade(0));
+    }
+    let chunking = args.long.chunking;
+    Ok(match (&file, args.length) {
+        (Some(data), _) => Body {
+            size: 0,
+            ..file_body(data, chunking)
+        },
+        (None, Some(len)) => Body {
+            size: 0,
+            ..filler_body(len as usize, chunking)
+        },
+        (None, None) => body(|_| DEFAULT_BODY.to_vec(), chunking, 0),
+    })
 }
 
-/// A -l filler body of `size` bytes: nothing to stuff, so the BDAT form
-/// is the DATA form without its dot.
-fn filler_body(size: u32, chunking: bool) -> Body {
-    let filler = message::filler(size as usize);
-    let mut data = Vec::with_capacity(filler.len() + 3);
-    data.extend_from_slice(&filler);
-    Command::Dot.write_wire(&mut data);
+/// What --dry-run holds for a body it does not make.
+fn unmade(size: u64) -> Body {
     Body {
-        data: data.into(),
-        raw: chunking.then(|| filler.into()),
-        size: u64::from(size),
+        data: Bytes::whole(Vec::new()),
+        raw: None,
+        size,
+    }
+}
+
+/// A filler body of `size` bytes (-l, a --size-mix class), made in
+/// place in one buffer: nothing to stuff, so the BDAT form is the DATA
+/// form without its dot.
+fn filler_body(size: usize, chunking: bool) -> Body {
+    let mut data = Vec::with_capacity(size.saturating_add(5));
+    message::filler_into(size, &mut data);
+    let raw_len = data.len();
+    Command::Dot.write_wire(&mut data);
+    let data = Bytes::whole(data);
+    Body {
+        raw: chunking.then(|| data.prefix(raw_len)),
+        data,
+        size: size as u64,
     }
 }
 
@@ -198,8 +279,8 @@ fn body(make: impl Fn(bool) -> Vec<u8>, chunking: bool, size: u64) -> Body {
     let mut data = make(true);
     Command::Dot.write_wire(&mut data);
     Body {
-        data: data.into(),
-        raw: chunking.then(|| make(false).into()),
+        data: Bytes::whole(data),
+        raw: chunking.then(|| Bytes::whole(make(false))),
         size,
     }
 }
@@ -379,6 +460,8 @@ mod tests {
     #[test]
     fn filler_bodies_match_the_l_format() {
         let b = filler_body(200, true);
+        // One buffer for both forms.
+        assert!(Arc::ptr_eq(&b.data.buf, &b.raw.as_ref().unwrap().buf));
         let mut want = message::filler(200);
         assert_eq!(&b.raw.unwrap()[..], &want[..]);
         want.extend_from_slice(b".\r\n");

@@ -351,3 +351,31 @@ fn dry_run_does_not_build_a_huge_body() {
     assert!(out.stdout_text().contains("messages:     2147483647"));
     assert!(rss < 64 * 1024, "peak RSS {rss} KiB for --dry-run");
 }
+
+/// A real run with a big -l holds the message once: one buffer for the
+/// DATA and the BDAT form, made in place (it was made three times over:
+/// filler, copy with the dot, BDAT copy).
+#[test]
+fn big_l_holds_the_body_once() {
+    if !Path::new("/usr/bin/time").exists() {
+        eprintln!("SKIP big_l_holds_the_body_once: no /usr/bin/time");
+        return;
+    }
+    let srv = FakeServer::tcp(Responder::new().banner("421 4.3.2 bye"));
+    let len: u64 = 256 << 20;
+    let (out, rss) = peak_rss_kib(&[
+        "-M",
+        "h.example",
+        "--chunking",
+        "-l",
+        &len.to_string(),
+        &srv.endpoint(),
+    ]);
+    srv.finish();
+    assert!(out.status.is_some(), "{}", out.render());
+    let body_kib = len / 1024;
+    assert!(
+        rss < body_kib + body_kib / 4 + 32 * 1024,
+        "peak RSS {rss} KiB for a body of {body_kib} KiB"
+    );
+}
