@@ -300,13 +300,24 @@ fn write_reports(plan: &Plan, summary: &report::Summary) {
     use crate::longopts::ReportFormat;
     match plan.ext.report {
         Some(ReportFormat::Text) => diag::out(summary.text().as_bytes()),
-        Some(ReportFormat::Json) => diag::out(summary.json().as_bytes()),
+        // Streamed: the intervals come from their spool.
+        Some(ReportFormat::Json) => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = summary.write_json(&mut out).and_then(|()| out.flush());
+        }
         None => {}
     }
     if let Some(path) = &plan.ext.report_file {
+        use std::io::Write;
         use std::os::unix::ffi::OsStrExt;
         let path = std::ffi::OsStr::from_bytes(path);
-        if let Err(e) = std::fs::write(path, summary.json()) {
+        let written = std::fs::File::create(path).and_then(|f| {
+            let mut w = std::io::BufWriter::new(f);
+            summary.write_json(&mut w)?;
+            w.flush()
+        });
+        if let Err(e) = written {
             let mut text = b"cannot write report file ".to_vec();
             text.extend_from_slice(path.as_bytes());
             text.extend_from_slice(b": ");

@@ -45,6 +45,7 @@ smtp-report support?)"
             _ => return Err("bad fatal".into()),
         },
         shard: shard(field(o, "shard")?)?,
+        spooled: None,
         intervals: intervals(field(o, "intervals")?)?,
         size_classes: match o.get("size_classes") {
             None => Vec::new(),
@@ -410,6 +411,7 @@ mod tests {
             completed: true,
             fatal: None,
             shard: shard.map(|(index, count)| Shard { index, count }),
+            spooled: None,
             intervals: vec![Interval {
                 start,
                 length: Duration::from_secs(1),

@@ -9,10 +9,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use hdrhistogram::Histogram;
+
+use crate::spool::{IntervalSpool, Spooled};
 
 /// Latency phases, in report order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -224,8 +226,8 @@ pub struct Stats {
     final_lag: Mutex<(u64, u64)>,
     /// Connections open now.
     connected: AtomicI64,
-    /// The intervals so far, oldest first.
-    intervals: Mutex<Vec<Interval>>,
+    /// The intervals so far, oldest first, written out as they close.
+    intervals: Arc<IntervalSpool>,
 }
 
 /// Sessions share this many locks at most.
@@ -259,7 +261,7 @@ impl Stats {
             max_lag_micros: AtomicU64::new(0),
             final_lag: Mutex::new((0, 0)),
             connected: AtomicI64::new(0),
-            intervals: Mutex::new(Vec::new()),
+            intervals: Arc::new(IntervalSpool::new()),
         }
     }
 
@@ -325,10 +327,10 @@ impl Stats {
         (out, accepted)
     }
 
-    /// The interval from the end of `last` (or the start) to now, taken
-    /// and encoded.
-    pub fn interval_since(&self, last: Option<&Interval>) -> Interval {
-        let from = last.map_or(self.started_wall, |l| l.start + l.length);
+    /// The interval from the end of the last one kept (or the start) to
+    /// now, taken and encoded.
+    pub fn interval_since_last(&self) -> Interval {
+        let from = self.intervals.end().unwrap_or(self.started_wall);
         let now = SystemTime::now();
         let (h, accepted) = self.take_interval(Reader::Intervals);
         Interval {
@@ -339,16 +341,15 @@ impl Stats {
         }
     }
 
-    /// Keeps a finished interval for the report.
+    /// Keeps a finished interval for the report (written out: see
+    /// `spool`).
     pub fn push_interval(&self, interval: Interval) {
-        let mut all = self.intervals.lock().unwrap_or_else(|e| e.into_inner());
-        all.push(interval);
+        self.intervals.push(&interval);
     }
 
-    /// The intervals kept so far.
-    pub fn intervals(&self) -> Vec<Interval> {
-        let all = self.intervals.lock().unwrap_or_else(|e| e.into_inner());
-        all.clone()
+    /// The intervals kept so far (a handle, not a copy).
+    pub fn intervals(&self) -> Spooled {
+        self.intervals.spooled()
     }
 
     /// A connection opened (+1) or closed (-1).

@@ -174,10 +174,11 @@ impl Shared {
         let stats = self.stats.as_ref()?;
         let (counts, latency) = stats.snapshot();
         let (max_lag, final_lag) = stats.lags();
-        let mut intervals = stats.intervals();
+        let spooled = stats.intervals();
+        let mut intervals = Vec::new();
         if fatal.is_some() {
             // The interval thread will not write the one under way.
-            intervals.push(stats.interval_since(intervals.last()));
+            intervals.push(stats.interval_since_last());
         }
         let start = stats.started_wall.duration_since(SystemTime::UNIX_EPOCH);
         Some(report::Summary {
@@ -199,6 +200,7 @@ impl Shared {
             fatal: fatal
                 .map(|e| String::from_utf8_lossy(&e.text()).into_owned()),
             shard: self.plan.scale.shard,
+            spooled: Some(spooled),
             intervals,
         })
     }
