@@ -104,7 +104,7 @@ const FINE: Duration = Duration::from_millis(200);
 /// armed again with what is left; the last wait is at most FINE long,
 /// where the wheel is exact to a few milliseconds. A 300 s stall wakes
 /// about five times.
-fn arm_for(left: Duration) -> Duration {
+pub(crate) fn arm_for(left: Duration) -> Duration {
     if left <= FINE {
         left
     } else {

@@ -379,3 +379,36 @@ fn big_l_holds_the_body_once() {
         "peak RSS {rss} KiB for a body of {body_kib} KiB"
     );
 }
+
+/// A connect whose SYN is dropped ends at its deadline, each attempt
+/// (-C 3) within 50 ms of it; process start-up gets 150 ms once.
+#[test]
+fn connect_deadline_holds() {
+    let Some((_l, _fill, addr)) = crate::faults::full_listener() else {
+        eprintln!("SKIP connect_deadline_holds: no SYN was dropped");
+        return;
+    };
+    let out = ours()
+        .cmd()
+        .args(["-M", "h.example", "--timeout=3", "-C", "3"])
+        .arg(addr.to_string())
+        .timeout(Duration::from_secs(20))
+        .run();
+    out.assert_status(1);
+    assert!(
+        out.stderr_text()
+            .ends_with("connect: Connection timed out\n"),
+        "{}",
+        out.render()
+    );
+    let want = Duration::from_secs(9);
+    assert!(
+        out.elapsed >= want
+            && out.elapsed
+                <= want
+                    + 3 * Duration::from_millis(50)
+                    + Duration::from_millis(150),
+        "three 3 s connect deadlines took {:?}",
+        out.elapsed
+    );
+}
