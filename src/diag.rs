@@ -127,6 +127,14 @@ fn emit(level: &[u8], text: &[u8]) {
     let _ = io::stderr().lock().write_all(&line);
 }
 
+/// Text a peer may have written, as it may reach a terminal: every byte
+/// through `censor`, so that it can never start a line, move the cursor
+/// or send an escape sequence. Every report on stdout shows server text
+/// through this, as stderr does.
+pub fn censored(text: &str) -> String {
+    text.bytes().map(|b| char::from(censor(b))).collect()
+}
+
 /// Printable ASCII passes; everything else (TAB, LF, NUL, 8-bit) is `?`.
 pub fn censor(b: u8) -> u8 {
     if (0x20..0x7f).contains(&b) {
@@ -237,7 +245,7 @@ impl Counter {
 
 #[cfg(test)]
 mod tests {
-    use super::{censor, Counter};
+    use super::{censor, censored, Counter};
     use std::sync::mpsc;
     use std::time::Duration;
 
@@ -296,5 +304,6 @@ mod tests {
             .map(|&b| censor(b))
             .collect();
         assert_eq!(shown, b"550 a?b?c?d?e?~");
+        assert_eq!(censored("x\x1b]0;t\x07\r\n\u{e9}"), "x?]0;t?????");
     }
 }

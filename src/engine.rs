@@ -349,13 +349,10 @@ fn dispatch(
     for _ in queued..plan.messages {
         let due = schedule.as_mut().map(|s| s.next_start());
         if let Some(at) = due {
+            // The lag is measured when a session starts the message
+            // (`Stats::schedule_lag`), which includes this wait.
             if !sleep_until(at, end) {
                 break;
-            }
-            if let Some(stats) = &shared.stats {
-                stats.schedule_lag(
-                    Instant::now().saturating_duration_since(at),
-                );
             }
         }
         if !send(tx, dealer.deal(due), end) {
@@ -445,10 +442,31 @@ fn open_hlog(
             error,
         })
     };
-    let file = std::fs::File::create(os).map_err(failed)?;
+    let file = create_nonblocking(os).map_err(failed)?;
     report::HistogramLog::begin(file, stats.started_wall)
         .map(Some)
         .map_err(failed)
+}
+
+/// Creates (or truncates) a file for writing without blocking in
+/// open(2): a FIFO nobody reads is refused (ENXIO) instead of hanging
+/// the run. A FIFO with a reader is opened again, blocking, so that
+/// writes wait for the reader rather than fail.
+fn create_nonblocking(
+    path: &std::ffi::OsStr,
+) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.file_type().is_fifo() {
+        // O_NONBLOCK does nothing to regular files.
+        return Ok(file);
+    }
+    std::fs::OpenOptions::new().write(true).open(path)
 }
 
 /// A thread that closes one interval a second until the sessions are

@@ -127,7 +127,7 @@ fn counts_table(o: &mut String, reports: &[(String, Summary)]) {
         }
     };
     type Row = (&'static str, fn(&Summary) -> String);
-    let rows: [Row; 13] = [
+    let rows: [Row; 14] = [
         ("shard", |r| {
             r.shard
                 .map_or("-".into(), |s| format!("{}/{}", s.index, s.count))
@@ -147,6 +147,9 @@ fn counts_table(o: &mut String, reports: &[(String, Summary)]) {
         }),
         ("completed", |r| {
             if r.completed { "yes" } else { "no" }.to_string()
+        }),
+        ("ended by", |r| {
+            r.fatal.clone().unwrap_or_else(|| "-".into())
         }),
     ];
     for (label, f) in rows {
@@ -389,8 +392,11 @@ fn trim(v: f64) -> String {
     }
 }
 
+/// Text for the page: censored as on a terminal (a report may carry a
+/// server's words), then HTML-escaped.
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
+    crate::diag::censored(s)
+        .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")

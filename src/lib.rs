@@ -32,6 +32,7 @@ pub mod report;
 pub mod scale;
 pub mod schedule;
 pub mod session;
+pub mod spool;
 pub mod stats;
 #[allow(unsafe_code)]
 pub mod sys;

@@ -55,6 +55,7 @@ smtp-report support?)"
             Some(v) => shard_cuts(v)?,
         },
         shard: shard(field(o, "shard")?)?,
+        spooled: None,
         intervals: intervals(field(o, "intervals")?)?,
         size_classes: match o.get("size_classes") {
             None => Vec::new(),
@@ -473,6 +474,7 @@ mod tests {
             interrupted: None,
             interrupted_shards: Vec::new(),
             shard: shard.map(|(index, count)| Shard { index, count }),
+            spooled: None,
             intervals: vec![Interval {
                 start,
                 length: Duration::from_secs(1),

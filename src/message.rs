@@ -21,16 +21,25 @@ La de da de da 4.\r\n";
 /// `X` with no digit, as the reference makes it. Never starts a line
 /// with `.`.
 pub fn filler(len: usize) -> Vec<u8> {
-    let mut out = vec![b'X'; len];
+    let mut out = Vec::with_capacity(len + 2);
+    filler_into(len, &mut out);
+    out
+}
+
+/// `filler(len)` appended to `out` (which the caller sizes: a body of
+/// gigabytes is then made in place, in one allocation).
+pub fn filler_into(len: usize, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + len, b'X');
+    let line = &mut out[start..];
     let mut i = 80;
     while i < len {
-        out[i - 80] = b'0' + ((i / 80) % 10) as u8;
-        out[i - 2] = b'\r';
-        out[i - 1] = b'\n';
+        line[i - 80] = b'0' + ((i / 80) % 10) as u8;
+        line[i - 2] = b'\r';
+        line[i - 1] = b'\n';
         i += 80;
     }
     out.extend_from_slice(b"\r\n");
-    out
 }
 
 /// The -F transformation: split at LF (a CR before it is kept), put a

@@ -5,7 +5,7 @@
 use std::io;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
@@ -46,18 +46,41 @@ pub fn connect(
     if let Some(local) = opts.bind {
         bind_source(&sock, local)?;
     }
-    // A blocking connect() gives up after SO_SNDTIMEO (Linux: TCP and
-    // UNIX alike), and the write timeout is needed later anyway: two
-    // system calls fewer per connection than non-blocking connect + poll.
-    sock.set_write_timeout(Some(timeout))?;
-    match sock.connect(addr) {
-        Ok(()) => {}
-        Err(e) if is_connect_timeout(&e) => {
-            return Err(io::Error::from_raw_os_error(libc::ETIMEDOUT))
+    let armed = connect_by(&sock, addr, Instant::now() + timeout)?;
+    Ok(Transport::plain(sock, armed, opts.yield_first))
+}
+
+/// A blocking connect() that gives up at `deadline`; returns the write
+/// timeout left armed.
+///
+/// A blocking connect() gives up after SO_SNDTIMEO (Linux: TCP and
+/// UNIX alike), and the write timeout is needed later anyway: two
+/// system calls fewer per connection than non-blocking connect + poll.
+/// The kernel's socket timeouts grow coarse with their length, so a
+/// long one is armed short (`transport::arm_for`) and connect() called
+/// again while the attempt goes on (it waits for the same attempt).
+fn connect_by(
+    sock: &Socket,
+    addr: &SockAddr,
+    deadline: Instant,
+) -> io::Result<Duration> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::from_raw_os_error(libc::ETIMEDOUT));
         }
-        Err(e) => return Err(e),
+        let armed = crate::transport::arm_for(left);
+        sock.set_write_timeout(Some(armed))?;
+        match sock.connect(addr) {
+            Ok(()) => return Ok(armed),
+            // Connected while we were away.
+            Err(e) if e.raw_os_error() == Some(libc::EISCONN) => {
+                return Ok(armed)
+            }
+            Err(e) if is_connect_timeout(&e) => {}
+            Err(e) => return Err(e),
+        }
     }
-    Ok(Transport::plain(sock, timeout, opts.yield_first))
 }
 
 /// Binds to a --bind source address, its port left to connect() where

@@ -96,10 +96,20 @@ fn temp_path(path: &Path, tag: &str) -> std::path::PathBuf {
 
 /// Replaces the file at `path` with `bytes`, whole: an old file is never
 /// left truncated, whatever fails (a full disk, a file size limit).
-pub(crate) fn replace(path: &[u8], bytes: &[u8]) -> io::Result<()> {
+#[cfg(test)]
+fn replace(path: &[u8], bytes: &[u8]) -> io::Result<()> {
+    replace_with(path, &mut |out| out.write_all(bytes))
+}
+
+/// `replace`, with the content streamed by `fill` (a report's intervals
+/// come from their spool, never whole in memory).
+pub(crate) fn replace_with(
+    path: &[u8],
+    fill: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
     let path = &through_link(Path::new(OsStr::from_bytes(path)));
     let temp = temp_path(path, "tmp");
-    let written = write_synced(&temp, path, bytes)
+    let written = write_synced(&temp, path, fill)
         .and_then(|()| std::fs::rename(&temp, path));
     if written.is_err() {
         let _ = std::fs::remove_file(&temp);
@@ -117,15 +127,20 @@ pub(crate) fn replace(path: &[u8], bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` to `temp`, with the permissions of the file it will
-/// replace (if any), and syncs it.
-fn write_synced(temp: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut file = create(temp)?;
+/// Writes what `fill` writes to `temp`, with the permissions of the file
+/// it will replace (if any), and syncs it.
+fn write_synced(
+    temp: &Path,
+    path: &Path,
+    fill: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
+    let file = create(temp)?;
     if let Ok(old) = std::fs::metadata(path) {
         file.set_permissions(old.permissions())?;
     }
-    file.write_all(bytes)?;
-    file.sync_all()
+    let mut out = io::BufWriter::new(file);
+    fill(&mut out)?;
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()
 }
 
 /// Creates (or empties) one of our own temporary files: its name holds
@@ -143,8 +158,15 @@ fn create(path: &Path) -> io::Result<File> {
 /// counter (whose write errors the reference ignores), a report that
 /// does not arrive is an error.
 pub(crate) fn to_stdout(bytes: &[u8]) -> io::Result<()> {
+    stream_to_stdout(&mut |out| out.write_all(bytes))
+}
+
+/// `to_stdout`, with the content streamed by `fill`.
+fn stream_to_stdout(
+    fill: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
     let mut out = io::stdout().lock();
-    out.write_all(bytes)?;
+    fill(&mut out)?;
     out.flush()
 }
 
@@ -210,19 +232,23 @@ fn all_reports(shared: &Shared, fatal: Option<&Error>) -> Vec<Vec<u8>> {
 fn write_reports(plan: &Plan, summary: &Summary) -> Vec<Vec<u8>> {
     use crate::plan::ReportFormat;
     let mut failures = Vec::new();
-    let text = match plan.ext.report {
-        Some(ReportFormat::Text) => Some(summary.text()),
-        Some(ReportFormat::Json) => Some(summary.json()),
+    let stdout = match plan.ext.report {
+        Some(ReportFormat::Text) => Some(to_stdout(summary.text().as_bytes())),
+        // Streamed: the intervals come from their spool.
+        Some(ReportFormat::Json) => {
+            Some(stream_to_stdout(&mut |out| summary.write_json(out)))
+        }
         None => None,
     };
-    if let Some(Err(e)) = text.map(|t| to_stdout(t.as_bytes())) {
+    if let Some(Err(e)) = stdout {
         let mut line =
             b"cannot write the report to standard output: ".to_vec();
         line.extend_from_slice(crate::error::io_text(&e).as_bytes());
         failures.push(line);
     }
     if let Some(path) = &plan.ext.report_file {
-        if let Err(e) = replace(path, summary.json().as_bytes()) {
+        let json = &mut |out: &mut dyn Write| summary.write_json(out);
+        if let Err(e) = replace_with(path, json) {
             failures.push(failure_text("--report-file", path, &e));
         }
     }

@@ -152,13 +152,24 @@ pub struct Scale {
     pub dry_run: bool,
 }
 
-/// What the environment gives the plan.
-#[derive(Debug, Clone, Copy, Default)]
+/// What the environment gives the plan. Its Debug form hides the
+/// password (as `identity::Credential`'s does).
+#[derive(Clone, Copy, Default)]
 pub struct Env<'a> {
     /// SMTP_SOURCE_TIMEOUT.
     pub timeout: Option<&'a [u8]>,
     /// SMTP_SOURCE_PASSWORD (--auth-user's password).
     pub password: Option<&'a [u8]>,
+}
+
+impl std::fmt::Debug for Env<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let timeout = self.timeout.map(String::from_utf8_lossy);
+        f.debug_struct("Env")
+            .field("timeout", &timeout)
+            .field("password", &self.password.map(|_| "<hidden>"))
+            .finish()
+    }
 }
 
 /// Everything a session needs, fixed for the whole run.
@@ -204,7 +215,11 @@ pub const UNLIMITED: u64 = 1 << 60;
 pub fn build(args: &Args, env: Env) -> Result<Plan, Error> {
     workload::conflicts(args)?;
     let timeout = timeout(args, env.timeout)?;
-    let content = workload::build(args)?;
+    let bodies = match args.long.dry_run {
+        true => workload::Bodies::CheckOnly,
+        false => workload::Bodies::Build,
+    };
+    let content = workload::build(args, bodies)?;
     let (addr, keepalive) = resolve(args)?;
     let security = security(args, env.password)?;
     let bind = bind(args, &addr)?;
@@ -691,6 +706,8 @@ fn report_text(plan: &Plan) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use std::ffi::OsString;
     use std::path::Path;
 
     /// The modules that read the command line: the parser itself and the
@@ -738,5 +755,46 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// No Debug form on the way from the environment to the sessions
+    /// shows the password.
+    #[test]
+    fn debug_never_shows_the_password() {
+        let secret = b"hunter2-s3cret";
+        let env = Env {
+            timeout: Some(b"7"),
+            password: Some(secret),
+        };
+        let shown = format!("{env:?}");
+        let as_bytes = format!("{:?}", &secret[..4]).replace(']', "");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains(&as_bytes), "{shown}");
+        assert!(shown.contains("<hidden>") && shown.contains("\"7\""));
+        let argv: Vec<OsString> = [
+            "smtp-source",
+            "-M",
+            "h.example",
+            "--auth=PLAIN",
+            "--auth-plaintext",
+            "--auth-user=alice",
+            "127.0.0.1:25",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        let crate::cli::Parsed::Run(args) = crate::cli::parse(argv).unwrap()
+        else {
+            panic!("not a run")
+        };
+        let plan = build(&args, env).unwrap();
+        let shown = format!("{plan:?} {:?}", plan.security);
+        assert!(shown.contains("alice"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains(&as_bytes), "{shown}");
+        // Nor in base64, as AUTH PLAIN sends it.
+        let users = &plan.security.auth.as_ref().unwrap().users;
+        let b64 = String::from_utf8(users[0].plain()).unwrap();
+        assert!(!shown.contains(&b64[4..]), "{shown}");
     }
 }

@@ -14,8 +14,10 @@ use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::serialization::{Deserializer, Serializer as _};
 use hdrhistogram::Histogram;
 
+use crate::diag::censored;
 use crate::plan::Arrival;
 use crate::scale::Shard;
+use crate::spool::{interval_json, Spooled};
 use crate::stats::{Counts, Interval, ERROR_KEYS, PHASES};
 
 /// The --rate schedule and how far behind it the run fell.
@@ -49,7 +51,11 @@ pub struct Summary {
     pub interrupted_shards: Vec<ShardCut>,
     /// --shard, or None for a whole run (and a complete merge).
     pub shard: Option<Shard>,
-    /// One a second (what --hlog writes), oldest first.
+    /// A run's intervals, one a second (what --hlog writes), oldest
+    /// first, as they were written out (None for a report read back).
+    pub spooled: Option<Spooled>,
+    /// Intervals after the spooled ones: a report read back holds all
+    /// of its own here, a run cut short the one under way.
     pub intervals: Vec<Interval>,
     /// --size-mix: each class's size, messages and bytes sent, in the
     /// order given (empty without a mix).
@@ -89,8 +95,35 @@ impl Summary {
         }
     }
 
-    /// The JSON form: one object, one line.
+    /// The JSON form: one object, one line (in memory; see
+    /// `write_json`).
     pub fn json(&self) -> String {
+        let mut out = Vec::with_capacity(4096);
+        let _ = self.write_json(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Writes the JSON form to `out`: all but the intervals made in
+    /// memory, the intervals streamed from their spool, so that a run
+    /// of any length needs no more memory for it than a short one.
+    pub fn write_json(&self, out: &mut dyn Write) -> io::Result<()> {
+        out.write_all(self.json_head().as_bytes())?;
+        let mut first = true;
+        if let Some(s) = self.spooled.as_ref().filter(|s| s.count() > 0) {
+            s.write_to(out)?;
+            first = false;
+        }
+        for v in &self.intervals {
+            if !std::mem::take(&mut first) {
+                out.write_all(b",")?;
+            }
+            out.write_all(interval_json(v).as_bytes())?;
+        }
+        out.write_all(b"]}\n")
+    }
+
+    /// The JSON form up to and with `"intervals":[`.
+    fn json_head(&self) -> String {
         let c = &self.counts;
         let mut o = String::with_capacity(2048);
         let _ = write!(
@@ -158,12 +191,12 @@ impl Summary {
         }
         o.push(']');
         self.json_raw(&mut o);
-        o.push_str("}\n");
         o
     }
 
     /// `,"shard":..,"start_unix":..,"end_unix":..,"histograms":{..},
-    /// "intervals":[..]`: what merging needs (version 1 additions).
+    /// "intervals":[`: what merging needs (version 1 additions; the
+    /// intervals follow).
     fn json_raw(&self, o: &mut String) {
         o.push_str(",\"shard\":");
         match self.shard {
@@ -203,19 +236,6 @@ impl Summary {
             );
         }
         o.push_str("},\"intervals\":[");
-        for (i, v) in self.intervals.iter().enumerate() {
-            let sep = if i == 0 { "" } else { "," };
-            let _ = write!(
-                o,
-                "{sep}{{\"start_unix\":{},\"seconds\":{:.6},\
-\"accepted\":{},\"histogram\":\"{}\"}}",
-                unix_text(v.start),
-                v.length.as_secs_f64(),
-                v.accepted,
-                v.histogram
-            );
-        }
-        o.push(']');
     }
 
     /// `"tls":{...},`: handshakes, full and resumed, versions, ciphers.
@@ -263,7 +283,8 @@ impl Summary {
         let _ =
             writeln!(o, "elapsed:      {:.3} s", self.elapsed.as_secs_f64());
         if let Some(f) = &self.fatal {
-            let _ = writeln!(o, "ended by:     {f}");
+            // The server's words, often: never raw to a terminal.
+            let _ = writeln!(o, "ended by:     {}", censored(f));
         }
         if let Some(signal) = &self.interrupted {
             let _ = writeln!(o, "ended by:     interrupted by {signal}");
@@ -360,7 +381,7 @@ connection, {} tls, {} auth, {} unreachable",
             o.push_str(" none");
         }
         for (&(cmd, code), n) in &self.counts.codes {
-            let _ = write!(o, " {cmd} {code}={n}");
+            let _ = write!(o, " {} {code}={n}", censored(cmd));
         }
         o.push('\n');
     }
@@ -396,8 +417,10 @@ fn json_counts(map: &std::collections::BTreeMap<String, u64>) -> String {
 
 /// `name=count name=count`.
 fn text_counts(map: &std::collections::BTreeMap<String, u64>) -> String {
-    let items: Vec<String> =
-        map.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let items: Vec<String> = map
+        .iter()
+        .map(|(k, v)| format!("{}={v}", censored(k)))
+        .collect();
     items.join(" ")
 }
 
@@ -604,6 +627,7 @@ mod tests {
             interrupted_shards: Vec::new(),
             size_classes: Vec::new(),
             shard: None,
+            spooled: None,
             intervals: Vec::new(),
         }
     }
@@ -633,6 +657,41 @@ mod tests {
             "\"start_unix\":0.000000,\"end_unix\":2.000000,\"histograms\":{\"connect\":\"HIST"
         ));
         assert!(j.ends_with("\"intervals\":[]}\n"), "{j}");
+    }
+
+    /// Spooled intervals and the one under way come out as one array,
+    /// in the exact form smtp-report reads back; the same bytes whether
+    /// written whole or streamed.
+    #[test]
+    fn spooled_intervals_stream_into_the_json() {
+        use crate::spool::IntervalSpool;
+        use std::sync::Arc;
+        let one = |i: u64| Interval {
+            start: SystemTime::UNIX_EPOCH + Duration::from_secs(i),
+            length: Duration::from_millis(1000 - i),
+            accepted: i,
+            histogram: encode_histogram(&new_histogram()),
+        };
+        for spooled in [0, 1, 3] {
+            for held in [0, 1] {
+                let spool = Arc::new(IntervalSpool::new());
+                let want: Vec<Interval> =
+                    (0..spooled + held).map(one).collect();
+                for v in &want[..spooled as usize] {
+                    spool.push(v);
+                }
+                let mut s = summary();
+                s.spooled = Some(spool.spooled());
+                s.intervals = want[spooled as usize..].to_vec();
+                let j = s.json();
+                let mut streamed = Vec::new();
+                s.write_json(&mut streamed).unwrap();
+                assert_eq!(streamed, j.as_bytes());
+                let back = crate::merge::parse(j.trim_end()).unwrap();
+                assert_eq!(back.intervals, want, "{spooled}+{held}: {j}");
+                assert!(j.ends_with("]}\n"));
+            }
+        }
     }
 
     #[test]

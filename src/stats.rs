@@ -9,11 +9,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use hdrhistogram::Histogram;
 
+use crate::spool::{IntervalSpool, Spooled};
 use crate::txn::{Fate, Tally};
 
 /// Latency phases, in report order.
@@ -301,13 +302,16 @@ pub struct Stats {
     ledgers: Vec<Ledger>,
     pub started: Instant,
     pub started_wall: SystemTime,
-    /// --rate: the largest lag of a job's start behind its schedule.
+    /// --rate: the largest lag of a message's start behind its schedule.
     max_lag_micros: AtomicU64,
-    last_lag_micros: AtomicU64,
+    /// --rate: (number, lag in µs) of the last message started by the
+    /// schedule (the highest number: sessions may start them out of
+    /// order).
+    final_lag: Mutex<(u64, u64)>,
     /// Connections open now.
     connected: AtomicI64,
-    /// The intervals so far, oldest first.
-    intervals: Mutex<Vec<Interval>>,
+    /// The intervals so far, oldest first, written out as they close.
+    intervals: Arc<IntervalSpool>,
 }
 
 /// Sessions share this many locks at most.
@@ -340,9 +344,9 @@ impl Stats {
             started,
             started_wall,
             max_lag_micros: AtomicU64::new(0),
-            last_lag_micros: AtomicU64::new(0),
+            final_lag: Mutex::new((0, 0)),
             connected: AtomicI64::new(0),
-            intervals: Mutex::new(Vec::new()),
+            intervals: Arc::new(IntervalSpool::new()),
         }
     }
 
@@ -357,18 +361,26 @@ impl Stats {
         }
     }
 
-    /// --rate: a job started `lag` after its scheduled time.
-    pub fn schedule_lag(&self, lag: Duration) {
+    /// --rate: a session started message number `n` `lag` after its
+    /// scheduled time. This is the one place lag is measured: from the
+    /// schedule to the start of the work, so it shows a dispatcher late
+    /// and sessions too busy to take the message alike.
+    pub fn schedule_lag(&self, n: u64, lag: Duration) {
         let us = lag.as_micros() as u64;
         self.max_lag_micros.fetch_max(us, Ordering::Relaxed);
-        self.last_lag_micros.store(us, Ordering::Relaxed);
+        let mut last =
+            self.final_lag.lock().unwrap_or_else(|e| e.into_inner());
+        if n >= last.0 {
+            *last = (n, us);
+        }
     }
 
-    /// (largest, latest) lag behind the --rate schedule.
+    /// (largest, final) lag behind the --rate schedule: the final one is
+    /// that of the last message started (the highest number).
     pub fn lags(&self) -> (Duration, Duration) {
-        let get =
-            |a: &AtomicU64| Duration::from_micros(a.load(Ordering::Relaxed));
-        (get(&self.max_lag_micros), get(&self.last_lag_micros))
+        let max = self.max_lag_micros.load(Ordering::Relaxed);
+        let last = self.final_lag.lock().unwrap_or_else(|e| e.into_inner());
+        (Duration::from_micros(max), Duration::from_micros(last.1))
     }
 
     /// Everything recorded so far, merged.
@@ -404,10 +416,10 @@ impl Stats {
         (out, accepted)
     }
 
-    /// The interval from the end of `last` (or the start) to now, taken
-    /// and encoded.
-    pub fn interval_since(&self, last: Option<&Interval>) -> Interval {
-        let from = last.map_or(self.started_wall, |l| l.start + l.length);
+    /// The interval from the end of the last one kept (or the start) to
+    /// now, taken and encoded.
+    pub fn interval_since_last(&self) -> Interval {
+        let from = self.intervals.end().unwrap_or(self.started_wall);
         let now = SystemTime::now();
         let (h, accepted) = self.take_interval(Reader::Intervals);
         Interval {
@@ -418,16 +430,15 @@ impl Stats {
         }
     }
 
-    /// Keeps a finished interval for the report.
+    /// Keeps a finished interval for the report (written out: see
+    /// `spool`).
     pub fn push_interval(&self, interval: Interval) {
-        let mut all = self.intervals.lock().unwrap_or_else(|e| e.into_inner());
-        all.push(interval);
+        self.intervals.push(&interval);
     }
 
-    /// The intervals kept so far.
-    pub fn intervals(&self) -> Vec<Interval> {
-        let all = self.intervals.lock().unwrap_or_else(|e| e.into_inner());
-        all.clone()
+    /// The intervals kept so far (a handle, not a copy).
+    pub fn intervals(&self) -> Spooled {
+        self.intervals.spooled()
     }
 
     /// A connection opened (+1) or closed (-1).
@@ -549,6 +560,21 @@ mod tests {
         assert_eq!(h.len(), 100);
         assert_eq!(h.value_at_quantile(0.5) / 1000, 50);
         assert_eq!(h.max() / 1000, 100);
+    }
+
+    /// The final lag is the last message's, whichever session reported
+    /// last; the largest is the largest of all.
+    #[test]
+    fn final_lag_is_the_last_messages() {
+        let stats = Stats::new(2);
+        let ms = Duration::from_millis;
+        stats.schedule_lag(0, ms(3));
+        stats.schedule_lag(2, ms(7));
+        // Message 1 started before 2 but reports after it.
+        stats.schedule_lag(1, ms(40));
+        assert_eq!(stats.lags(), (ms(40), ms(7)));
+        stats.schedule_lag(3, ms(1));
+        assert_eq!(stats.lags(), (ms(40), ms(1)));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::error::{Config, FileOp, TlsSetup};
+use crate::error::{Config, TlsSetup};
 
 use rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
@@ -225,17 +225,18 @@ fn pem(option: &'static str, detail: String) -> Config {
     Config::Tls(TlsSetup::Pem { option, detail })
 }
 
+/// Most bytes of a --tls-ca, --tls-cert or --tls-key file (a system
+/// bundle of every root is a few hundred KiB).
+const MAX_PEM: u64 = 16 << 20;
+
+/// A PEM file, read without blocking on a FIFO and up to `MAX_PEM`.
 fn read(option: &'static str, path: &[u8]) -> Result<Vec<u8>, Config> {
-    use std::os::unix::ffi::OsStrExt;
-    let os = std::ffi::OsStr::from_bytes(path);
-    std::fs::read(os).map_err(|error| Config::Option {
-        option,
-        // Quoted as text.
-        inner: Box::new(Config::File {
-            op: FileOp::Open,
-            path: String::from_utf8_lossy(path).into_owned().into_bytes(),
-            error,
-        }),
+    crate::workload::read_file(path, MAX_PEM).map_err(|e| match e {
+        crate::error::Error::Config(inner) => Config::Option {
+            option,
+            inner: Box::new(inner),
+        },
+        e => Config::Refused(String::from_utf8_lossy(&e.text()).into_owned()),
     })
 }
 

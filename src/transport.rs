@@ -26,10 +26,18 @@ use socket2::Socket;
 
 use crate::lineio::Source;
 
-/// How far a socket timeout may differ from the time left before the
-/// deadline before it is set again: replies come much faster than any
-/// timeout, so each stage would otherwise cost one more system call.
+/// How much shorter than the time left a remembered socket timeout may
+/// be and still stand: it fires early and is then re-armed exactly, so
+/// this costs a wake-up, never precision. Replies come much faster than
+/// any timeout, so each stage would otherwise cost one more system call.
 const SLACK: Duration = Duration::from_millis(20);
+
+/// How much longer than the time left a remembered socket timeout may
+/// be and still stand: all a read or write can overrun its deadline by
+/// (the kernel rounds up to a tick on top). A new stage finds the last
+/// one's full timeout in force, a few microseconds longer than its own
+/// time left; anything more is set again.
+const OVERRUN: Duration = Duration::from_millis(10);
 
 /// The connected socket with its remembered timeouts.
 struct Wire {
@@ -64,21 +72,43 @@ pub enum TlsFailure {
     Protocol(rustls::Error),
 }
 
-/// Whether a remembered timeout can stand for `want`: within the slack
-/// either way. One that is shorter may fire early; the caller then
-/// re-arms with the exact time left and calls again.
+/// Whether a remembered timeout can stand for `want`: at most `OVERRUN`
+/// longer (so a deadline holds to within that at any --timeout), or
+/// somewhat shorter (it fires early; the caller then re-arms with the
+/// exact time left and calls again).
 fn close_enough(have: Option<Duration>, want: Duration) -> bool {
-    let slack = SLACK.max(want / 64);
-    have.is_some_and(|h| h.abs_diff(want) <= slack)
+    let early = SLACK.max(want / 64);
+    have.is_some_and(|h| h <= want + OVERRUN && h + early >= want)
 }
 
-/// The time left before `deadline`, or `TimedOut` when none is.
+/// The time left before `deadline` as a socket timeout (see `arm_for`),
+/// or `TimedOut` when none is left.
 fn left(deadline: Instant) -> io::Result<Duration> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         Err(io::ErrorKind::TimedOut.into())
     } else {
-        Ok(left)
+        Ok(arm_for(left))
+    }
+}
+
+/// Time left below which a socket timeout is armed as it is.
+const FINE: Duration = Duration::from_millis(200);
+
+/// The socket timeout to arm with `left` before the deadline.
+///
+/// The kernel runs SO_RCVTIMEO and SO_SNDTIMEO on its timer wheel,
+/// which fires a timer of T up to T/8 late (its slots grow coarser
+/// with distance: 300 s can end 30 s late). So a long wait is armed
+/// short, to wake at the latest FINE/2 before the deadline, and then
+/// armed again with what is left; the last wait is at most FINE long,
+/// where the wheel is exact to a few milliseconds. A 300 s stall wakes
+/// about five times.
+pub(crate) fn arm_for(left: Duration) -> Duration {
+    if left <= FINE {
+        left
+    } else {
+        (left - FINE / 2) * 8 / 9
     }
 }
 
@@ -413,5 +443,32 @@ mod tests {
         let t = Duration::from_secs(1);
         assert!(!close_enough(Some(t), t - Duration::from_millis(30)));
         assert!(!close_enough(None, s));
+    }
+
+    /// A remembered timeout longer than the time left by more than a few
+    /// milliseconds is set again at any --timeout: 300 s used to allow
+    /// 4.7 s (time left / 64), and a read could overrun by that much.
+    #[test]
+    fn rearm_keeps_every_deadline_within_50ms() {
+        let ms = Duration::from_millis;
+        for secs in [1, 3, 5, 60, 300, 3600, 86_400] {
+            let want = Duration::from_secs(secs);
+            for over in [11, 21, 49, 50, 100, 1000, 4000] {
+                assert!(
+                    !close_enough(Some(want + ms(over)), want),
+                    "{secs} s: a timeout {over} ms too long was kept"
+                );
+            }
+            assert!(close_enough(Some(want + ms(1)), want), "{secs} s");
+            // Armed long, a wait wakes before the deadline however late
+            // the kernel's timer wheel is (up to 1/8).
+            let armed = arm_for(want);
+            assert!(armed * 9 / 8 + FINE / 2 <= want.max(FINE * 2), "{secs}");
+            // A stage's time left just under the last full timeout.
+            assert!(close_enough(Some(want), want - ms(1)), "{secs} s");
+        }
+        // Shorter is fine: it fires early and is re-armed exactly.
+        let s = Duration::from_secs(300);
+        assert!(close_enough(Some(s - Duration::from_secs(4)), s));
     }
 }

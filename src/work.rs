@@ -245,11 +245,12 @@ impl Shared {
             "in flight at the end of a run: {counts:?}"
         );
         let (max_lag, final_lag) = stats.lags();
-        let mut intervals = stats.intervals();
+        let spooled = stats.intervals();
+        let mut intervals = Vec::new();
         if fatal.is_some() || self.halted() {
             // The interval thread will not write the one under way (a
             // fatal error, or the end a signal's grace ran out).
-            intervals.push(stats.interval_since(intervals.last()));
+            intervals.push(stats.interval_since_last());
         }
         let start = stats.started_wall.duration_since(SystemTime::UNIX_EPOCH);
         let interrupted = sys::caught().map(|s| sys::signal_name(s).into());
@@ -274,6 +275,7 @@ impl Shared {
             fatal: fatal
                 .map(|e| String::from_utf8_lossy(&e.text()).into_owned()),
             shard: self.plan.scale.shard,
+            spooled: Some(spooled),
             intervals,
         })
     }

@@ -25,11 +25,63 @@ const MAX_LIST: u64 = 64 << 20;
 #[derive(Debug, Clone)]
 pub struct Body {
     /// As DATA sends it: dot-stuffed, the end-of-data dot appended.
-    pub data: Arc<[u8]>,
+    pub data: Bytes,
     /// With --chunking, as BDAT sends it (no stuffing, no dot).
-    pub raw: Option<Arc<[u8]>>,
+    pub raw: Option<Bytes>,
     /// The --size-mix payload size or the --message-dir file size.
     pub size: u64,
+}
+
+/// Body bytes shared by every session: the first `len` bytes of a
+/// buffer. A filler has nothing to stuff, so its BDAT form is its DATA
+/// form without the dot: one buffer holds both, and a -l of 2 GiB
+/// costs 2 GiB, made in place.
+#[derive(Clone)]
+pub struct Bytes {
+    buf: Arc<Vec<u8>>,
+    len: usize,
+}
+
+impl Bytes {
+    /// All of `buf` (moved, not copied).
+    fn whole(buf: Vec<u8>) -> Bytes {
+        let len = buf.len();
+        Bytes {
+            buf: Arc::new(buf),
+            len,
+        }
+    }
+
+    /// The first `len` bytes of the same buffer.
+    fn prefix(&self, len: usize) -> Bytes {
+        Bytes {
+            buf: Arc::clone(&self.buf),
+            len: len.min(self.len),
+        }
+    }
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// The length only: a body may be gigabytes (and Plan is Debug).
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Bytes({} bytes)", self.len)
+    }
+}
+
+/// Whether the bodies are made: --dry-run prints none, so it only
+/// checks what they are made from (the files are still read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bodies {
+    Build,
+    CheckOnly,
 }
 
 /// How each message's body is chosen.
@@ -137,21 +189,30 @@ pub fn conflicts(args: &Args) -> Result<(), Error> {
 }
 
 /// Reads and builds everything: the -F file or the --message-dir files,
-/// the bodies, the address lists.
-pub fn build(args: &Args) -> Result<Content, Error> {
+/// the bodies (unless `bodies` says only to check), the address lists.
+pub fn build(args: &Args, bodies: Bodies) -> Result<Content, Error> {
     let forms = Forms::of(args);
+    let made = |size: u64, make: &dyn Fn() -> Body| match bodies {
+        Bodies::Build => make(),
+        Bodies::CheckOnly => unmade(size),
+    };
     let (bodies, choice) = if let Some(mix) = &args.long.size_mix {
         let bodies = mix
             .iter()
-            .map(|&(size, _)| filler_body(size, forms))
+            .map(|&(size, _)| {
+                made(u64::from(size), &|| filler_body(size as usize, forms))
+            })
             .collect();
         (bodies, Choice::Mix(SizeMix::new(mix)))
     } else if let Some(dir) = &args.long.message_dir {
         let files = read_corpus(dir)?;
-        let bodies = files.iter().map(|f| file_body(f, forms)).collect();
+        let bodies = files
+            .iter()
+            .map(|f| made(f.len() as u64, &|| file_body(f, forms)))
+            .collect();
         (bodies, Choice::Corpus)
     } else {
-        (vec![single_body(args)?], Choice::One)
+        (vec![single_body(args, bodies)?], Choice::One)
     };
     Ok(Content {
         bodies,
@@ -162,17 +223,26 @@ pub fn build(args: &Args) -> Result<Content, Error> {
 }
 
 /// The body of an old command line: -F file, -l filler or the default.
-fn single_body(args: &Args) -> Result<Body, Error> {
+fn single_body(args: &Args, bodies: Bodies) -> Result<Body, Error> {
     let file = match &args.file {
         Some(path) => Some(read_file(path, u64::MAX)?),
         None => None,
     };
-    let make = |form| match (&file, args.length) {
-        (Some(data), _) => message::from_file_as(data, form),
-        (None, Some(len)) => message::filler(len as usize),
-        (None, None) => DEFAULT_BODY.to_vec(),
-    };
-    Ok(body(make, Forms::of(args), 0))
+    if bodies == Bodies::CheckOnly {
+        return Ok(unmade(0));
+    }
+    let forms = Forms::of(args);
+    Ok(match (&file, args.length) {
+        (Some(data), _) => Body {
+            size: 0,
+            ..file_body(data, forms)
+        },
+        (None, Some(len)) => Body {
+            size: 0,
+            ..filler_body(len as usize, forms)
+        },
+        (None, None) => body(|_| DEFAULT_BODY.to_vec(), forms, 0),
+    })
 }
 
 /// Which forms of each body the run sends.
@@ -192,17 +262,28 @@ impl Forms {
     }
 }
 
-/// A -l filler body of `size` bytes: nothing to stuff, so the BDAT form
-/// is the DATA form without its dot.
-fn filler_body(size: u32, forms: Forms) -> Body {
-    let filler = message::filler(size as usize);
-    let mut data = Vec::with_capacity(filler.len() + 3);
-    data.extend_from_slice(&filler);
-    Command::Dot.write_wire(&mut data);
+/// What --dry-run holds for a body it does not make.
+fn unmade(size: u64) -> Body {
     Body {
-        data: data.into(),
-        raw: (forms == Forms::DataAndBdat).then(|| filler.into()),
-        size: u64::from(size),
+        data: Bytes::whole(Vec::new()),
+        raw: None,
+        size,
+    }
+}
+
+/// A filler body of `size` bytes (-l, a --size-mix class), made in
+/// place in one buffer: nothing to stuff, so the BDAT form is the DATA
+/// form without its dot.
+fn filler_body(size: usize, forms: Forms) -> Body {
+    let mut data = Vec::with_capacity(size.saturating_add(5));
+    message::filler_into(size, &mut data);
+    let raw_len = data.len();
+    Command::Dot.write_wire(&mut data);
+    let data = Bytes::whole(data);
+    Body {
+        raw: (forms == Forms::DataAndBdat).then(|| data.prefix(raw_len)),
+        data,
+        size: size as u64,
     }
 }
 
@@ -215,8 +296,9 @@ fn body(make: impl Fn(Form) -> Vec<u8>, forms: Forms, size: u64) -> Body {
     let mut data = make(Form::Data);
     Command::Dot.write_wire(&mut data);
     Body {
-        data: data.into(),
-        raw: (forms == Forms::DataAndBdat).then(|| make(Form::Bdat).into()),
+        data: Bytes::whole(data),
+        raw: (forms == Forms::DataAndBdat)
+            .then(|| Bytes::whole(make(Form::Bdat))),
         size,
     }
 }
@@ -327,16 +409,40 @@ fn list(
 /// A whole file of at most `limit` bytes. Errors are `open PATH: why`
 /// and `read PATH: why` (the -F texts); a file over the limit is
 /// `Config::OverLimit`, for the caller to word.
+///
+/// Opening never blocks: the file is opened O_NONBLOCK, so a FIFO
+/// nobody writes to is refused at once (open(2) would wait for a
+/// writer for ever) rather than hanging the run. A FIFO or terminal
+/// with a writer is read as before, as its data comes (`<(command)`).
 pub fn read_file(path: &[u8], limit: u64) -> Result<Vec<u8>, Error> {
     use std::io::Read;
     use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     let os = std::ffi::OsStr::from_bytes(path);
-    let file = std::fs::File::open(os)
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(os)
         .map_err(|e| file_error(FileOp::Open, path, e))?;
+    let fifo = file.metadata().is_ok_and(|m| m.file_type().is_fifo());
     let mut data = Vec::new();
-    file.take(limit.saturating_add(1))
-        .read_to_end(&mut data)
-        .map_err(|e| file_error(FileOp::Read, path, e))?;
+    let mut rest = file.take(limit.saturating_add(1));
+    let mut chunk = [0u8; 64 << 10];
+    loop {
+        match rest.read(&mut chunk) {
+            Ok(0) if fifo && data.is_empty() => {
+                return Err(file_error(FileOp::Open, path, no_writer()))
+            }
+            Ok(0) => break,
+            Ok(n) => data.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // A writer that has not written yet.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Err(e) => return Err(file_error(FileOp::Read, path, e)),
+        }
+    }
     if data.len() as u64 > limit {
         let path = path.to_vec();
         return Err(Config::OverLimit { path, limit }.into());
@@ -347,6 +453,12 @@ pub fn read_file(path: &[u8], limit: u64) -> Result<Vec<u8>, Error> {
 fn file_error(op: FileOp, path: &[u8], error: std::io::Error) -> Error {
     let path = path.to_vec();
     Config::File { op, path, error }.into()
+}
+
+/// A FIFO read at once gives end of file when no process has it open
+/// for writing.
+fn no_writer() -> std::io::Error {
+    std::io::Error::other("a FIFO with no writer")
 }
 
 /// A file error of `option`'s input, told as `option: <error>`.
@@ -368,6 +480,8 @@ mod tests {
     #[test]
     fn filler_bodies_match_the_l_format() {
         let b = filler_body(200, Forms::DataAndBdat);
+        // One buffer for both forms.
+        assert!(Arc::ptr_eq(&b.data.buf, &b.raw.as_ref().unwrap().buf));
         let mut want = message::filler(200);
         assert_eq!(&b.raw.unwrap()[..], &want[..]);
         want.extend_from_slice(b".\r\n");

@@ -211,7 +211,8 @@ fn f01_connection_refused() {
 /// A listener with backlog 0 that never accepts, its accept queue filled
 /// by dummy connections so that further SYNs are dropped (Linux default
 /// `tcp_abort_on_overflow=0`). None if no SYN was dropped.
-fn full_listener() -> Option<(socket2::Socket, Vec<TcpStream>, SocketAddr)> {
+pub(crate) fn full_listener(
+) -> Option<(socket2::Socket, Vec<TcpStream>, SocketAddr)> {
     use socket2::{Domain, Socket, Type};
     let l = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
     let any: SocketAddr = "127.0.0.1:0".parse().expect("address");

@@ -2,6 +2,7 @@
 //! declared here and shares `support`.
 
 mod accounting;
+mod bounds;
 mod cli;
 mod deploy;
 mod differential;

@@ -188,7 +188,8 @@ impl<'a> Session<'a> {
         }
         if let (Some(due), Some(stats)) = (job.due, &self.sh.stats) {
             // --rate: how far behind its schedule this message starts.
-            stats.schedule_lag(Instant::now().saturating_duration_since(due));
+            let lag = Instant::now().saturating_duration_since(due);
+            stats.schedule_lag(job.n, lag);
         }
         true
     }
