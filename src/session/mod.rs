@@ -33,6 +33,7 @@ use crate::plan::{Greeting, Numbering, Plan};
 use crate::reply::{self, Capabilities, Reply};
 use crate::stats::{self, Phase, Recorder};
 use crate::transport::Transport;
+use crate::txn::open::{OpenStep, Opening};
 use crate::txn::{self, Fate, Heard, Said};
 use crate::work::{Claim, Job, Jobs, Shared};
 
@@ -322,28 +323,41 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// PROXY and SMTPS if asked, the banner and, unless -o,
-    /// HELO/EHLO/LHLO; then STARTTLS, XCLIENT and AUTH if asked.
+    /// PROXY and SMTPS if asked, then the banner and, unless -o,
+    /// HELO/EHLO/LHLO, STARTTLS, XCLIENT and AUTH if asked, in the
+    /// order `txn::open` decides.
     fn open(&mut self, link: &mut Link) -> Result<Flow, Error> {
         let flow = self.prelude(link)?;
         if flow != Flow::Go {
             return Ok(flow);
         }
+        let mut opening = Opening::new(self.open_plan());
+        loop {
+            let flow = match opening.step() {
+                OpenStep::Banner => self.banner(link)?,
+                OpenStep::Greet => self.greet(link)?,
+                OpenStep::StartTls => self.starttls(link, &mut opening)?,
+                OpenStep::Xclient => self.xclient(link)?,
+                OpenStep::Auth => self.auth(link)?,
+                OpenStep::Ready => return Ok(Flow::Go),
+            };
+            if flow != Flow::Go {
+                return Ok(flow);
+            }
+            opening.advance();
+        }
+    }
+
+    /// The server's banner; under -A a 421/521 closes like at every
+    /// other stage.
+    fn banner(&mut self, link: &mut Link) -> Result<Flow, Error> {
         let started = Instant::now();
         let banner = self.reply(link, Stage::Banner)?;
         self.observe(Stage::Banner, banner.code, started);
-        // Under -A a 421/521 banner closes like at every other stage.
-        if self.judge(Stage::Banner, banner)? == Verdict::Closing {
-            return Ok(Flow::Closed);
-        }
-        if self.sh.plan.greeting == Greeting::None {
-            return Ok(Flow::Go);
-        }
-        let flow = self.greet(link)?;
-        if flow != Flow::Go {
-            return Ok(flow);
-        }
-        self.secure(link)
+        Ok(match self.judge(Stage::Banner, banner)? {
+            Verdict::Closing => Flow::Closed,
+            _ => Flow::Go,
+        })
     }
 
     /// HELO, EHLO or LHLO; an extended greeting's reply gives the

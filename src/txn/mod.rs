@@ -25,12 +25,17 @@
 //! refused MAIL, DATA with no recipient) is `Quiet`; a 354 to such a
 //! DATA is answered with a lone dot, and the message is rejected.
 //!
+//! The steps before the first transaction (banner, greeting, STARTTLS,
+//! XCLIENT, AUTH) are ordered by `open`, the same way: the core says
+//! which step is next, the session runs it.
+//!
 //! Accounting: every message ends in exactly one `Fate`, every RCPT
 //! written in exactly one `Fate` of its own; `Txn::cut` decides what a
 //! connection's death means for what was written and not answered (see
 //! `Cut`). The session moves the counts to the report as they happen
 //! (`take_tally`).
 
+pub(crate) mod open;
 #[cfg(test)]
 mod prop;
 #[cfg(test)]
