@@ -269,6 +269,9 @@ fn wait_for_start(plan: &Plan) {
 /// The report is made on a thread of its own: compressing its
 /// histograms needs more stack than a session thread has.
 fn die(shared: &Shared, e: Error) -> ! {
+    // No session writes another byte: the report's counts are then what
+    // the server can have seen, with what was in flight as unknown.
+    shared.halt();
     diag::fatal_then(&e.text(), || {
         let report = || {
             if let Some(summary) = shared.summary(Some(&e)) {

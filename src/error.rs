@@ -113,6 +113,9 @@ pub enum Error {
     Spawn(io::Error),
     /// A session thread died from a bug (test builds only; release aborts).
     Internal(&'static str),
+    /// The run was halted (`Shared::halt`): the session stops where it
+    /// stands. Never printed: whoever halted says why.
+    Halted,
 }
 
 impl Error {
@@ -147,6 +150,7 @@ impl Error {
             Error::Internal(what) => {
                 format!("internal error: {what}").into_bytes()
             }
+            Error::Halted => b"run halted".to_vec(),
         }
     }
 }

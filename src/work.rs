@@ -9,7 +9,7 @@
 //! and its value at DATA time goes into Message-Id.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{OnceLock, RwLock, RwLockReadGuard};
 use std::time::{Instant, SystemTime};
 
 use crossbeam_channel::Receiver;
@@ -99,6 +99,24 @@ pub struct Shared {
     pub conn_seq: AtomicU64,
     /// Connect attempts so far: the n-th takes the n-th --bind address.
     bind_seq: AtomicU64,
+    /// The run-wide stop (`halt`).
+    halt: Halt,
+}
+
+/// The run-wide stop for a fatal error or a signal. Every session write
+/// holds a read guard of `writes` and checks `halted` under it; the
+/// halter sets `halted`, then takes the write side, so it waits out the
+/// writes already under way (each bounded by its write deadline) and no
+/// write starts after it returns.
+#[derive(Default)]
+struct Halt {
+    halted: AtomicBool,
+    writes: RwLock<()>,
+}
+
+/// Leave to write to a socket: held across one write.
+pub(crate) struct WritePermit<'a> {
+    _guard: RwLockReadGuard<'a, ()>,
 }
 
 impl Shared {
@@ -125,8 +143,36 @@ impl Shared {
             stopping: AtomicBool::new(false),
             conn_seq: AtomicU64::new(0),
             bind_seq: AtomicU64::new(0),
+            halt: Halt::default(),
             plan,
         }
+    }
+
+    /// Stops the run where it stands, for a fatal error or a signal: no
+    /// session starts another write once this returns (writes under way
+    /// end first, each within its write deadline), and from then on the
+    /// report counts every message and recipient still in flight as
+    /// `unknown`. Call it before taking the report's snapshot. Safe to
+    /// call more than once and from any thread that holds no permit.
+    pub fn halt(&self) {
+        self.halt.halted.store(true, Ordering::SeqCst);
+        self.stopping.store(true, Ordering::SeqCst);
+        let writes = self.halt.writes.write();
+        drop(writes);
+    }
+
+    /// Whether `halt` was called.
+    pub fn halted(&self) -> bool {
+        self.halt.halted.load(Ordering::SeqCst)
+    }
+
+    /// Leave for one socket write, or None once the run is halted.
+    pub(crate) fn write_permit(&self) -> Option<WritePermit<'_>> {
+        let guard = self.halt.writes.read().unwrap_or_else(|e| e.into_inner());
+        if self.halted() {
+            return None;
+        }
+        Some(WritePermit { _guard: guard })
     }
 
     /// The --bind address for the next connect attempt, in turn.
@@ -297,6 +343,26 @@ mod tests {
         Shared::new(
             crate::plan::build(&args, crate::plan::Env::default()).unwrap(),
         )
+    }
+
+    /// A halt waits out the write under way and lets no other start.
+    #[test]
+    fn halt_waits_for_writes_and_stops_new_ones() {
+        let sh = shared(&[]);
+        let permit = sh.write_permit().expect("not halted yet");
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                sh.halt();
+                done.store(true, Ordering::SeqCst);
+            });
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            assert!(!done.load(Ordering::SeqCst), "halt did not wait");
+            drop(permit);
+        });
+        assert!(done.load(Ordering::SeqCst) && sh.halted());
+        assert!(sh.write_permit().is_none());
+        sh.halt();
     }
 
     /// Shard K's first -N number and Message-Id counter follow shard

@@ -1,6 +1,7 @@
 //! The one integration-test binary (ripgrep style): every test module is
 //! declared here and shares `support`.
 
+mod accounting;
 mod accounting_wire;
 mod cli;
 mod deploy;

@@ -20,9 +20,28 @@ impl Session<'_> {
         link: &mut Link,
         stage: Stage,
     ) -> Result<(), Error> {
-        let deadline = Instant::now() + self.sh.plan.timeout;
-        let result = link.conn.write_all_by(&[&self.wire], deadline);
-        self.written(link, self.wire.len(), result, stage)
+        let wire = std::mem::take(&mut self.wire);
+        let result = self.write(link, &[&wire], stage);
+        self.wire = wire;
+        result
+    }
+
+    /// Writes `bufs` within the stage deadline, unless the run is halted:
+    /// every socket write of a session goes through here.
+    pub(crate) fn write(
+        &mut self,
+        link: &mut Link,
+        bufs: &[&[u8]],
+        stage: Stage,
+    ) -> Result<(), Error> {
+        let sh = self.sh;
+        let Some(_permit) = sh.write_permit() else {
+            return Err(Error::Halted);
+        };
+        let deadline = Instant::now() + sh.plan.timeout;
+        let result = link.conn.write_all_by(bufs, deadline);
+        let len = bufs.iter().map(|b| b.len()).sum();
+        self.written(link, len, result, stage)
     }
 
     /// Counts what a write sent and turns its failure into the stage's

@@ -157,9 +157,13 @@ pub fn run(jobs: &Jobs, n: usize) -> Result<(), Error> {
     while s.claim() {
         let after = s.connection();
         s.flush_stats();
-        match after? {
-            After::Delay => s.delay(),
-            After::Done => break,
+        match after {
+            Ok(After::Delay) => s.delay(),
+            Ok(After::Done) => break,
+            // Whoever halted the run reports it; what was in flight
+            // stays unknown.
+            Err(Error::Halted) => break,
+            Err(e) => return Err(e),
         }
     }
     Ok(())
@@ -194,7 +198,7 @@ impl<'a> Session<'a> {
     fn connection(&mut self) -> Result<After, Error> {
         let out = self.connection_inner();
         self.unlinked();
-        if out.is_err() {
+        if out.as_ref().is_err_and(|e| !matches!(e, Error::Halted)) {
             self.fate(Fate::Failed);
         }
         out
@@ -531,14 +535,16 @@ impl<'a> Session<'a> {
         link: &mut Link,
         job: Job,
     ) -> Result<(), Error> {
-        let plan = &self.sh.plan;
         let body = self.body_of(job);
-        let bufs = [&self.wire[..], body, &self.ahead];
-        let len = bufs.iter().map(|b| b.len()).sum();
-        let deadline = Instant::now() + plan.timeout;
-        let result = link.conn.write_all_by(&bufs, deadline);
-        self.written(link, len, result, Stage::Message)?;
-        self.size_class(job, len - self.ahead.len());
+        let (wire, ahead) = (
+            std::mem::take(&mut self.wire),
+            std::mem::take(&mut self.ahead),
+        );
+        let result = self.write(link, &[&wire, body, &ahead], Stage::Message);
+        let len = wire.len() + body.len();
+        (self.wire, self.ahead) = (wire, ahead);
+        result?;
+        self.size_class(job, len);
         if self.sh.plan.count {
             diag::count_message();
         }
@@ -608,10 +614,12 @@ impl<'a> Session<'a> {
         link.conn.set_yield(false);
         let outcome = self.command(link, Command::Quit, Stage::Quit);
         // Servers log a TLS connection that ends without close_notify.
-        link.conn
-            .close_notify(Instant::now() + self.sh.plan.timeout);
+        if let Some(_permit) = self.sh.write_permit() {
+            link.conn
+                .close_notify(Instant::now() + self.sh.plan.timeout);
+        }
         if let Err(e) = outcome {
-            if self.sh.plan.verbose > 0 {
+            if self.sh.plan.verbose > 0 && !matches!(e, Error::Halted) {
                 let mut text = b"no reply to QUIT: ".to_vec();
                 text.extend_from_slice(&e.text());
                 diag::info(&text);

@@ -91,9 +91,7 @@ impl Session<'_> {
             };
             diag::info(&shown);
         }
-        let deadline = Instant::now() + self.sh.plan.timeout;
-        let result = link.conn.write_all_by(&[&header], deadline);
-        self.written(link, header.len(), result, Stage::Proxy)
+        self.write(link, &[&header], Stage::Proxy)
     }
 
     /// STARTTLS, when the level and the server allow, then the
@@ -167,7 +165,12 @@ impl Session<'_> {
             .clone()
             .ok_or(Error::Internal("no TLS config"))?;
         let name = tls.server_name.clone();
-        let done = match link.conn.start_tls(config, name, deadline) {
+        let Some(permit) = self.sh.write_permit() else {
+            return Err(Error::Halted);
+        };
+        let started_tls = link.conn.start_tls(config, name, deadline);
+        drop(permit);
+        let done = match started_tls {
             Ok(done) => done,
             Err(TlsFailure::Io(e)) => {
                 return Err(self.io_failed(link, e, Stage::TlsHandshake))
