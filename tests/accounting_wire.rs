@@ -511,8 +511,11 @@ struct RandomPolicy {
     multiline: f64,
 }
 
-const REFUSALS: [u16; 12] =
-    [421, 421, 450, 451, 452, 500, 521, 550, 552, 553, 554, 503];
+/// Refusal codes, the wrong positive ones included (354 where 2xx is
+/// due, 250 to DATA). 421 and 521 close the connection.
+const REFUSALS: [u16; 14] = [
+    421, 421, 450, 451, 452, 500, 521, 550, 552, 553, 554, 503, 354, 250,
+];
 
 impl Policy for RandomPolicy {
     fn caps(&mut self) -> Caps {
@@ -521,18 +524,49 @@ impl Policy for RandomPolicy {
 
     fn reply(&mut self, at: &At) -> Reply {
         let multiline = self.rng.gen_bool(self.multiline);
+        let cut = self.rng.gen_range(0..1000);
         let fault = self.rng.gen_bool(self.p);
         let act = if !fault {
-            Act::Normal
+            self.positive(at.point)
         } else if self.abrupt && self.rng.gen_bool(0.35) {
             [Act::Close, Act::Reset, Act::CutClose, Act::CutReset]
                 [self.rng.gen_range(0..4)]
         } else if at.point == Point::Quit {
             Act::Code(421)
         } else {
-            Act::Code(REFUSALS[self.rng.gen_range(0..REFUSALS.len())])
+            self.refusal(at.point)
         };
-        Reply { act, multiline }
+        Reply {
+            act,
+            multiline,
+            cut,
+        }
+    }
+}
+
+impl RandomPolicy {
+    /// The usual reply, sometimes another 2xx where one is due.
+    fn positive(&mut self, p: Point) -> Act {
+        let other = match p {
+            Point::Rcpt => 251,
+            Point::Mail | Point::Dot | Point::LmtpRcpt => 252,
+            _ => return Act::Normal,
+        };
+        if self.rng.gen_bool(0.1) {
+            Act::Code(other)
+        } else {
+            Act::Normal
+        }
+    }
+
+    fn refusal(&mut self, p: Point) -> Act {
+        loop {
+            let c = REFUSALS[self.rng.gen_range(0..REFUSALS.len())];
+            // 250 refuses only DATA; elsewhere it is no fault.
+            if c != 250 || p == Point::Data {
+                return Act::Code(c);
+            }
+        }
     }
 }
 
@@ -755,9 +789,10 @@ fn run_group(group: &str, count: usize, workers: usize) {
     );
 }
 
-/// Cases per property test and worker threads in each; six tests, so
-/// nextest runs them side by side and each stays well under its limit.
-const CASES: usize = 100;
+/// Cases per property test and worker threads in each: six tests of
+/// 500, so nextest runs them side by side and each stays well under its
+/// 60 s limit.
+const CASES: usize = 500;
 const WORKERS: usize = 3;
 
 #[test]
@@ -768,4 +803,24 @@ fn random_scripts_a() {
 #[test]
 fn random_scripts_b() {
     run_group("b", CASES, WORKERS);
+}
+
+#[test]
+fn random_scripts_c() {
+    run_group("c", CASES, WORKERS);
+}
+
+#[test]
+fn random_scripts_d() {
+    run_group("d", CASES, WORKERS);
+}
+
+#[test]
+fn random_scripts_e() {
+    run_group("e", CASES, WORKERS);
+}
+
+#[test]
+fn random_scripts_f() {
+    run_group("f", CASES, WORKERS);
 }

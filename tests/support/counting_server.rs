@@ -88,18 +88,22 @@ pub struct Reply {
     pub act: Act,
     /// Send the reply as three lines (`250-a`, `250-b`, `250 c`).
     pub multiline: bool,
+    /// Where a cut reply stops: after byte `1 + cut % (len - 1)`, so at
+    /// least one byte is sent and never the whole reply.
+    pub cut: usize,
 }
 
 impl Reply {
     pub const NORMAL: Reply = Reply {
         act: Act::Normal,
         multiline: false,
+        cut: 0,
     };
 
     pub fn act(act: Act) -> Reply {
         Reply {
             act,
-            multiline: false,
+            ..Reply::NORMAL
         }
     }
 }
@@ -693,7 +697,7 @@ impl Conn {
         }
         let caps = self.extended.then_some(self.caps);
         let bytes = render(p, code, reply.multiline, caps);
-        self.carry_out(p, reply.act, code, &bytes)
+        self.carry_out(p, reply.act, code, &bytes, reply.cut)
     }
 
     /// Whether this act ends the client's run.
@@ -772,6 +776,7 @@ impl Conn {
         act: Act,
         code: u16,
         bytes: &[u8],
+        cut: usize,
     ) -> Result<Option<u16>, Gone> {
         match act {
             Act::Normal | Act::Code(_) => {
@@ -798,7 +803,7 @@ impl Conn {
                 Err(Gone::Server)
             }
             Act::CutClose | Act::CutReset => {
-                let cut = cut_point(bytes);
+                let cut = 1 + cut % bytes.len().saturating_sub(1).max(1);
                 self.write(&bytes[..cut])?;
                 if act == Act::CutClose {
                     self.close();
@@ -969,13 +974,4 @@ fn render(
         out.extend_from_slice(format!("{code}{sep}{l}\r\n").as_bytes());
     }
     out
-}
-
-/// Where a cut reply stops: after the first line of a multi-line reply,
-/// else in the middle of the code.
-fn cut_point(bytes: &[u8]) -> usize {
-    match bytes.iter().position(|&b| b == b'\n') {
-        Some(p) if p + 1 < bytes.len() => p + 1,
-        _ => 2.min(bytes.len()),
-    }
 }
