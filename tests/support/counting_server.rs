@@ -975,3 +975,108 @@ fn render(
     }
     out
 }
+
+/// The counting server checked with plain std clients.
+mod selftest {
+    use super::*;
+
+    fn client(srv: &CountingServer) -> TcpStream {
+        let s = TcpStream::connect(&srv.endpoint()).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        s
+    }
+
+    /// Read until `n` reply lines with a space after the code came.
+    fn replies(s: &mut TcpStream, n: usize) -> io::Result<String> {
+        let mut v = Vec::new();
+        let finals = |v: &[u8]| {
+            v.split(|&b| b == b'\n')
+                .filter(|l| l.len() > 3 && l[3] == b' ')
+                .count()
+        };
+        while finals(&v) < n {
+            let mut b = [0u8; 4096];
+            let got = s.read(&mut b)?;
+            if got == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            v.extend_from_slice(&b[..got]);
+        }
+        Ok(String::from_utf8_lossy(&v).into_owned())
+    }
+
+    fn transaction(s: &mut TcpStream) -> String {
+        s.write_all(b"EHLO c\r\nMAIL FROM:<a>\r\n").expect("write");
+        replies(s, 2).expect("EHLO, MAIL");
+        s.write_all(b"RCPT TO:<b>\r\nDATA\r\n").expect("write");
+        replies(s, 2).expect("RCPT, DATA");
+        s.write_all(b"body\r\n.\r\n").expect("write");
+        replies(s, 1).expect("end of data")
+    }
+
+    #[test]
+    fn counts_a_lockstep_transaction() {
+        let srv = CountingServer::start(
+            scripted(Caps::default(), |_: &At| Reply::NORMAL),
+            Options::default(),
+        );
+        let mut s = client(&srv);
+        replies(&mut s, 1).expect("banner");
+        assert_eq!(transaction(&mut s), "250 2.0.0 Ok: queued\r\n");
+        s.write_all(b"QUIT\r\n").expect("write");
+        replies(&mut s, 1).expect("QUIT");
+        drop(s);
+        let (seen, _) = srv.finish();
+        let want = Seen {
+            conns: 1,
+            mails: 1,
+            rcpts: 1,
+            rcpt_ok: 1,
+            dots: 1,
+            delivered: 1,
+            ..Seen::default()
+        };
+        assert_eq!(seen, want);
+    }
+
+    /// A reset on connection 1 waits until connection 0 confirmed the 2xx
+    /// the server counted for it, and then connection 0 is frozen.
+    #[test]
+    fn fatal_act_waits_for_confirmation_then_freezes() {
+        let f = scripted(Caps::default(), |at: &At| {
+            if at.conn == 1 && at.point == Point::Mail {
+                Reply::act(Act::Reset)
+            } else {
+                Reply::NORMAL
+            }
+        });
+        let srv = CountingServer::start(f, Options::default());
+        let mut a = client(&srv);
+        replies(&mut a, 1).expect("banner a");
+        transaction(&mut a);
+        let mut b = client(&srv);
+        replies(&mut b, 1).expect("banner b");
+        b.write_all(b"EHLO c\r\nMAIL FROM:<a>\r\n").expect("write");
+        replies(&mut b, 1).expect("EHLO");
+        b.set_read_timeout(Some(Duration::from_millis(300)))
+            .expect("timeout");
+        let early = replies(&mut b, 1).expect_err("no RST before a confirms");
+        assert_eq!(early.kind(), io::ErrorKind::WouldBlock);
+        a.write_all(b"MAIL FROM:<a>\r\n").expect("write");
+        b.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let e = replies(&mut b, 1).expect_err("RST");
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+        a.set_read_timeout(Some(Duration::from_millis(300)))
+            .expect("timeout");
+        let frozen = replies(&mut a, 1).expect_err("a is frozen");
+        assert_eq!(frozen.kind(), io::ErrorKind::WouldBlock);
+        drop((a, b));
+        let (seen, _) = srv.finish();
+        assert_eq!(
+            (seen.delivered, seen.fatal, seen.ambiguous),
+            (1, 1, false)
+        );
+    }
+}
