@@ -981,7 +981,7 @@ mod selftest {
     use super::*;
 
     fn client(srv: &CountingServer) -> TcpStream {
-        let s = TcpStream::connect(&srv.endpoint()).expect("connect");
+        let s = TcpStream::connect(srv.endpoint()).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(5)))
             .expect("timeout");
         s
