@@ -5,14 +5,22 @@
 //! the reference does: no quoting, no bracket stripping
 //! (`arguments_are_verbatim` below).
 
+/// An ESMTP parameter of MAIL or RCPT (RFC 5321 §4.1.2): a keyword and
+/// maybe a value, sent as ` KEYWORD` or ` KEYWORD=value` after the
+/// address. A new MAIL parameter (SIZE, BODY, SMTPUTF8, ...) is one more
+/// entry in the slice the session passes; nothing here changes.
+pub type Param<'a> = (&'a [u8], Option<&'a [u8]>);
+
 /// One command, borrowing its arguments from the plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command<'a> {
     Helo(&'a [u8]),
     Ehlo(&'a [u8]),
     Lhlo(&'a [u8]),
-    Mail(&'a [u8]),
-    Rcpt(RcptAddr<'a>),
+    /// The reverse path and its ESMTP parameters.
+    Mail(&'a [u8], &'a [Param<'a>]),
+    /// The forward path and its ESMTP parameters.
+    Rcpt(RcptAddr<'a>, &'a [Param<'a>]),
     Data,
     /// `BDAT <size> LAST` (RFC 3030): the whole message in one chunk.
     BdatLast(usize),
@@ -81,11 +89,15 @@ impl Command<'_> {
             Command::Helo(name) => join(out, b"HELO ", name, b""),
             Command::Ehlo(name) => join(out, b"EHLO ", name, b""),
             Command::Lhlo(name) => join(out, b"LHLO ", name, b""),
-            Command::Mail(from) => join(out, b"MAIL FROM:<", from, b">"),
-            Command::Rcpt(addr) => {
+            Command::Mail(from, params) => {
+                join(out, b"MAIL FROM:<", from, b">");
+                write_params(out, params);
+            }
+            Command::Rcpt(addr, params) => {
                 out.extend_from_slice(b"RCPT TO:<");
                 addr.write(out);
                 out.push(b'>');
+                write_params(out, params);
             }
             Command::Data => out.extend_from_slice(b"DATA"),
             Command::BdatLast(size) => {
@@ -127,6 +139,16 @@ impl Command<'_> {
     }
 }
 
+/// Appends ` KEYWORD[=value]` for each parameter.
+fn write_params(out: &mut Vec<u8>, params: &[Param]) {
+    for (keyword, value) in params {
+        join(out, b" ", keyword, b"");
+        if let Some(value) = value {
+            join(out, b"=", value, b"");
+        }
+    }
+}
+
 /// Appends `head`, `arg` and `tail`: a command line or a header line
 /// (`message`) without its CRLF.
 pub(crate) fn join(out: &mut Vec<u8>, head: &[u8], arg: &[u8], tail: &[u8]) {
@@ -149,13 +171,16 @@ mod tests {
     fn wire_texts() {
         assert_eq!(wire(Command::Helo(b"vm")), b"HELO vm\r\n");
         assert_eq!(wire(Command::Lhlo(b"vm")), b"LHLO vm\r\n");
-        assert_eq!(wire(Command::Mail(b"foo@vm")), b"MAIL FROM:<foo@vm>\r\n");
         assert_eq!(
-            wire(Command::Rcpt(RcptAddr::Prefixed(None, b"foo@vm"))),
+            wire(Command::Mail(b"foo@vm", &[])),
+            b"MAIL FROM:<foo@vm>\r\n"
+        );
+        assert_eq!(
+            wire(Command::Rcpt(RcptAddr::Prefixed(None, b"foo@vm"), &[])),
             b"RCPT TO:<foo@vm>\r\n"
         );
         assert_eq!(
-            wire(Command::Rcpt(RcptAddr::Prefixed(Some(12), b"foo@vm"))),
+            wire(Command::Rcpt(RcptAddr::Prefixed(Some(12), b"foo@vm"), &[])),
             b"RCPT TO:<12foo@vm>\r\n"
         );
         assert_eq!(wire(Command::Data), b"DATA\r\n");
@@ -195,22 +220,39 @@ mod tests {
             number: 7,
             domain,
         };
-        assert_eq!(wire(Command::Rcpt(addr)), b"RCPT TO:<a@b7@x.ex>\r\n");
+        assert_eq!(wire(Command::Rcpt(addr, &[])), b"RCPT TO:<a@b7@x.ex>\r\n");
         let (local, domain) = split_recipient(b"foo");
         let addr = RcptAddr::Suffixed {
             local,
             number: 0,
             domain,
         };
-        assert_eq!(wire(Command::Rcpt(addr)), b"RCPT TO:<foo0>\r\n");
+        assert_eq!(wire(Command::Rcpt(addr, &[])), b"RCPT TO:<foo0>\r\n");
+    }
+
+    #[test]
+    fn esmtp_parameters_follow_the_address() {
+        let size: &[Param] = &[(b"SIZE", Some(b"1024")), (b"SMTPUTF8", None)];
+        assert_eq!(
+            wire(Command::Mail(b"a@b", size)),
+            b"MAIL FROM:<a@b> SIZE=1024 SMTPUTF8\r\n"
+        );
+        let notify: &[Param] = &[(b"NOTIFY", Some(b"NEVER"))];
+        assert_eq!(
+            wire(Command::Rcpt(RcptAddr::Prefixed(None, b"c@d"), notify)),
+            b"RCPT TO:<c@d> NOTIFY=NEVER\r\n"
+        );
     }
 
     #[test]
     fn arguments_are_verbatim() {
-        assert_eq!(wire(Command::Mail(b"<a@b>")), b"MAIL FROM:<<a@b>>\r\n");
-        assert_eq!(wire(Command::Mail(b"")), b"MAIL FROM:<>\r\n");
         assert_eq!(
-            wire(Command::Rcpt(RcptAddr::Prefixed(None, b"x y@z"))),
+            wire(Command::Mail(b"<a@b>", &[])),
+            b"MAIL FROM:<<a@b>>\r\n"
+        );
+        assert_eq!(wire(Command::Mail(b"", &[])), b"MAIL FROM:<>\r\n");
+        assert_eq!(
+            wire(Command::Rcpt(RcptAddr::Prefixed(None, b"x y@z"), &[])),
             b"RCPT TO:<x y@z>\r\n"
         );
     }

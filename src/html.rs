@@ -127,7 +127,7 @@ fn counts_table(o: &mut String, reports: &[(String, Summary)]) {
         }
     };
     type Row = (&'static str, fn(&Summary) -> String);
-    let rows: [Row; 12] = [
+    let rows: [Row; 13] = [
         ("shard", |r| {
             r.shard
                 .map_or("-".into(), |s| format!("{}/{}", s.index, s.count))
@@ -137,6 +137,7 @@ fn counts_table(o: &mut String, reports: &[(String, Summary)]) {
         ("accepted", |r| r.counts.accepted.to_string()),
         ("rejected", |r| r.counts.rejected.to_string()),
         ("failed", |r| r.counts.failed.to_string()),
+        ("unknown", |r| r.counts.unknown.to_string()),
         ("recipients sent", |r| r.counts.rcpt_sent.to_string()),
         ("connections", |r| r.counts.connections.to_string()),
         ("bytes sent", |r| r.counts.bytes_sent.to_string()),

@@ -35,5 +35,6 @@ pub mod stats;
 pub mod sys;
 pub mod tls;
 pub mod transport;
+pub(crate) mod txn;
 pub mod work;
 pub mod workload;

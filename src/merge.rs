@@ -96,6 +96,14 @@ fn uint(o: &Map<String, Value>, key: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("\"{key}\" is not a count"))
 }
 
+/// A count added after the first reports: missing reads as 0.
+fn uint_or_0(o: &Map<String, Value>, key: &str) -> Result<u64, String> {
+    match o.get(key) {
+        None => Ok(0),
+        Some(_) => uint(o, key),
+    }
+}
+
 fn object<'a>(
     o: &'a Map<String, Value>,
     key: &str,
@@ -126,8 +134,12 @@ fn counts(o: &Map<String, Value>) -> Result<Counts, String> {
         accepted: uint(m, "accepted")?,
         rejected: uint(m, "rejected")?,
         failed: uint(m, "failed")?,
+        unknown: uint_or_0(m, "unknown")?,
         rcpt_sent: uint(r, "sent")?,
         rcpt_accepted: uint(r, "accepted")?,
+        rcpt_rejected: uint_or_0(r, "rejected")?,
+        rcpt_failed: uint_or_0(r, "failed")?,
+        rcpt_unknown: uint_or_0(r, "unknown")?,
         bytes_sent: uint(o, "bytes_sent")?,
         connections: uint(o, "connections")?,
         tls_full: uint(t, "full")?,
@@ -137,7 +149,7 @@ fn counts(o: &Map<String, Value>) -> Result<Counts, String> {
         ..Counts::default()
     };
     for (i, key) in ERROR_KEYS.iter().enumerate() {
-        c.errors[i] = uint(e, key)?;
+        c.errors[i] = uint_or_0(e, key)?;
     }
     for (cmd, per) in object(o, "reply_codes")? {
         let per = per.as_object().ok_or("bad reply_codes")?;

@@ -83,8 +83,9 @@ impl Summary {
             o,
             "{{\"version\":1,\"start\":\"{}\",\"elapsed_seconds\":{:.6},\
 \"completed\":{},\"fatal\":{},\"messages\":{{\"attempted\":{},\
-\"accepted\":{},\"rejected\":{},\"failed\":{}}},\"recipients\":{{\
-\"sent\":{},\"accepted\":{}}},\"bytes_sent\":{},\"connections\":{},\
+\"accepted\":{},\"rejected\":{},\"failed\":{},\"unknown\":{}}},\
+\"recipients\":{{\"sent\":{},\"accepted\":{},\"rejected\":{},\"failed\":{},\
+\"unknown\":{}}},\"bytes_sent\":{},\"connections\":{},\
 \"messages_per_second\":{:.3},",
             iso8601(self.start),
             self.elapsed.as_secs_f64(),
@@ -94,8 +95,12 @@ impl Summary {
             c.accepted,
             c.rejected,
             c.failed,
+            c.unknown,
             c.rcpt_sent,
             c.rcpt_accepted,
+            c.rcpt_rejected,
+            c.rcpt_failed,
+            c.rcpt_unknown,
             c.bytes_sent,
             c.connections,
             self.rate(),
@@ -236,13 +241,19 @@ impl Summary {
         }
         let _ = writeln!(
             o,
-            "messages:     {} attempted, {} accepted, {} rejected, {} failed",
-            c.attempted, c.accepted, c.rejected, c.failed
+            "messages:     {} attempted, {} accepted, {} rejected, {} failed, \
+{} unknown",
+            c.attempted, c.accepted, c.rejected, c.failed, c.unknown
         );
         let _ = writeln!(
             o,
-            "recipients:   {} sent, {} accepted",
-            c.rcpt_sent, c.rcpt_accepted
+            "recipients:   {} sent, {} accepted, {} rejected, {} failed, \
+{} unknown",
+            c.rcpt_sent,
+            c.rcpt_accepted,
+            c.rcpt_rejected,
+            c.rcpt_failed,
+            c.rcpt_unknown
         );
         let _ = writeln!(o, "bytes sent:   {}", c.bytes_sent);
         let _ = writeln!(o, "connections:  {}", c.connections);
@@ -273,13 +284,14 @@ final lag {:.3} ms",
         let _ = writeln!(
             o,
             "errors:       {} refused, {} reset, {} timeout, {} lost \
-connection, {} tls, {} auth",
+connection, {} tls, {} auth, {} unreachable",
             c.errors[0],
             c.errors[1],
             c.errors[2],
             c.errors[3],
             c.errors[4],
-            c.errors[5]
+            c.errors[5],
+            c.errors[6]
         );
         self.text_codes(&mut o);
         self.text_sizes(&mut o);

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use hdrhistogram::Histogram;
 
+use crate::txn::{Fate, Tally};
+
 /// Latency phases, in report order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {
@@ -76,16 +78,37 @@ pub enum ErrorClass {
     Tls,
     /// AUTH was refused (535 and the like) or could not be sent.
     Auth,
+    /// connect(): no route to the host or its network.
+    Unreachable,
+}
+
+/// The class of a failed connect(): refused (ECONNREFUSED and anything
+/// unclassed, as before), timeout, unreachable (host or network), reset.
+pub fn connect_class(e: &std::io::Error) -> ErrorClass {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::TimedOut | K::WouldBlock => ErrorClass::Timeout,
+        K::ConnectionReset | K::ConnectionAborted => ErrorClass::Reset,
+        K::HostUnreachable | K::NetworkUnreachable => ErrorClass::Unreachable,
+        _ => match e.raw_os_error() {
+            Some(libc::EHOSTUNREACH | libc::ENETUNREACH) => {
+                ErrorClass::Unreachable
+            }
+            Some(libc::ETIMEDOUT) => ErrorClass::Timeout,
+            _ => ErrorClass::Refused,
+        },
+    }
 }
 
 /// The report's names of the error classes, in `ErrorClass` order.
-pub const ERROR_KEYS: [&str; 6] = [
+pub const ERROR_KEYS: [&str; 7] = [
     "refused",
     "reset",
     "timeout",
     "lost_connection",
     "tls",
     "auth",
+    "unreachable",
 ];
 
 /// Counters; merged by addition.
@@ -95,12 +118,19 @@ pub struct Counts {
     pub accepted: u64,
     pub rejected: u64,
     pub failed: u64,
+    /// In flight when a fatal error or a signal cut the run short.
+    pub unknown: u64,
+    /// RCPT commands written; each ends accepted, rejected (its reply
+    /// said no), failed (no reply: the connection died) or unknown.
     pub rcpt_sent: u64,
     pub rcpt_accepted: u64,
+    pub rcpt_rejected: u64,
+    pub rcpt_failed: u64,
+    pub rcpt_unknown: u64,
     pub bytes_sent: u64,
     pub connections: u64,
     /// Counted by `ErrorClass` (see `ERROR_KEYS`).
-    pub errors: [u64; 6],
+    pub errors: [u64; 7],
     /// TLS handshakes: full and resumed.
     pub tls_full: u64,
     pub tls_resumed: u64,
@@ -119,8 +149,12 @@ impl Counts {
         self.accepted += o.accepted;
         self.rejected += o.rejected;
         self.failed += o.failed;
+        self.unknown += o.unknown;
         self.rcpt_sent += o.rcpt_sent;
         self.rcpt_accepted += o.rcpt_accepted;
+        self.rcpt_rejected += o.rcpt_rejected;
+        self.rcpt_failed += o.rcpt_failed;
+        self.rcpt_unknown += o.rcpt_unknown;
         self.bytes_sent += o.bytes_sent;
         self.connections += o.connections;
         for (a, b) in self.errors.iter_mut().zip(o.errors) {
@@ -189,6 +223,55 @@ pub enum Reader {
     Progress = 1,
 }
 
+/// A shard's message and recipient counts, moved here the moment they
+/// happen (a claim, a RCPT written, a verdict), not at a flush: a report
+/// taken at any time, after a fatal error or a signal, sees all of them.
+/// Padded to its own cache lines: sessions of other shards do not slow
+/// it down.
+#[derive(Default)]
+#[repr(align(128))]
+struct Ledger {
+    attempted: AtomicU64,
+    accepted: AtomicU64,
+    rejected: AtomicU64,
+    failed: AtomicU64,
+    rcpt_sent: AtomicU64,
+    rcpt_accepted: AtomicU64,
+    rcpt_rejected: AtomicU64,
+    rcpt_failed: AtomicU64,
+}
+
+impl Ledger {
+    /// Adds this ledger's counts to `c`; what was claimed (or written)
+    /// and has no verdict is `unknown`. The verdicts are read before
+    /// the claims, so a verdict is never seen without its claim.
+    fn add_to(&self, c: &mut Counts) {
+        let get = |a: &AtomicU64| a.load(Ordering::SeqCst);
+        let (acc, rej, fail) =
+            (get(&self.accepted), get(&self.rejected), get(&self.failed));
+        let (r_acc, r_rej, r_fail) = (
+            get(&self.rcpt_accepted),
+            get(&self.rcpt_rejected),
+            get(&self.rcpt_failed),
+        );
+        let (attempted, sent) = (get(&self.attempted), get(&self.rcpt_sent));
+        // Read after their verdicts, claims can only be ahead of them:
+        // more verdicts than claims would be a message counted twice.
+        debug_assert!(acc + rej + fail <= attempted, "a second verdict");
+        debug_assert!(r_acc + r_rej + r_fail <= sent, "a second RCPT verdict");
+        c.attempted += attempted;
+        c.accepted += acc;
+        c.rejected += rej;
+        c.failed += fail;
+        c.unknown += attempted.saturating_sub(acc + rej + fail);
+        c.rcpt_sent += sent;
+        c.rcpt_accepted += r_acc;
+        c.rcpt_rejected += r_rej;
+        c.rcpt_failed += r_fail;
+        c.rcpt_unknown += sent.saturating_sub(r_acc + r_rej + r_fail);
+    }
+}
+
 /// One lock's worth of shared state.
 struct Shard {
     counts: Counts,
@@ -214,6 +297,8 @@ pub struct Interval {
 /// The run's measurements.
 pub struct Stats {
     shards: Vec<Mutex<Shard>>,
+    /// One per shard.
+    ledgers: Vec<Ledger>,
     pub started: Instant,
     pub started_wall: SystemTime,
     /// --rate: the largest lag of a job's start behind its schedule.
@@ -251,6 +336,7 @@ impl Stats {
         };
         Stats {
             shards: (0..n).map(|_| shard()).collect(),
+            ledgers: (0..n).map(|_| Ledger::default()).collect(),
             started,
             started_wall,
             max_lag_micros: AtomicU64::new(0),
@@ -267,6 +353,7 @@ impl Stats {
             shard: n % self.shards.len(),
             counts: Counts::default(),
             samples: Vec::with_capacity(16),
+            accepted: 0,
         }
     }
 
@@ -289,6 +376,9 @@ impl Stats {
         let mut counts = Counts::default();
         let mut hist: Vec<_> =
             PHASES.iter().map(|_| new_histogram()).collect();
+        for ledger in &self.ledgers {
+            ledger.add_to(&mut counts);
+        }
         for shard in &self.shards {
             let s = shard.lock().unwrap_or_else(|e| e.into_inner());
             counts.add(&s.counts);
@@ -357,11 +447,53 @@ pub struct Recorder<'a> {
     shard: usize,
     pub counts: Counts,
     samples: Vec<(Phase, u64)>,
+    /// Messages accepted since the last flush (for the intervals).
+    accepted: u64,
 }
 
 impl Recorder<'_> {
     pub fn latency(&mut self, phase: Phase, d: Duration) {
         self.samples.push((phase, micros(d)));
+    }
+
+    fn ledger(&self) -> &Ledger {
+        &self.stats.ledgers[self.shard]
+    }
+
+    /// A message was taken from -m.
+    pub(crate) fn claimed(&self) {
+        self.ledger().attempted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Moves a transaction's counts to the run's ledger at once.
+    pub(crate) fn tally(&mut self, t: Tally) {
+        let l = &self.stats.ledgers[self.shard];
+        let add = |a: &AtomicU64, n: u64| {
+            if n > 0 {
+                a.fetch_add(n, Ordering::Relaxed);
+            }
+        };
+        add(&l.rcpt_sent, t.rcpt_sent);
+        add(&l.rcpt_accepted, t.rcpt_accepted);
+        add(&l.rcpt_rejected, t.rcpt_rejected);
+        add(&l.rcpt_failed, t.rcpt_failed);
+        if let Some(fate) = t.message {
+            self.message(fate);
+        }
+    }
+
+    /// A message's verdict.
+    pub(crate) fn message(&mut self, fate: Fate) {
+        let l = &self.stats.ledgers[self.shard];
+        let counter = match fate {
+            Fate::Accepted => {
+                self.accepted += 1;
+                &l.accepted
+            }
+            Fate::Rejected => &l.rejected,
+            Fate::Failed => &l.failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn code(&mut self, command: &'static str, code: u16) {
@@ -375,7 +507,7 @@ impl Recorder<'_> {
             .unwrap_or_else(|e| e.into_inner());
         s.counts.add(&self.counts);
         for n in &mut s.interval_accepted {
-            *n += self.counts.accepted;
+            *n += self.accepted;
         }
         for &(phase, us) in &self.samples {
             let _ = s.hist[phase as usize].record(us);
@@ -387,6 +519,7 @@ impl Recorder<'_> {
         }
         drop(s);
         self.counts = Counts::default();
+        self.accepted = 0;
         self.samples.clear();
     }
 }
@@ -403,7 +536,8 @@ mod tests {
         for ms in 1..=100u64 {
             let r = if ms % 2 == 0 { &mut a } else { &mut b };
             r.latency(Phase::Mail, Duration::from_millis(ms));
-            r.counts.accepted += 1;
+            r.claimed();
+            r.message(Fate::Accepted);
             r.code("MAIL", 250);
         }
         a.flush();
@@ -418,11 +552,25 @@ mod tests {
     }
 
     #[test]
+    fn connect_failures_by_class() {
+        use std::io::Error as E;
+        let class = |errno| connect_class(&E::from_raw_os_error(errno));
+        assert_eq!(class(libc::ECONNREFUSED), ErrorClass::Refused);
+        assert_eq!(class(libc::ETIMEDOUT), ErrorClass::Timeout);
+        assert_eq!(class(libc::EHOSTUNREACH), ErrorClass::Unreachable);
+        assert_eq!(class(libc::ENETUNREACH), ErrorClass::Unreachable);
+        assert_eq!(class(libc::ECONNRESET), ErrorClass::Reset);
+        let timeout = E::new(std::io::ErrorKind::TimedOut, "connect");
+        assert_eq!(connect_class(&timeout), ErrorClass::Timeout);
+    }
+
+    #[test]
     fn interval_is_taken_and_reset() {
         let stats = Stats::new(1);
         let mut r = stats.recorder(0);
         r.latency(Phase::Transaction, Duration::from_millis(3));
-        r.counts.accepted += 1;
+        r.claimed();
+        r.message(Fate::Accepted);
         r.flush();
         let (h, accepted) = stats.take_interval(Reader::Intervals);
         assert_eq!((h.len(), accepted), (1, 1));

@@ -219,6 +219,14 @@ impl Shared {
     ) -> Option<report::Summary> {
         let stats = self.stats.as_ref()?;
         let (counts, latency) = stats.snapshot();
+        // A run that ended normally left nothing in flight: every message
+        // and every RCPT has its verdict.
+        debug_assert!(
+            fatal.is_some()
+                || self.halted()
+                || (counts.unknown, counts.rcpt_unknown) == (0, 0),
+            "in flight at the end of a run: {counts:?}"
+        );
         let (max_lag, final_lag) = stats.lags();
         let mut intervals = stats.intervals();
         if fatal.is_some() {
@@ -292,6 +300,14 @@ fn first_rcpt(plan: &Plan) -> u64 {
     base.saturating_add(before)
 }
 
+/// Which claim of a session this is: the budget already counted every
+/// session's first claim when the run started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    First,
+    Next,
+}
+
 /// A session's end of the job channel.
 pub struct Jobs<'a> {
     pub(crate) rx: Receiver<Job>,
@@ -302,13 +318,13 @@ impl Jobs<'_> {
     /// Takes the next message, waiting for one if the channel is open.
     /// Takes one from the budget either way, as the reference does; a
     /// session's first claim was already taken when the run started.
-    pub fn claim(&self, first: bool) -> Option<Job> {
+    pub fn claim(&self, claim: Claim) -> Option<Job> {
         let job = if self.shared.stopping.load(Ordering::SeqCst) {
             None
         } else {
             self.rx.recv().ok()
         };
-        if !first {
+        if claim == Claim::Next {
             self.shared.budget.fetch_sub(1, Ordering::SeqCst);
         }
         job

@@ -148,7 +148,10 @@ fn fatal_error_report_matches_server() {
         c.accepted,
         c.unknown
     );
-    assert_eq!(c.sent, seen(&tr, "RCPT"), "rcpt sent");
+    // A RCPT with a reply was read by the server; one written without
+    // may have been lost with the connection.
+    let rcpts = seen(&tr, "RCPT");
+    assert!(c.r_accepted + c.r_rejected <= rcpts && rcpts <= c.sent);
 }
 
 /// Each RCPT counts when written: a 421 in the middle of the list

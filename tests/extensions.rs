@@ -1394,7 +1394,8 @@ fn report_json_shape() {
             "timeout",
             "lost_connection",
             "tls",
-            "auth"
+            "auth",
+            "unreachable"
         ]
     );
     for phase in j.at("latency_ms").keys() {
@@ -1455,13 +1456,15 @@ fn report_text_lines() {
     let bytes = tr.conn(0).raw.len();
     for want in [
         "smtp-source report\n".to_string(),
-        "messages:     1 attempted, 1 accepted, 0 rejected, 0 failed\n"
+        "messages:     1 attempted, 1 accepted, 0 rejected, 0 failed, \
+         0 unknown\n"
             .to_string(),
-        "recipients:   2 sent, 1 accepted\n".to_string(),
+        "recipients:   2 sent, 1 accepted, 1 rejected, 0 failed, 0 unknown\n"
+            .to_string(),
         format!("bytes sent:   {bytes}\n"),
         "connections:  1\n".to_string(),
         "errors:       0 refused, 0 reset, 0 timeout, 0 lost connection, \
-         0 tls, 0 auth\n"
+         0 tls, 0 auth, 0 unreachable\n"
             .to_string(),
         "reply codes:  DATA 354=1 HELO 250=1 MAIL 250=1 QUIT 221=1 \
          RCPT 250=1 RCPT 550=1 banner 220=1 end_of_data 250=1\n"

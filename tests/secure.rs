@@ -1641,12 +1641,12 @@ fn report_error_classes_tls_and_auth_under_a() {
     assert_eq!(
         errors_json(&out),
         "\"errors\":{\"refused\":0,\"reset\":0,\"timeout\":0,\
-         \"lost_connection\":0,\"tls\":2,\"auth\":0}"
+         \"lost_connection\":0,\"tls\":2,\"auth\":0,\"unreachable\":0}"
     );
     assert!(
         out.stdout_text().contains(
             "\"messages\":{\"attempted\":2,\"accepted\":0,\"rejected\":0,\
-             \"failed\":2}"
+             \"failed\":2,\"unknown\":0}"
         ),
         "{}",
         out.render()
@@ -1658,7 +1658,7 @@ fn report_error_classes_tls_and_auth_under_a() {
     let (out, _) = run(FakeServer::tcp(r), &args);
     out.assert_status(0);
     assert!(
-        errors_json(&out).contains("\"tls\":3,\"auth\":0}"),
+        errors_json(&out).contains("\"tls\":3,\"auth\":0,"),
         "{}",
         out.render()
     );
@@ -1670,7 +1670,7 @@ fn report_error_classes_tls_and_auth_under_a() {
     assert_eq!(
         errors_json(&out),
         "\"errors\":{\"refused\":0,\"reset\":0,\"timeout\":0,\
-         \"lost_connection\":0,\"tls\":0,\"auth\":2}"
+         \"lost_connection\":0,\"tls\":0,\"auth\":2,\"unreachable\":0}"
     );
 }
 
@@ -1682,7 +1682,7 @@ fn report_counts_fatal_refusals_too() {
     let (out, _) = run(FakeServer::tcp(r), &["--tls", "--report=json"]);
     out.assert_status(1);
     assert!(
-        errors_json(&out).contains("\"tls\":1,\"auth\":0}"),
+        errors_json(&out).contains("\"tls\":1,\"auth\":0,"),
         "{}",
         out.render()
     );
@@ -1691,7 +1691,7 @@ fn report_counts_fatal_refusals_too() {
     let (out, _) = run_cmd(auth_client("PLAIN", &["--report=json"]), srv);
     out.assert_status(1);
     assert!(
-        errors_json(&out).contains("\"tls\":0,\"auth\":1}"),
+        errors_json(&out).contains("\"tls\":0,\"auth\":1,"),
         "{}",
         out.render()
     );

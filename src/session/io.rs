@@ -38,7 +38,8 @@ impl Session<'_> {
         let Some(_permit) = sh.write_permit() else {
             return Err(Error::Halted);
         };
-        let deadline = Instant::now() + sh.plan.timeout;
+        self.last_write = Instant::now();
+        let deadline = self.last_write + sh.plan.timeout;
         let result = link.conn.write_all_by(bufs, deadline);
         let len = bufs.iter().map(|b| b.len()).sum();
         self.written(link, len, result, stage)

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::{Fate, Session};
+use super::Session;
 use crate::error::Stage;
 use crate::stats::{ErrorClass, Phase};
 
@@ -22,24 +22,6 @@ impl Session<'_> {
         r.code(name, code);
         if let Some(phase) = phase {
             r.latency(phase, since.elapsed());
-        }
-    }
-
-    pub(crate) fn rcpts(&mut self, accepted: u32) {
-        let sent = self.sh.plan.recipients;
-        if let Some(r) = &mut self.rec {
-            r.counts.rcpt_sent += u64::from(sent);
-            r.counts.rcpt_accepted += u64::from(accepted);
-        }
-    }
-
-    pub(crate) fn fate(&mut self, fate: Fate) {
-        if let Some(r) = &mut self.rec {
-            match fate {
-                Fate::Accepted => r.counts.accepted += 1,
-                Fate::Rejected => r.counts.rejected += 1,
-                Fate::Failed => r.counts.failed += 1,
-            }
         }
     }
 

@@ -1,19 +1,19 @@
-//! session: one SMTP/LMTP session thread's work, one function per
-//! protocol step (banner, greeting, MAIL, RCPT, DATA, message, RSET,
-//! QUIT), and the -A policy in one place (`judge`). The pipelined and
-//! BDAT variants of a transaction live in `pipeline`.
+//! session: one SMTP/LMTP session thread's work: connect, the banner
+//! and greeting, the secure steps, then transactions, each run by the
+//! I/O-free core in `txn` (`drive`), and QUIT.
 //!
 //! This is the only code that reads or writes a socket. Every read is a
 //! bounded line read against the stage deadline; every error names its
 //! stage. A session never prints a fatal error itself: it returns it.
 //!
 //! Submodules: `io` (command writes, reply reads, their errors),
-//! `pipeline` (PIPELINING and CHUNKING transactions), `measure` (the
-//! --report hooks).
+//! `drive` (a transaction: what the core says, written; its replies,
+//! read), `secure` (PROXY, TLS, XCLIENT, AUTH), `measure` (the --report
+//! hooks).
 
+mod drive;
 mod io;
 mod measure;
-mod pipeline;
 mod secure;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,9 +31,10 @@ use crate::message::MessageId;
 use crate::net::{self, SocketOptions};
 use crate::plan::{Greeting, Numbering, Plan};
 use crate::reply::{self, Capabilities, Reply};
-use crate::stats::{ErrorClass, Phase, Recorder};
+use crate::stats::{self, Phase, Recorder};
 use crate::transport::Transport;
-use crate::work::{Job, Jobs, Shared};
+use crate::txn::{self, Fate, Heard};
+use crate::work::{Claim, Job, Jobs, Shared};
 
 /// The pause between connect attempts (the reference's usleep(10)).
 const RETRY_PAUSE: Duration = Duration::from_micros(10);
@@ -52,7 +53,7 @@ pub(crate) enum Flow {
     Abandon,
 }
 
-/// How a reply was judged.
+/// How a reply of the greeting or a secure step was judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
     Ok,
@@ -85,14 +86,6 @@ pub(crate) struct Link {
     pub(crate) greeting: Option<Reply>,
 }
 
-/// How the current message ended, for the report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Fate {
-    Accepted,
-    Rejected,
-    Failed,
-}
-
 /// One session's state across its connections.
 pub struct Session<'a> {
     pub(crate) sh: &'a Shared,
@@ -102,23 +95,26 @@ pub struct Session<'a> {
     connects_left: u32,
     pub(crate) wire: Vec<u8>,
     /// With --pipelining and -d: the next transaction's group, written
-    /// behind this message's dot.
-    pub(crate) ahead: Vec<u8>,
+    /// behind this message's dot ...
+    pub(crate) ahead_wire: Vec<u8>,
+    /// ... and its transaction, driven next on this connection.
+    ahead: Option<drive::Pending>,
     pub(crate) rec: Option<Recorder<'a>>,
-    /// When the current message's transaction began (or was due).
-    pub(crate) txn_start: Instant,
     /// The current message goes out with BDAT (for the report's label).
     pub(crate) bdat_now: bool,
-    /// The last end-of-data (or BDAT) reply was a refusal.
-    pub(crate) end_refused: bool,
-    /// When the pipelined group now being answered was written.
-    pub(crate) group_sent: Instant,
+    /// When the last write began: a reply's latency counts from it.
+    pub(crate) last_write: Instant,
     /// 3.9 numbering: the last recipient sent, for To:.
     last_rcpt: Vec<u8>,
-    /// Whether this session has claimed before (the first claim was
-    /// counted at the start of the run).
-    claimed: bool,
+    /// -N, 3.9 numbering: the first number of the transaction's
+    /// recipients (taken as one block when its first RCPT is queued).
+    rcpt_base: u64,
+    /// Which claim comes next (the first was counted at the start).
+    next_claim: Claim,
     pub(crate) job: Job,
+    /// `job` was claimed and no transaction has taken it yet: if the
+    /// connection dies first, it failed.
+    in_hand: bool,
     /// TLS settings for this session's connections (its own session
     /// cache with --tls-resume).
     tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
@@ -141,15 +137,16 @@ pub fn run(jobs: &Jobs, n: usize) -> Result<(), Error> {
         jobs,
         connects_left: sh.plan.connect_count,
         wire: Vec::with_capacity(512),
-        ahead: Vec::new(),
+        ahead_wire: Vec::new(),
+        ahead: None,
         rec: sh.stats.as_ref().map(|st| st.recorder(n)),
-        txn_start: Instant::now(),
         bdat_now: false,
-        end_refused: false,
-        group_sent: Instant::now(),
+        last_write: Instant::now(),
         last_rcpt: Vec::new(),
-        claimed: false,
+        rcpt_base: 0,
+        next_claim: Claim::First,
         job: Job::default(),
+        in_hand: false,
         tls_config: sh.plan.security.tls.as_ref().map(|t| t.session_config()),
         rng: draw::stream(sh.plan.seed, draw::Purpose::Delay, n as u64),
         linked: false,
@@ -172,19 +169,19 @@ pub fn run(jobs: &Jobs, n: usize) -> Result<(), Error> {
 impl<'a> Session<'a> {
     /// Takes the next job, if any.
     fn claim(&mut self) -> bool {
-        let first = !self.claimed;
-        self.claimed = true;
-        match self.jobs.claim(first) {
+        let claim = std::mem::replace(&mut self.next_claim, Claim::Next);
+        match self.jobs.claim(claim) {
             Some(job) => self.take(job),
             None => false,
         }
     }
 
-    /// Starts work on a claimed job.
+    /// Starts work on a claimed job: counted as attempted at once.
     pub(crate) fn take(&mut self, job: Job) -> bool {
         self.job = job;
-        if let Some(r) = &mut self.rec {
-            r.counts.attempted += 1;
+        self.in_hand = true;
+        if let Some(r) = &self.rec {
+            r.claimed();
         }
         if let (Some(due), Some(stats)) = (job.due, &self.sh.stats) {
             // --rate: how far behind its schedule this message starts.
@@ -194,14 +191,26 @@ impl<'a> Session<'a> {
     }
 
     /// One connection: greeting, then transactions until done. A fatal
-    /// error on it counts the message in hand as failed.
+    /// error on it counts the message in hand as failed (unless the run
+    /// was halted: then it is in flight, unknown).
     fn connection(&mut self) -> Result<After, Error> {
         let out = self.connection_inner();
         self.unlinked();
         if out.as_ref().is_err_and(|e| !matches!(e, Error::Halted)) {
-            self.fate(Fate::Failed);
+            self.fail_in_hand();
         }
+        self.in_hand = false;
         out
+    }
+
+    /// The message in hand never got a transaction: its connection
+    /// died first. It is not sent again (the reference does not).
+    fn fail_in_hand(&mut self) {
+        if std::mem::take(&mut self.in_hand) {
+            if let Some(r) = &mut self.rec {
+                r.message(Fate::Failed);
+            }
+        }
     }
 
     fn connection_inner(&mut self) -> Result<After, Error> {
@@ -209,25 +218,19 @@ impl<'a> Session<'a> {
         match self.open(&mut link)? {
             Flow::Go => {}
             Flow::Closed => {
-                self.fate(Fate::Failed);
+                self.fail_in_hand();
                 return Ok(After::Delay);
             }
             Flow::Abandon => {
-                self.fate(Fate::Failed);
+                self.fail_in_hand();
                 self.quit(&mut link);
                 return Ok(After::Delay);
             }
         }
-        let mut sent = false;
         loop {
-            let (flow, next_sent) = self.transaction_any(&mut link, sent)?;
-            self.flush_stats();
+            let flow = self.transaction(&mut link)?;
             if flow == Flow::Closed {
                 return Ok(After::Delay);
-            }
-            sent = next_sent;
-            if sent {
-                continue;
             }
             if !self.more_on_this_connection() {
                 self.quit(&mut link);
@@ -246,27 +249,6 @@ impl<'a> Session<'a> {
     /// -d, and messages are left to claim.
     pub(crate) fn more_on_this_connection(&self) -> bool {
         self.sh.plan.reuse && self.sh.unclaimed() >= 1
-    }
-
-    /// Lock-step or pipelined, as the plan and the server allow.
-    fn transaction_any(
-        &mut self,
-        link: &mut Link,
-        sent: bool,
-    ) -> Result<(Flow, bool), Error> {
-        // A look-ahead group (pipelining) began when it was written.
-        let began = if sent {
-            self.group_sent
-        } else {
-            Instant::now()
-        };
-        self.txn_start = self.job.due.unwrap_or(began);
-        let pipelined = self.pipelined(link);
-        self.bdat_now = self.bdat_offered(link);
-        if pipelined {
-            return self.transaction_pipelined(link, sent);
-        }
-        Ok((self.transaction(link)?, false))
     }
 
     /// Whether this message goes out with BDAT: asked for and offered.
@@ -309,7 +291,7 @@ impl<'a> Session<'a> {
                 Ok(conn) => return Ok(self.connected(conn, started)),
                 Err(e) => e,
             };
-            self.error_class(ErrorClass::Refused);
+            self.error_class(stats::connect_class(&err));
             self.connects_left = self.connects_left.saturating_sub(1);
             if self.connects_left == 0 {
                 return Err(Error::Connect(err));
@@ -392,73 +374,36 @@ impl<'a> Session<'a> {
         })
     }
 
-    /// MAIL, RCPT×r, DATA, content, end of data; RSET after a rejection.
-    fn transaction(&mut self, link: &mut Link) -> Result<Flow, Error> {
-        let sender = self.sender();
-        match self.step(link, Command::Mail(sender), Stage::Mail)? {
-            Verdict::Ok => {}
-            Verdict::Rejected => return self.rejected_then_rset(link),
-            Verdict::Closing => return Ok(self.closed()),
-        }
-        let accepted = match self.recipients(link)? {
-            None => return Ok(self.closed()),
-            Some(0) => return self.rejected_then_rset(link),
-            Some(n) => n,
-        };
-        if self.bdat_now {
-            return self.bdat(link, accepted);
-        }
-        let reply = self.command(link, Command::Data, Stage::Data)?;
-        let is_354 = reply.code == 354;
-        match self.judge(Stage::Data, reply, is_354)? {
-            Verdict::Ok => {}
-            Verdict::Rejected => return self.rejected_then_rset(link),
-            Verdict::Closing => return Ok(self.closed()),
-        }
-        self.message(link)?;
-        self.end_of_data(link, accepted)
-    }
-
-    /// Sends the RCPTs; Some(accepted count), or None after a 421/521.
-    fn recipients(&mut self, link: &mut Link) -> Result<Option<u32>, Error> {
-        let mut accepted = 0;
-        let sh = self.sh;
-        for number in self.rcpt_numbers() {
-            let cmd = Command::Rcpt(self.rcpt_addr(&sh.plan, number));
-            match self.step(link, cmd, Stage::Rcpt)? {
-                Verdict::Ok => accepted += 1,
-                Verdict::Rejected => {}
-                Verdict::Closing => return Ok(None),
-            }
-        }
-        self.rcpts(accepted);
-        Ok(Some(accepted))
-    }
-
-    /// The sender of this message: -f (or the default), or its turn of
+    /// The sender of `job`: -f (or the default), or its turn of
     /// --sender-file.
-    pub(crate) fn sender(&self) -> &'a [u8] {
+    pub(crate) fn sender(&self, job: Job) -> &'a [u8] {
         let plan = &self.sh.plan;
-        plan.content.sender(self.job.n, &plan.sender)
+        plan.content.sender(job.n, &plan.sender)
     }
 
-    /// The numbers of this transaction's recipients (with --rcpt-file,
-    /// their places in the list).
-    pub(crate) fn rcpt_numbers(&self) -> Vec<Option<u64>> {
+    /// The number of the RCPT with `left` RCPTs to go, itself included
+    /// (with --rcpt-file, its place in the list). -N numbers are taken
+    /// as one block of -r at the first RCPT, so a message's recipients
+    /// are numbered in a row whatever the other sessions do; nothing is
+    /// built per recipient ahead of time.
+    pub(crate) fn rcpt_number(&mut self, job: Job, left: u32) -> Option<u64> {
         let plan = &self.sh.plan;
-        let seq = || Some(self.sh.rcpt_seq.fetch_add(1, Ordering::Relaxed));
         let r = u64::from(plan.recipients);
-        (1..=plan.recipients)
-            .rev()
-            .map(|left| match plan.numbering {
-                Numbering::Sequence | Numbering::Appended => seq(),
-                // 3.7 count-down: `3foo`, `2foo`, then plain `foo`.
-                Numbering::CountDown => (left > 1).then_some(u64::from(left)),
-                Numbering::Plain => None,
-                // Message n takes entries n*r .. n*r+r-1, in order.
-                Numbering::File => Some(self.job.n * r + r - u64::from(left)),
-            })
-            .collect()
+        let index = r - u64::from(left);
+        match plan.numbering {
+            Numbering::Sequence | Numbering::Appended => {
+                if index == 0 {
+                    self.rcpt_base =
+                        self.sh.rcpt_seq.fetch_add(r, Ordering::Relaxed);
+                }
+                Some(self.rcpt_base + index)
+            }
+            // 3.7 count-down: `3foo`, `2foo`, then plain `foo`.
+            Numbering::CountDown => (left > 1).then_some(u64::from(left)),
+            Numbering::Plain => None,
+            // Message n takes entries n*r .. n*r+r-1, in order.
+            Numbering::File => Some(job.n * r + index),
+        }
     }
 
     /// The address of one RCPT; with 3.9 numbering it is remembered for
@@ -489,8 +434,8 @@ impl<'a> Session<'a> {
         addr
     }
 
-    /// Appends the headers of this message to `self.wire`.
-    pub(crate) fn headers(&mut self, link: &Link) {
+    /// Appends the headers of `job`'s message to `self.wire`.
+    pub(crate) fn headers(&mut self, link: &Link, job: Job) {
         let sh = self.sh;
         if let Some(headers) = &sh.plan.headers {
             let id = MessageId {
@@ -501,20 +446,9 @@ impl<'a> Session<'a> {
             let to = names_last_rcpt(sh.plan.numbering)
                 .then_some(self.last_rcpt.as_slice());
             let from =
-                sh.plan.content.senders.is_some().then(|| self.sender());
+                sh.plan.content.senders.is_some().then(|| self.sender(job));
             headers.write(from, to, sh.date(), id, &mut self.wire);
         }
-    }
-
-    /// Headers, body and dot in one write; then -c counts the message.
-    fn message(&mut self, link: &mut Link) -> Result<(), Error> {
-        if self.sh.plan.verbose > 0 {
-            diag::info(b".");
-        }
-        self.wire.clear();
-        self.headers(link);
-        self.ahead.clear();
-        self.send_message(link, self.job)
     }
 
     /// The body of `job` as this message goes out: with its dot for
@@ -528,8 +462,8 @@ impl<'a> Session<'a> {
     }
 
     /// Writes the wire buffer (the headers, or a BDAT group), the body
-    /// of `job` and `self.ahead` (a look-ahead group) in one go; then -c
-    /// counts the message.
+    /// of `job` and `self.ahead_wire` (a look-ahead group) in one go;
+    /// then -c counts the message.
     pub(crate) fn send_message(
         &mut self,
         link: &mut Link,
@@ -538,73 +472,17 @@ impl<'a> Session<'a> {
         let body = self.body_of(job);
         let (wire, ahead) = (
             std::mem::take(&mut self.wire),
-            std::mem::take(&mut self.ahead),
+            std::mem::take(&mut self.ahead_wire),
         );
         let result = self.write(link, &[&wire, body, &ahead], Stage::Message);
         let len = wire.len() + body.len();
-        (self.wire, self.ahead) = (wire, ahead);
+        (self.wire, self.ahead_wire) = (wire, ahead);
         result?;
         self.size_class(job, len);
         if self.sh.plan.count {
             diag::count_message();
         }
         Ok(())
-    }
-
-    /// One reply (SMTP) or one per accepted recipient (LMTP; at least
-    /// one even when none was accepted).
-    pub(crate) fn end_of_data(
-        &mut self,
-        link: &mut Link,
-        accepted: u32,
-    ) -> Result<Flow, Error> {
-        let replies = if self.sh.plan.lmtp {
-            accepted.max(1)
-        } else {
-            1
-        };
-        let started = Instant::now();
-        let mut fate = Fate::Rejected;
-        self.end_refused = false;
-        for _ in 0..replies {
-            let reply = self.reply(link, Stage::Message)?;
-            self.observe(Stage::Message, reply.code, started);
-            let positive = reply.is_positive();
-            self.end_refused |= !positive;
-            match self.judge(Stage::Message, reply, positive)? {
-                Verdict::Ok => fate = Fate::Accepted,
-                Verdict::Rejected => {}
-                Verdict::Closing => return Ok(self.closed()),
-            }
-        }
-        if fate == Fate::Accepted {
-            self.latency(Phase::Transaction, self.txn_start);
-        }
-        self.fate(fate);
-        Ok(Flow::Go)
-    }
-
-    /// The message was rejected before its content: RSET (-A).
-    pub(crate) fn rejected_then_rset(
-        &mut self,
-        link: &mut Link,
-    ) -> Result<Flow, Error> {
-        self.fate(Fate::Rejected);
-        self.rset(link)
-    }
-
-    /// A 421/521 closed the connection in mid-transaction.
-    pub(crate) fn closed(&mut self) -> Flow {
-        self.fate(Fate::Failed);
-        Flow::Closed
-    }
-
-    /// RSET after a rejection under -A.
-    pub(crate) fn rset(&mut self, link: &mut Link) -> Result<Flow, Error> {
-        Ok(match self.step(link, Command::Rset, Stage::Rset)? {
-            Verdict::Closing => Flow::Closed,
-            _ => Flow::Go,
-        })
     }
 
     /// QUIT; its reply is best effort (a missing one is only noted under
@@ -627,54 +505,26 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Sends a command and judges its reply as 2xx-or-rejected.
-    fn step(
-        &mut self,
-        link: &mut Link,
-        cmd: Command,
-        stage: Stage,
-    ) -> Result<Verdict, Error> {
-        let reply = self.command(link, cmd, stage)?;
-        let positive = reply.is_positive();
-        self.judge(stage, reply, positive)
-    }
-
-    /// The -A policy, once for every stage: without -A a refusal is
-    /// fatal; with it, a warning, and 421/521 close the connection.
+    /// The -A policy (`txn::judge`) for the greeting and the secure
+    /// steps: a refusal is fatal without -A; with it, a warning, and
+    /// 421/521 close the connection.
     pub(crate) fn judge(
         &self,
         stage: Stage,
         reply: Reply,
-        ok: bool,
+        positive: bool,
     ) -> Result<Verdict, Error> {
-        self.judge_in(stage, reply, ok, false)
-    }
-
-    /// `judge`, but when `quiet` (a reply that only follows from an
-    /// earlier refusal in the same pipelined group) only 421/521
-    /// matters.
-    pub(crate) fn judge_in(
-        &self,
-        stage: Stage,
-        reply: Reply,
-        ok: bool,
-        quiet: bool,
-    ) -> Result<Verdict, Error> {
-        if ok {
-            return Ok(Verdict::Ok);
+        let allow = self.sh.plan.allow_reject;
+        let heard = txn::judge(allow, reply.code, positive, false);
+        if matches!(heard, Heard::Refused | Heard::Closing) {
+            diag::warn(&reject_text(stage, &reply));
         }
-        if quiet && !reply.is_closing() {
-            return Ok(Verdict::Rejected);
+        match heard {
+            Heard::Positive => Ok(Verdict::Ok),
+            Heard::Refused | Heard::Quiet => Ok(Verdict::Rejected),
+            Heard::Closing => Ok(Verdict::Closing),
+            Heard::Fatal => Err(Error::Rejected { stage, reply }),
         }
-        if !self.sh.plan.allow_reject {
-            return Err(Error::Rejected { stage, reply });
-        }
-        diag::warn(&reject_text(stage, &reply));
-        Ok(if reply.is_closing() {
-            Verdict::Closing
-        } else {
-            Verdict::Rejected
-        })
     }
 
     /// The -w/-R pause between messages (whole seconds; -R uniform in

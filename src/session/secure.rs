@@ -106,7 +106,7 @@ impl Session<'_> {
                 return Ok(Flow::Go);
             }
             let e = self.not_offered(b"STARTTLS", link);
-            return self.give_up(e, Some(ErrorClass::Tls), true);
+            return self.give_up(e, Some(ErrorClass::Tls), Flow::Abandon);
         }
         let reply = self.command(link, Command::StartTls, Stage::StartTls)?;
         let ok = reply.is_positive();
@@ -142,7 +142,7 @@ impl Session<'_> {
 (command injection?); connection dropped"
                     .to_vec(),
             );
-            return self.give_up(e, Some(ErrorClass::Tls), false);
+            return self.give_up(e, Some(ErrorClass::Tls), Flow::Closed);
         }
         let flow = self.handshake(link, tls)?;
         if flow != Flow::Go {
@@ -179,7 +179,7 @@ impl Session<'_> {
                 let e = Error::Tls {
                     detail: e.to_string(),
                 };
-                return self.give_up(e, Some(ErrorClass::Tls), false);
+                return self.give_up(e, Some(ErrorClass::Tls), Flow::Closed);
             }
         };
         self.latency(Phase::TlsHandshake, started);
@@ -215,7 +215,7 @@ impl Session<'_> {
         };
         if !link.caps.xclient {
             let e = self.not_offered(b"XCLIENT", link);
-            return self.give_up(e, None, true);
+            return self.give_up(e, None, Flow::Abandon);
         }
         let args = x.args(link.n);
         let reply =
@@ -240,7 +240,7 @@ impl Session<'_> {
 (--auth-plaintext allows it)"
                     .to_vec(),
             );
-            return self.give_up(e, Some(ErrorClass::Auth), true);
+            return self.give_up(e, Some(ErrorClass::Auth), Flow::Abandon);
         }
         let offered = match auth.mech {
             AuthMech::Plain => link.caps.auth_plain,
@@ -249,7 +249,7 @@ impl Session<'_> {
         if !offered {
             let what = format!("AUTH {}", auth.mech.name());
             let e = self.not_offered(what.as_bytes(), link);
-            return self.give_up(e, Some(ErrorClass::Auth), true);
+            return self.give_up(e, Some(ErrorClass::Auth), Flow::Abandon);
         }
         let user = &auth.users[(link.n % auth.users.len() as u64) as usize];
         let started = Instant::now();
@@ -312,7 +312,7 @@ impl Session<'_> {
         &mut self,
         e: Error,
         class: Option<ErrorClass>,
-        quit: bool,
+        then: Flow,
     ) -> Result<Flow, Error> {
         if let Some(class) = class {
             self.error_class(class);
@@ -321,7 +321,7 @@ impl Session<'_> {
             return Err(e);
         }
         diag::warn(&e.text());
-        Ok(if quit { Flow::Abandon } else { Flow::Closed })
+        Ok(then)
     }
 }
 

@@ -1,0 +1,318 @@
+//! session::drive: runs a transaction core (`txn::Txn`) over a
+//! connection. The core decides; this writes what it says, reads the
+//! reply it waits for and hands it back, prints the warnings its verdict
+//! calls for, and moves its counts to the report as they happen.
+//!
+//! Lock-step and pipelined are the same loop: the core hands out one
+//! command, or (pipelined) a whole group, before it wants a reply. With
+//! PIPELINING, -d and a job ready now, the next transaction's group is
+//! written behind this message's dot (the look-ahead); it is driven next
+//! on this connection, or cut with it and counted failed. A pipelined
+//! group is written in pieces of at most about `FLUSH_AT` bytes, so its
+//! memory does not grow with -r.
+
+use std::time::Instant;
+
+use super::{Flow, Link, Session};
+use crate::command::Command;
+use crate::diag;
+use crate::error::{reject_text, Error, Stage};
+use crate::reply::Reply;
+use crate::stats::Phase;
+use crate::txn::{Cut, Fate, Heard, Mode, Step, Txn};
+use crate::work::Job;
+
+/// A pipelined group is written once this many bytes are queued.
+const FLUSH_AT: usize = 64 * 1024;
+
+/// With more recipients than this no look-ahead group is built: it would
+/// have to be held whole behind the dot.
+const AHEAD_MAX_RCPTS: u32 = 1024;
+
+/// A message on its way: its job, its transaction, when it began, and
+/// the first refusal of its group (what a server said before it went
+/// away).
+pub(crate) struct Pending {
+    job: Job,
+    txn: Txn,
+    began: Instant,
+    refused: Option<Reply>,
+}
+
+impl Session<'_> {
+    /// The message in hand, then every look-ahead message after it, on
+    /// this connection.
+    pub(super) fn transaction(
+        &mut self,
+        link: &mut Link,
+    ) -> Result<Flow, Error> {
+        let job = self.job;
+        let began = job.due.unwrap_or_else(Instant::now);
+        let txn = Txn::new(self.mode(link));
+        self.in_hand = false;
+        let mut cur = Pending {
+            job,
+            txn,
+            began,
+            refused: None,
+        };
+        loop {
+            let flow = self.drive_or_cut(link, &mut cur);
+            self.flush_stats();
+            let flow = flow?;
+            match self.ahead.take() {
+                Some(next) if flow == Flow::Go => cur = next,
+                Some(mut next) => {
+                    // Its group went out; its connection is gone.
+                    next.txn.cut(Cut::Lost);
+                    self.tally(&mut next.txn);
+                    return Ok(flow);
+                }
+                None => return Ok(flow),
+            }
+        }
+    }
+
+    /// What this connection's transactions follow.
+    fn mode(&mut self, link: &Link) -> Mode {
+        let plan = &self.sh.plan;
+        // In this order: -v notes what is not offered, PIPELINING first.
+        let pipelined = self.pipelined(link);
+        self.bdat_now = self.bdat_offered(link);
+        Mode {
+            allow_reject: plan.allow_reject,
+            lmtp: plan.lmtp,
+            bdat: self.bdat_now,
+            pipelined,
+            proven: link.proven,
+            recipients: plan.recipients,
+        }
+    }
+
+    /// `drive`; on an error the transaction (and its look-ahead) is cut:
+    /// failed, or unknown when the run was halted.
+    fn drive_or_cut(
+        &mut self,
+        link: &mut Link,
+        cur: &mut Pending,
+    ) -> Result<Flow, Error> {
+        let out = self.drive(link, cur);
+        if let Err(e) = &out {
+            let why = match e {
+                Error::Halted => Cut::Halted,
+                _ => Cut::Lost,
+            };
+            cur.txn.cut(why);
+            self.tally(&mut cur.txn);
+            if let Some(mut next) = self.ahead.take() {
+                next.txn.cut(why);
+                self.tally(&mut next.txn);
+            }
+        }
+        out
+    }
+
+    /// Writes what the core says, reads each reply it waits for, until
+    /// the transaction is over.
+    fn drive(
+        &mut self,
+        link: &mut Link,
+        cur: &mut Pending,
+    ) -> Result<Flow, Error> {
+        loop {
+            self.write_sends(link, cur)?;
+            let Some(stage) = cur.txn.stage() else { break };
+            let reply = self.txn_reply(link, cur, stage)?;
+            self.observe(stage, reply.code, self.last_write);
+            let heard = cur.txn.on_reply(reply.code);
+            self.tally(&mut cur.txn);
+            link.proven |= cur.txn.proven();
+            if heard != Heard::Positive
+                && matches!(stage, Stage::Mail | Stage::Rcpt)
+                && cur.refused.is_none()
+            {
+                cur.refused = Some(reply.clone());
+            }
+            match heard {
+                Heard::Refused | Heard::Closing => {
+                    diag::warn(&reject_text(stage, &reply));
+                }
+                Heard::Fatal => return Err(Error::Rejected { stage, reply }),
+                Heard::Positive | Heard::Quiet => {}
+            }
+        }
+        debug_assert!(cur.txn.is_done(), "a transaction stalled");
+        if cur.txn.fate() == Some(Fate::Accepted) {
+            self.latency(Phase::Transaction, cur.began);
+        }
+        Ok(if cur.txn.closed() {
+            Flow::Closed
+        } else {
+            Flow::Go
+        })
+    }
+
+    /// One reply of the transaction. When the connection is lost after
+    /// the server refused part of a group, the refusal is what it said:
+    /// the diagnostic carries it (a server that closes after rejecting
+    /// MAIL would otherwise look like it vanished for no reason).
+    fn txn_reply(
+        &mut self,
+        link: &mut Link,
+        cur: &Pending,
+        stage: Stage,
+    ) -> Result<Reply, Error> {
+        let grouped = cur.txn.mode().pipelined
+            && matches!(stage, Stage::Mail | Stage::Rcpt);
+        self.reply(link, stage).map_err(|e| match e {
+            Error::Lost {
+                stage,
+                server_said: None,
+            } if grouped => Error::Lost {
+                stage,
+                server_said: cur.refused.clone(),
+            },
+            e => e,
+        })
+    }
+
+    /// Writes every command the core hands out now: one write, or for a
+    /// large group a few, the message content last.
+    fn write_sends(
+        &mut self,
+        link: &mut Link,
+        cur: &mut Pending,
+    ) -> Result<(), Error> {
+        self.wire.clear();
+        let mut stage = None;
+        let mut content = false;
+        while let Some(send) = cur.txn.poll_send() {
+            stage.get_or_insert(send_stage(send));
+            if send == Step::Content {
+                content = true;
+                self.content(link, cur);
+            } else {
+                self.queue_send(send, cur.job);
+            }
+            if self.wire.len() >= FLUSH_AT && !content {
+                self.tally(&mut cur.txn);
+                self.flush_wire(link, stage.unwrap_or(Stage::Mail))?;
+                self.wire.clear();
+            }
+        }
+        self.tally(&mut cur.txn);
+        if content {
+            return self.send_message(link, cur.job);
+        }
+        match stage {
+            Some(stage) if !self.wire.is_empty() => {
+                self.flush_wire(link, stage)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Appends one command of the envelope (or RSET, or a lone dot).
+    fn queue_send(&mut self, send: Step, job: Job) {
+        let plan = &self.sh.plan;
+        match send {
+            Step::Mail => self.queue(Command::Mail(self.sender(job), &[])),
+            Step::Rcpt { left } => {
+                let number = self.rcpt_number(job, left);
+                let addr = self.rcpt_addr(plan, number);
+                self.queue(Command::Rcpt(addr, &[]));
+            }
+            Step::Data => self.queue(Command::Data),
+            Step::LoneDot => self.queue(Command::Dot),
+            Step::Rset => self.queue(Command::Rset),
+            Step::Content => {}
+        }
+    }
+
+    /// Queues what goes before the body: `BDAT <n> LAST` and the
+    /// headers, or the headers (and, pipelined, maybe the next group).
+    fn content(&mut self, link: &Link, cur: &Pending) {
+        self.ahead_wire.clear();
+        if cur.txn.mode().bdat {
+            self.queue_bdat(link, cur.job);
+            return;
+        }
+        if self.sh.plan.verbose > 0 {
+            diag::info(b".");
+        }
+        // The headers first: their Message-Id counter must not see the
+        // look-ahead claim of the next message.
+        self.headers(link, cur.job);
+        self.look_ahead(link, cur.txn.mode());
+    }
+
+    /// With -d, no delay and a job ready now, the next transaction's
+    /// group goes into `self.ahead_wire`, to be written with this
+    /// message's dot; its transaction waits in `self.ahead`.
+    fn look_ahead(&mut self, link: &Link, mode: Mode) {
+        let delay = !matches!(self.sh.plan.delay, crate::cli::Delay::None);
+        if !mode.pipelined
+            || delay
+            || mode.recipients > AHEAD_MAX_RCPTS
+            || !self.more_on_this_connection()
+        {
+            return;
+        }
+        let Some(job) = self.jobs.try_claim() else {
+            return;
+        };
+        self.take(job);
+        self.in_hand = false;
+        let mut txn = Txn::new(Mode {
+            proven: link.proven,
+            ..mode
+        });
+        // Queue into the (empty) look-ahead buffer: swap it in and out.
+        std::mem::swap(&mut self.wire, &mut self.ahead_wire);
+        while let Some(send) = txn.poll_send() {
+            self.queue_send(send, job);
+        }
+        std::mem::swap(&mut self.wire, &mut self.ahead_wire);
+        self.tally(&mut txn);
+        self.ahead = Some(Pending {
+            job,
+            txn,
+            began: job.due.unwrap_or_else(Instant::now),
+            refused: None,
+        });
+    }
+
+    /// Appends `BDAT <n> LAST` and the headers to `self.wire`; the body
+    /// follows from the plan in the same write (`send_message`), never
+    /// copied.
+    fn queue_bdat(&mut self, link: &Link, job: Job) {
+        let start = self.wire.len();
+        self.headers(link, job);
+        let size = self.wire.len() - start + self.body_of(job).len();
+        let mut cmd = Vec::with_capacity(32);
+        Command::BdatLast(size).write_wire(&mut cmd);
+        if self.sh.plan.verbose > 0 {
+            diag::info(&cmd[..cmd.len() - 2]);
+        }
+        self.wire.splice(start..start, cmd);
+    }
+
+    /// Moves a transaction's counts to the report.
+    pub(super) fn tally(&mut self, txn: &mut Txn) {
+        let t = txn.take_tally();
+        if let Some(r) = &mut self.rec {
+            r.tally(t);
+        }
+    }
+}
+
+/// The stage a write is named after: its first command's.
+fn send_stage(send: Step) -> Stage {
+    match send {
+        Step::Mail => Stage::Mail,
+        Step::Rcpt { .. } => Stage::Rcpt,
+        Step::Data => Stage::Data,
+        Step::Content | Step::LoneDot => Stage::Message,
+        Step::Rset => Stage::Rset,
+    }
+}
