@@ -241,6 +241,14 @@ fn violations(run: &Run, want: Expect) -> Vec<String> {
     }
     // Lock-step: a RCPT is written only after the reply before it, and
     // the server reads every command it is sent until it closes.
+    //
+    // KNOWN BUG (wt-core, left failing on purpose): the transaction core
+    // counts a RCPT as sent when it hands it to the session
+    // (`txn::poll_send`), before the write; when a fatal error in another
+    // session halts the run at that moment, the write is refused and the
+    // report has a RCPT "sent" (and unknown) that never left. Seen here as
+    // sent > read; `f2_fatal_reset_others_keep_serving` shows it on
+    // almost every run.
     let rcpts = s.rcpts as u64;
     if want.lockstep && rc.total != rcpts {
         bad.push(format!(
@@ -391,6 +399,11 @@ fn f2_fatal_reset_at_6th_mail_stops_the_run() {
 /// connections after the reset. Whatever they deliver after the fatal
 /// error must be bounded by what the report calls unknown: the run
 /// stops writing at once, so nothing delivered goes uncounted.
+///
+/// KNOWN BUG (wt-core): fails with "recipients sent N != RCPT commands
+/// the server read N-k": sessions halted right after a MAIL reply count
+/// their next RCPT as sent though the halt refused its write (see
+/// `violations`).
 #[test]
 fn f2_fatal_reset_others_keep_serving() {
     let f = scripted(Caps::default(), |at: &At| {
@@ -755,8 +768,8 @@ fn run_group(group: &str, count: usize, workers: usize) {
                     bad.join("\n  "),
                     describe(&run)
                 );
+                let _ = write!(msg, "server log:\n{}", run.log);
                 if verbose {
-                    let _ = write!(msg, "server log:\n{}", run.log);
                     eprintln!("{msg}");
                 }
                 if !bad.is_empty() {

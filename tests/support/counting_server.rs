@@ -20,8 +20,9 @@
 //!   cannot confirm this way (its next group left before the reply came
 //!   back); with `confirm` off the server does not wait, and a case whose
 //!   2xx could be lost is flagged [`Seen::ambiguous`] (assert bounds).
-//! * Only the first fatal act runs; later ones stall like any frozen
-//!   connection, so every case has at most one.
+//! * Only the first fatal act runs, and after it no connection writes
+//!   again, the acting one included (its client stops reading at the
+//!   reply that ends its run); every case has at most one.
 //!
 //! Every wait is bounded (read ticks check a stop flag and a watchdog).
 
@@ -473,24 +474,21 @@ impl Conn {
 
     /// After serving: keep reading (without answering) until the client
     /// goes away, so a close is a FIN the client reads after our last
-    /// reply, never an RST caused by unread data.
+    /// reply, never an RST caused by unread data. A frozen connection
+    /// still counts the commands it receives (its client wrote them).
     fn settle(&mut self) {
-        let mut chunk = [0u8; 8192];
-        loop {
-            let Some(s) = self.s.as_mut() else { return };
-            match s.read(&mut chunk) {
-                Ok(0) => return,
-                Ok(_) => {
-                    if !self.closed {
-                        self.confirm();
-                    }
-                }
-                Err(e) if is_tick(&e) => {
-                    if self.sh.stopping() {
-                        return;
-                    }
-                }
-                Err(_) => return,
+        let frozen = !self.closed && self.s.is_some();
+        while let Ok(line) = self.read_line() {
+            if !frozen {
+                continue;
+            }
+            self.confirm();
+            let text = String::from_utf8_lossy(&line).into_owned();
+            self.log.push(format!("C (frozen): {}", text.trim_end()));
+            match verb(&line).as_str() {
+                "MAIL" => self.sh.count(|s| s.mails += 1),
+                "RCPT" => self.sh.count(|s| s.rcpts += 1),
+                _ => {}
             }
         }
     }
@@ -513,11 +511,7 @@ impl Conn {
     }
 
     fn command(&mut self, line: &[u8]) -> Result<(), Gone> {
-        let verb: String = line
-            .iter()
-            .take_while(|b| !b" \t\r\n:".contains(b))
-            .map(|&b| char::from(b.to_ascii_uppercase()))
-            .collect();
+        let verb = verb(line);
         match verb.as_str() {
             "HELO" | "EHLO" | "LHLO" => {
                 self.tx = Tx::default();
@@ -720,12 +714,12 @@ impl Conn {
     fn may_write(&mut self, fatal: bool, counted: bool, act: Act) -> bool {
         let sh = Arc::clone(&self.sh);
         let mut f = sh.freeze.lock().expect("freeze");
-        match f.by {
-            Some(by) if by != self.index => return false,
-            // This connection's fatal act already ran (a reply after it
-            // on the same connection is no new one).
-            Some(_) => return true,
-            None => {}
+        // Frozen; on the acting connection too once its act is done:
+        // the client stops reading at the reply that ends its run, so a
+        // 2xx after it (a later RCPT of a pipelined group, a later LMTP
+        // reply) could be counted here and never reach it.
+        if f.by.is_some() {
+            return false;
         }
         if counted {
             f.unconfirmed.push(self.index);
@@ -900,6 +894,14 @@ impl Conn {
         self.log.push(format!("C: <chunk of {n}>"));
         Ok(())
     }
+}
+
+/// The command word of a client line, upper case.
+fn verb(line: &[u8]) -> String {
+    line.iter()
+        .take_while(|b| !b" \t\r\n:".contains(b))
+        .map(|&b| char::from(b.to_ascii_uppercase()))
+        .collect()
 }
 
 fn is_tick(e: &io::Error) -> bool {
