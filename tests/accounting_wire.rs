@@ -150,6 +150,37 @@ struct Expect {
     messages: u64,
     /// The client sends one command at a time (no `--pipelining`).
     lockstep: bool,
+    /// `-s` and `-r`: at most two messages a session (one pipelined
+    /// ahead) can be in flight when a run is cut short.
+    sessions: u64,
+    rcpts: u64,
+    /// LMTP: the server does not class refused messages (a mix of
+    /// per-recipient refusals has no one class).
+    lmtp: bool,
+}
+
+impl Expect {
+    fn new(messages: u64, lockstep: bool) -> Expect {
+        Expect {
+            messages,
+            lockstep,
+            sessions: 1,
+            rcpts: 1,
+            lmtp: false,
+        }
+    }
+
+    fn sessions(self, sessions: u64, rcpts: u64) -> Expect {
+        Expect {
+            sessions,
+            rcpts,
+            ..self
+        }
+    }
+
+    fn lmtp(self) -> Expect {
+        Expect { lmtp: true, ..self }
+    }
 }
 
 /// Every rule the report breaks, given what the server saw.
@@ -262,6 +293,25 @@ fn violations(run: &Run, want: Expect) -> Vec<String> {
             rc.total
         ));
     }
+    let in_flight = 2 * want.sessions;
+    if m.unknown > in_flight || rc.unknown > in_flight * want.rcpts {
+        bad.push(format!(
+            "unknown {} messages, {} recipients: more than {in_flight} \
+             messages can be in flight",
+            m.unknown, rc.unknown
+        ));
+    }
+    // Refused and cut messages, as the server's replies class them.
+    if !fatal && !want.lmtp && !s.classes_ambiguous {
+        let (rj, fl) = (s.rejected as u64, s.failed as u64);
+        if (m.rejected, m.failed) != (rj, fl) {
+            bad.push(format!(
+                "messages rejected {}, failed {}; the server's replies \
+                 rejected {rj} and cut {fl}",
+                m.rejected, m.failed
+            ));
+        }
+    }
     if !fatal {
         if m.unknown != 0 || rc.unknown != 0 {
             bad.push(format!(
@@ -331,13 +381,7 @@ fn f1_pipelined_lookahead_421_at_first_dot() {
     };
     let args = strings(&["--pipelining", "-d", "-A", "-s", "1", "-m", "3"]);
     let run = run_counted(f, opts, &args, Duration::from_secs(10));
-    assert_accounted(
-        &run,
-        Expect {
-            messages: 3,
-            lockstep: false,
-        },
-    );
+    assert_accounted(&run, Expect::new(3, false));
 }
 
 /// Finding 1, second form: random 4xx/5xx/421 replies at every step of
@@ -351,13 +395,7 @@ fn f1_pipelined_random_refusals() {
     };
     let args = strings(&["-A", "--pipelining", "-d", "-s", "5", "-m", "500"]);
     let run = run_counted(f, opts, &args, Duration::from_secs(40));
-    assert_accounted(
-        &run,
-        Expect {
-            messages: 500,
-            lockstep: false,
-        },
-    );
+    assert_accounted(&run, Expect::new(500, false).sessions(5, 1));
 }
 
 /// Finding 2 (and the first fatal-error scenario): ten `-d` sessions,
@@ -383,13 +421,7 @@ fn f2_fatal_reset_at_6th_mail_stops_the_run() {
         "the server could not confirm every 2xx it counted\n{}",
         describe(&run)
     );
-    assert_accounted(
-        &run,
-        Expect {
-            messages: 500,
-            lockstep: true,
-        },
-    );
+    assert_accounted(&run, Expect::new(500, true).sessions(10, 1));
     // The other sessions wait for replies that never come: only a run
     // that ends at once avoids the 5 s stage timeout.
     run.out.assert_elapsed_below(Duration::from_secs(4));
@@ -419,13 +451,7 @@ fn f2_fatal_reset_others_keep_serving() {
     };
     let args = strings(&["-d", "-s", "10", "-m", "500"]);
     let run = run_counted(f, opts, &args, Duration::from_secs(20));
-    assert_accounted(
-        &run,
-        Expect {
-            messages: 500,
-            lockstep: true,
-        },
-    );
+    assert_accounted(&run, Expect::new(500, true).sessions(10, 1));
 }
 
 /// Finding 3: lock-step `-A -r 3`, a 421 inside the RCPT list of some
@@ -446,13 +472,7 @@ fn f3_421_inside_rcpt_list() {
     let args = strings(&["-A", "-r", "3", "-d", "-s", "4", "-m", "300"]);
     let run =
         run_counted(f, Options::default(), &args, Duration::from_secs(30));
-    assert_accounted(
-        &run,
-        Expect {
-            messages: 300,
-            lockstep: true,
-        },
-    );
+    assert_accounted(&run, Expect::new(300, true).sessions(4, 3));
 }
 
 /// Finding 4: LMTP, recipient 1 gets 250 and recipient 2 gets 421 after
@@ -474,13 +494,7 @@ fn f4_lmtp_partial_acceptance_is_accepted() {
     let args = strings(&["-A", "-L", "-r", "2", "-m", "1"]);
     let run = run_counted(f, opts, &args, Duration::from_secs(10));
     assert_eq!(run.seen.delivered, 1, "{}", describe(&run));
-    assert_accounted(
-        &run,
-        Expect {
-            messages: 1,
-            lockstep: true,
-        },
-    );
+    assert_accounted(&run, Expect::new(1, true).sessions(1, 2).lmtp());
 }
 
 /// Finding 5 (and the second fatal-error scenario): a server that never
@@ -703,9 +717,12 @@ impl Case {
     }
 
     fn expect(&self) -> Expect {
-        Expect {
-            messages: u64::from(self.messages),
-            lockstep: !self.pipelining,
+        let e = Expect::new(u64::from(self.messages), !self.pipelining)
+            .sessions(u64::from(self.sessions), u64::from(self.rcpts));
+        if self.lmtp {
+            e.lmtp()
+        } else {
+            e
         }
     }
 }

@@ -226,6 +226,18 @@ pub struct Seen {
     pub closing_replies: usize,
     /// Refusals written (QUIT excluded).
     pub refusals: usize,
+    /// Messages the server's replies classed as rejected: the
+    /// transaction ended by a refusal other than 421/521 (MAIL, DATA, end
+    /// of data or a BDAT chunk refused, or RSET after every RCPT was).
+    pub rejected: usize,
+    /// Messages cut by a 421/521: their transaction's, one at the
+    /// greeting or HELO (the session had taken a message before it
+    /// connected), and each MAIL that arrived after it (a pipelined
+    /// look-ahead).
+    pub failed: usize,
+    /// A 421/521 to RSET, or a transaction the client left without a
+    /// verdict: `rejected` and `failed` are not to be compared.
+    pub classes_ambiguous: bool,
 }
 
 /// The freeze and the unconfirmed 2xx of each connection.
@@ -387,6 +399,14 @@ enum Gone {
     Server,
 }
 
+/// The class of a message, as the server's replies give it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    Accepted,
+    Rejected,
+    Failed,
+}
+
 /// Transaction state, as a real server keeps it.
 #[derive(Default)]
 struct Tx {
@@ -409,8 +429,12 @@ struct Conn {
     caps: Caps,
     /// The greeting was EHLO or LHLO (its reply lists `caps`).
     extended: bool,
+    /// A MAIL was read and its message has no class yet.
+    pending: bool,
     /// The socket was shut down for writing (or reset).
     closed: bool,
+    /// ... after a 421 or 521 reply.
+    closed_by_code: bool,
 }
 
 impl Conn {
@@ -430,6 +454,8 @@ impl Conn {
             policy,
             caps,
             extended: false,
+            pending: false,
+            closed_by_code: false,
             sh,
             buf: Vec::new(),
             counts: Default::default(),
@@ -479,6 +505,10 @@ impl Conn {
     fn settle(&mut self) {
         let frozen = !self.closed && self.s.is_some();
         while let Ok(line) = self.read_line() {
+            if self.closed_by_code && verb(&line) == "MAIL" {
+                self.log.push("C (after close): MAIL".into());
+                self.sh.count(|s| s.failed += 1);
+            }
             if !frozen {
                 continue;
             }
@@ -519,6 +549,7 @@ impl Conn {
                 self.reply_at(Point::Helo)
             }
             "MAIL" => {
+                self.open_verdict();
                 let mails = {
                     let mut s = self.sh.seen.lock().expect("seen");
                     s.mails += 1;
@@ -555,9 +586,14 @@ impl Conn {
             "BDAT" => self.bdat(line),
             "RSET" => {
                 self.tx = Tx::default();
+                // Under -A, RSET after every RCPT was refused.
+                self.verdict(Verdict::Rejected);
                 self.reply_at(Point::Rset)
             }
             "QUIT" => {
+                if self.pending {
+                    self.sh.count(|s| s.classes_ambiguous = true);
+                }
                 self.reply_at(Point::Quit)?;
                 self.close();
                 Err(Gone::Server)
@@ -616,6 +652,9 @@ impl Conn {
             Point::Dot
         };
         self.tx = Tx::default();
+        if self.sh.opts.lmtp {
+            self.pending = false;
+        }
         let mut delivered = false;
         let mut result = Ok(());
         for i in 0..replies {
@@ -781,9 +820,12 @@ impl Conn {
                 if is_2xx(Some(code)) && p == Point::Rcpt {
                     self.sh.count(|s| s.rcpt_ok += 1);
                 }
-                if code == 421 || code == 521 {
+                let closing = code == 421 || code == 521;
+                self.judge(p, code, closing);
+                if closing {
                     self.sh.count(|s| s.closing_replies += 1);
                     self.close();
+                    self.closed_by_code = true;
                     return Err(Gone::Server);
                 }
                 Ok(Some(code))
@@ -810,6 +852,57 @@ impl Conn {
                 self.stall();
                 Err(Gone::Server)
             }
+        }
+    }
+
+    /// A MAIL starts a message that needs a class.
+    fn open_verdict(&mut self) {
+        if self.pending {
+            self.sh.count(|s| s.classes_ambiguous = true);
+        }
+        self.pending = true;
+    }
+
+    /// Give the pending message its class.
+    fn verdict(&mut self, v: Verdict) {
+        if !std::mem::take(&mut self.pending) {
+            return;
+        }
+        self.sh.count(|s| match v {
+            Verdict::Accepted => {}
+            Verdict::Rejected => s.rejected += 1,
+            Verdict::Failed => s.failed += 1,
+        });
+    }
+
+    /// The class a written reply gives (see [`Seen::rejected`] and
+    /// [`Seen::failed`]).
+    fn judge(&mut self, p: Point, code: u16, closing: bool) {
+        let refused = if closing {
+            Verdict::Failed
+        } else {
+            Verdict::Rejected
+        };
+        match p {
+            Point::Banner | Point::Helo if closing => {
+                if self.pending {
+                    self.sh.count(|s| s.classes_ambiguous = true);
+                }
+                self.sh.count(|s| s.failed += 1);
+            }
+            Point::Rset if closing => {
+                self.sh.count(|s| s.classes_ambiguous = true);
+            }
+            Point::Mail | Point::Data | Point::Bdat | Point::Dot => {
+                if is_2xx(Some(code)) && p == Point::Dot {
+                    self.verdict(Verdict::Accepted);
+                } else if !is_positive(p, code) {
+                    self.verdict(refused);
+                }
+            }
+            Point::Rcpt if closing => self.verdict(Verdict::Failed),
+            // LMTP classes are not compared; QUIT ends no message.
+            _ => {}
         }
     }
 
