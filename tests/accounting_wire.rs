@@ -727,6 +727,33 @@ impl Case {
     }
 }
 
+/// How many cases of a group checked what (printed with its result).
+#[derive(Debug, Default)]
+struct Kinds {
+    /// No fatal act: exact counts, classes too unless LMTP.
+    complete: usize,
+    /// Fatal, lock-step, confirmed: exact accepted counts.
+    fatal_exact: usize,
+    /// Fatal otherwise: bounds.
+    fatal_bounded: usize,
+    messages: usize,
+    delivered: usize,
+}
+
+impl Kinds {
+    fn add(&mut self, case: &Case, seen: &Seen) {
+        if seen.fatal == 0 {
+            self.complete += 1;
+        } else if !case.pipelining && !seen.ambiguous {
+            self.fatal_exact += 1;
+        } else {
+            self.fatal_bounded += 1;
+        }
+        self.messages += case.messages as usize;
+        self.delivered += seen.delivered;
+    }
+}
+
 /// `SMTP_ACCT_CASE=<group>:<index>`: the one case to run.
 fn chosen_case() -> Option<(String, usize)> {
     let v = std::env::var("SMTP_ACCT_CASE").ok()?;
@@ -760,6 +787,7 @@ fn run_group(group: &str, count: usize, workers: usize) {
     let next = Arc::new(AtomicUsize::new(0));
     let indexes = Arc::new(indexes);
     let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let kinds = Arc::new(Mutex::new(Kinds::default()));
     let handles: Vec<_> = (0..workers)
         .map(|_| {
             let (next, indexes, failures) = (
@@ -767,6 +795,7 @@ fn run_group(group: &str, count: usize, workers: usize) {
                 Arc::clone(&indexes),
                 Arc::clone(&failures),
             );
+            let kinds = Arc::clone(&kinds);
             let group = group.to_string();
             spawn("acct-worker", move || loop {
                 let k = next.fetch_add(1, Ordering::SeqCst);
@@ -774,6 +803,7 @@ fn run_group(group: &str, count: usize, workers: usize) {
                 let case = Case::generate(case_seed(&group, index));
                 let run = case.run();
                 let bad = violations(&run, case.expect());
+                kinds.lock().expect("kinds").add(&case, &run.seen);
                 if bad.is_empty() && !verbose {
                     continue;
                 }
@@ -800,10 +830,11 @@ fn run_group(group: &str, count: usize, workers: usize) {
     }
     let failures = failures.lock().expect("failures");
     eprintln!(
-        "group {group}: {} cases in {:.1}s, {} failed",
+        "group {group}: {} cases in {:.1}s, {} failed; {:?}",
         indexes.len(),
         start.elapsed().as_secs_f64(),
-        failures.len()
+        failures.len(),
+        kinds.lock().expect("kinds")
     );
     assert!(
         failures.is_empty(),
