@@ -850,10 +850,10 @@ fn run_group(group: &str, count: usize, workers: usize) {
     );
 }
 
-/// Cases per property test and worker threads in each: six tests of
-/// 500, so nextest runs them side by side and each stays well under its
-/// 60 s limit.
-const CASES: usize = 500;
+/// Cases per property test and worker threads in each: ten tests of
+/// 300 (3,000 cases), so nextest runs them side by side and each stays
+/// far below its 60 s limit even on a loaded machine.
+const CASES: usize = 300;
 const WORKERS: usize = 3;
 
 #[test]
@@ -884,4 +884,24 @@ fn random_scripts_e() {
 #[test]
 fn random_scripts_f() {
     run_group("f", CASES, WORKERS);
+}
+
+#[test]
+fn random_scripts_g() {
+    run_group("g", CASES, WORKERS);
+}
+
+#[test]
+fn random_scripts_h() {
+    run_group("h", CASES, WORKERS);
+}
+
+#[test]
+fn random_scripts_i() {
+    run_group("i", CASES, WORKERS);
+}
+
+#[test]
+fn random_scripts_j() {
+    run_group("j", CASES, WORKERS);
 }
