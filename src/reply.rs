@@ -166,19 +166,48 @@ pub fn parse(input: &[u8]) -> Option<Result<(Reply, usize), Push>> {
     None
 }
 
-/// ESMTP service extensions this client can use.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The service extensions a server offered in its EHLO/LHLO reply: each
+/// keyword with its value (the rest of its line), looked up without
+/// regard to case. A new extension needs no new field: `has` and
+/// `value` answer for any keyword.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Capabilities {
-    pub pipelining: bool,
-    pub chunking: bool,
-    pub starttls: bool,
-    pub xclient: bool,
-    pub auth_plain: bool,
-    pub auth_login: bool,
+    /// (keyword in upper case, value as sent), in the order offered.
+    offered: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Capabilities {
+    /// Whether `keyword` (say `"PIPELINING"`) was offered.
+    pub fn has(&self, keyword: &str) -> bool {
+        self.value(keyword).is_some()
+    }
+
+    /// The value offered with `keyword` (`SIZE 10240000` gives
+    /// `10240000`; empty when it has none), or None when not offered.
+    pub fn value(&self, keyword: &str) -> Option<&[u8]> {
+        let k = keyword.as_bytes();
+        self.offered
+            .iter()
+            .find(|(offered, _)| offered.eq_ignore_ascii_case(k))
+            .map(|(_, value)| value.as_slice())
+    }
+
+    /// Whether AUTH offers the SASL mechanism `mech` (say `"PLAIN"`), in
+    /// any of its lines (`AUTH PLAIN` and the old `AUTH=LOGIN` may both
+    /// be there).
+    pub fn auth_offers(&self, mech: &str) -> bool {
+        self.offered
+            .iter()
+            .filter(|(keyword, _)| keyword == b"AUTH")
+            .flat_map(|(_, mechs)| mechs.split(|&b| b == b' '))
+            .any(|m| m.eq_ignore_ascii_case(mech.as_bytes()))
+    }
 }
 
 /// Reads the extension keywords of an EHLO/LHLO reply: every line after
-/// the first starts with a keyword (RFC 5321 §4.1.1.1), case-insensitive.
+/// the first starts with a keyword (RFC 5321 §4.1.1.1), case-insensitive,
+/// then its parameters after a space (or, in the old `AUTH=PLAIN LOGIN`
+/// form, after `=`).
 pub fn capabilities(reply: &Reply) -> Capabilities {
     let mut caps = Capabilities::default();
     for line in reply.text.split(|&b| b == b'\n').skip(1) {
@@ -187,23 +216,9 @@ pub fn capabilities(reply: &Reply) -> Capabilities {
             .position(|&b| b == b' ' || b == b'=')
             .unwrap_or(line.len());
         let keyword = line[..end].to_ascii_uppercase();
-        match &keyword[..] {
-            b"PIPELINING" => caps.pipelining = true,
-            b"CHUNKING" => caps.chunking = true,
-            b"STARTTLS" => caps.starttls = true,
-            b"XCLIENT" => caps.xclient = true,
-            // `AUTH PLAIN LOGIN`, or the old `AUTH=PLAIN LOGIN`.
-            b"AUTH" => {
-                let rest = line.get(end + 1..).unwrap_or_default();
-                for mech in rest.split(|&b| b == b' ') {
-                    match &mech.to_ascii_uppercase()[..] {
-                        b"PLAIN" => caps.auth_plain = true,
-                        b"LOGIN" => caps.auth_login = true,
-                        _ => {}
-                    }
-                }
-            }
-            _ => {}
+        let value = line.get(end + 1..).unwrap_or_default().to_vec();
+        if !keyword.is_empty() {
+            caps.offered.push((keyword, value));
         }
     }
     caps
@@ -352,14 +367,11 @@ mod tests {
     fn capabilities_after_the_first_line() {
         let r = one(b"250-mx.example\r\n250-pipelining\r\n250-SIZE 10\r\n\
 250 CHUNKING\r\n");
-        assert_eq!(
-            capabilities(&r),
-            Capabilities {
-                pipelining: true,
-                chunking: true,
-                ..Capabilities::default()
-            }
-        );
+        let c = capabilities(&r);
+        assert!(c.has("PIPELINING") && c.has("chunking") && c.has("Size"));
+        assert_eq!(c.value("SIZE"), Some(&b"10"[..]));
+        assert_eq!(c.value("CHUNKING"), Some(&b""[..]));
+        assert!(!c.has("STARTTLS") && !c.has("MX.EXAMPLE"));
         let r = one(b"250 PIPELINING\r\n");
         assert_eq!(capabilities(&r), Capabilities::default());
     }
@@ -369,12 +381,18 @@ mod tests {
         let r = one(b"250-mx\r\n250-STARTTLS\r\n250-AUTH LOGIN PLAIN\r\n\
 250 XCLIENT NAME ADDR\r\n");
         let c = capabilities(&r);
-        assert!(c.starttls && c.xclient && c.auth_plain && c.auth_login);
+        assert!(c.has("STARTTLS") && c.has("XCLIENT"));
+        assert!(c.auth_offers("PLAIN") && c.auth_offers("login"));
+        assert_eq!(c.value("XCLIENT"), Some(&b"NAME ADDR"[..]));
+        let both = one(b"250-mx\r\n250-AUTH PLAIN\r\n250 AUTH=LOGIN\r\n");
+        let c = capabilities(&both);
+        assert!(c.auth_offers("PLAIN") && c.auth_offers("LOGIN"));
         let old = one(b"250-mx\r\n250 AUTH=login\r\n");
         let c = capabilities(&old);
-        assert!(c.auth_login && !c.auth_plain && !c.starttls);
+        assert!(c.auth_offers("LOGIN") && !c.auth_offers("PLAIN"));
+        assert!(!c.has("STARTTLS"));
         // A keyword in the first line (the greeting) is not a capability.
-        assert!(!capabilities(&one(b"250 STARTTLS\r\n")).starttls);
+        assert!(!capabilities(&one(b"250 STARTTLS\r\n")).has("STARTTLS"));
     }
 
     #[test]

@@ -104,15 +104,23 @@ pub struct Shared {
 }
 
 /// The run-wide stop for a fatal error or a signal. Every session write
-/// holds a read guard of `writes` and checks `halted` under it; the
-/// halter sets `halted`, then takes the write side, so it waits out the
-/// writes already under way (each bounded by its write deadline) and no
-/// write starts after it returns.
-#[derive(Default)]
+/// holds a read guard of one of `writes` and checks `halted` under it;
+/// the halter sets `halted`, then takes the write side of each, so it
+/// waits out the writes already under way (each bounded by its write
+/// deadline) and no write starts after it returns. The locks are
+/// sharded by session, each on its own cache lines, so sessions do not
+/// contend for them on every write.
 struct Halt {
     halted: AtomicBool,
-    writes: RwLock<()>,
+    writes: Vec<WriteLock>,
 }
+
+#[derive(Default)]
+#[repr(align(128))]
+struct WriteLock(RwLock<()>);
+
+/// Write locks of the halt: one per this many sessions at most.
+const HALT_SHARDS: usize = 16;
 
 /// Leave to write to a socket: held across one write.
 pub(crate) struct WritePermit<'a> {
@@ -143,7 +151,12 @@ impl Shared {
             stopping: AtomicBool::new(false),
             conn_seq: AtomicU64::new(0),
             bind_seq: AtomicU64::new(0),
-            halt: Halt::default(),
+            halt: Halt {
+                halted: AtomicBool::new(false),
+                writes: (0..(plan.sessions as usize).clamp(1, HALT_SHARDS))
+                    .map(|_| WriteLock::default())
+                    .collect(),
+            },
             plan,
         }
     }
@@ -157,8 +170,9 @@ impl Shared {
     pub fn halt(&self) {
         self.halt.halted.store(true, Ordering::SeqCst);
         self.stopping.store(true, Ordering::SeqCst);
-        let writes = self.halt.writes.write();
-        drop(writes);
+        for gate in &self.halt.writes {
+            drop(gate.0.write());
+        }
     }
 
     /// Whether `halt` was called.
@@ -166,9 +180,12 @@ impl Shared {
         self.halt.halted.load(Ordering::SeqCst)
     }
 
-    /// Leave for one socket write, or None once the run is halted.
-    pub(crate) fn write_permit(&self) -> Option<WritePermit<'_>> {
-        let guard = self.halt.writes.read().unwrap_or_else(|e| e.into_inner());
+    /// Leave for one socket write of session `n`, or None once the run
+    /// is halted.
+    pub(crate) fn write_permit(&self, n: usize) -> Option<WritePermit<'_>> {
+        let gates = &self.halt.writes;
+        let gate = &gates[n % gates.len()].0;
+        let guard = gate.read().unwrap_or_else(|e| e.into_inner());
         if self.halted() {
             return None;
         }
@@ -365,7 +382,7 @@ mod tests {
     #[test]
     fn halt_waits_for_writes_and_stops_new_ones() {
         let sh = shared(&[]);
-        let permit = sh.write_permit().expect("not halted yet");
+        let permit = sh.write_permit(0).expect("not halted yet");
         let done = AtomicBool::new(false);
         std::thread::scope(|s| {
             s.spawn(|| {
@@ -377,7 +394,7 @@ mod tests {
             drop(permit);
         });
         assert!(done.load(Ordering::SeqCst) && sh.halted());
-        assert!(sh.write_permit().is_none());
+        assert!(sh.write_permit(0).is_none());
         sh.halt();
     }
 

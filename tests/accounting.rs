@@ -211,3 +211,43 @@ fn fatal_report_counts_every_claimed_message() {
         out.render()
     );
 }
+
+/// -r at its legal maximum: recipients are made one at a time, never
+/// built whole (this used to abort allocating 32 GiB), lock-step and in
+/// a pipelined group written in bounded pieces.
+#[test]
+fn largest_r_is_not_built_whole() {
+    let cut_at_third = || {
+        Responder::new().on(Verb::Ehlo, EHLO_PIPELINING).rule(Rule {
+            verb: Verb::Rcpt,
+            conn: None,
+            nth: Some(2),
+            steps: vec![Step::send("421 4.3.0 enough"), Step::Close],
+        })
+    };
+    let (out, tr) = run(
+        cut_at_third(),
+        &["-A", "-r", "2147483647", "-m", "1", "--report=json"],
+    );
+    out.assert_status(0)
+        .assert_elapsed_below(Duration::from_secs(5));
+    let c = counts(&out);
+    assert_eq!(seen(&tr, "RCPT"), 3);
+    assert_eq!((c.sent, c.r_accepted, c.r_rejected), (3, 2, 1));
+    assert_eq!((c.attempted, c.failed), (1, 1));
+    let reset_at_third =
+        Responder::new().on(Verb::Ehlo, EHLO_PIPELINING).rule(Rule {
+            verb: Verb::Rcpt,
+            conn: None,
+            nth: Some(2),
+            steps: vec![Step::Reset],
+        });
+    let (out, _) = run(
+        reset_at_third,
+        &["--pipelining", "-A", "-r", "2147483647", "-m", "1"],
+    );
+    // The group cannot all be written once the server is gone: a lost
+    // connection, not an abort.
+    assert_eq!(out.status, Some(1), "{}", out.render());
+    out.assert_elapsed_below(Duration::from_secs(5));
+}

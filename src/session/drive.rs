@@ -19,7 +19,7 @@ use crate::diag;
 use crate::error::{reject_text, Error, Stage};
 use crate::reply::Reply;
 use crate::stats::Phase;
-use crate::txn::{Cut, Fate, Heard, Mode, Step, Txn};
+use crate::txn::{refusals, Cut, Fate, Heard, Mode, Step, Txn};
 use crate::work::Job;
 
 /// A pipelined group is written once this many bytes are queued.
@@ -80,7 +80,7 @@ impl Session<'_> {
         let pipelined = self.pipelined(link);
         self.bdat_now = self.bdat_offered(link);
         Mode {
-            allow_reject: plan.allow_reject,
+            refusals: refusals(plan.allow_reject),
             lmtp: plan.lmtp,
             bdat: self.bdat_now,
             pipelined,

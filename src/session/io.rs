@@ -35,7 +35,7 @@ impl Session<'_> {
         stage: Stage,
     ) -> Result<(), Error> {
         let sh = self.sh;
-        let Some(_permit) = sh.write_permit() else {
+        let Some(_permit) = sh.write_permit(self.n) else {
             return Err(Error::Halted);
         };
         self.last_write = Instant::now();

@@ -33,7 +33,8 @@ use crate::plan::{Greeting, Numbering, Plan};
 use crate::reply::{self, Capabilities, Reply};
 use crate::stats::{self, Phase, Recorder};
 use crate::transport::Transport;
-use crate::txn::{self, Fate, Heard};
+use crate::txn::open::{OpenStep, Opening};
+use crate::txn::{self, Fate, Heard, Said};
 use crate::work::{Claim, Job, Jobs, Shared};
 
 /// The pause between connect attempts (the reference's usleep(10)).
@@ -122,6 +123,8 @@ pub struct Session<'a> {
     rng: StdRng,
     /// A connection of this session is open (for --progress).
     linked: bool,
+    /// This session's number (from 0).
+    pub(crate) n: usize,
 }
 
 /// Said once per run under -v when PIPELINING is not offered.
@@ -150,6 +153,7 @@ pub fn run(jobs: &Jobs, n: usize) -> Result<(), Error> {
         tls_config: sh.plan.security.tls.as_ref().map(|t| t.session_config()),
         rng: draw::stream(sh.plan.seed, draw::Purpose::Delay, n as u64),
         linked: false,
+        n,
     };
     while s.claim() {
         let after = s.connection();
@@ -254,22 +258,22 @@ impl<'a> Session<'a> {
     /// Whether this message goes out with BDAT: asked for and offered.
     fn bdat_offered(&self, link: &Link) -> bool {
         let want = self.sh.plan.ext.chunking;
-        if want && !link.caps.chunking {
+        if want && !link.caps.has("CHUNKING") {
             note_once(&NO_CHUNKING_NOTED, self.sh.plan.verbose, b"CHUNKING");
         }
-        want && link.caps.chunking
+        want && link.caps.has("CHUNKING")
     }
 
     fn pipelined(&self, link: &Link) -> bool {
         let want = self.sh.plan.ext.pipelining;
-        if want && !link.caps.pipelining {
+        if want && !link.caps.has("PIPELINING") {
             note_once(
                 &NO_PIPELINING_NOTED,
                 self.sh.plan.verbose,
                 b"PIPELINING",
             );
         }
-        want && link.caps.pipelining
+        want && link.caps.has("PIPELINING")
     }
 
     fn connect(&mut self) -> Result<Link, Error> {
@@ -318,29 +322,41 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// PROXY and SMTPS if asked, the banner and, unless -o,
-    /// HELO/EHLO/LHLO; then STARTTLS, XCLIENT and AUTH if asked.
+    /// PROXY and SMTPS if asked, then the banner and, unless -o,
+    /// HELO/EHLO/LHLO, STARTTLS, XCLIENT and AUTH if asked, in the
+    /// order `txn::open` decides.
     fn open(&mut self, link: &mut Link) -> Result<Flow, Error> {
         let flow = self.prelude(link)?;
         if flow != Flow::Go {
             return Ok(flow);
         }
+        let mut opening = Opening::new(self.open_plan());
+        loop {
+            let flow = match opening.step() {
+                OpenStep::Banner => self.banner(link)?,
+                OpenStep::Greet => self.greet(link)?,
+                OpenStep::StartTls => self.starttls(link, &mut opening)?,
+                OpenStep::Xclient => self.xclient(link)?,
+                OpenStep::Auth => self.auth(link)?,
+                OpenStep::Ready => return Ok(Flow::Go),
+            };
+            if flow != Flow::Go {
+                return Ok(flow);
+            }
+            opening.advance();
+        }
+    }
+
+    /// The server's banner; under -A a 421/521 closes like at every
+    /// other stage.
+    fn banner(&mut self, link: &mut Link) -> Result<Flow, Error> {
         let started = Instant::now();
         let banner = self.reply(link, Stage::Banner)?;
         self.observe(Stage::Banner, banner.code, started);
-        let positive = banner.is_positive();
-        // Under -A a 421/521 banner closes like at every other stage.
-        if self.judge(Stage::Banner, banner, positive)? == Verdict::Closing {
-            return Ok(Flow::Closed);
-        }
-        if self.sh.plan.greeting == Greeting::None {
-            return Ok(Flow::Go);
-        }
-        let flow = self.greet(link)?;
-        if flow != Flow::Go {
-            return Ok(flow);
-        }
-        self.secure(link)
+        Ok(match self.judge(Stage::Banner, banner)? {
+            Verdict::Closing => Flow::Closed,
+            _ => Flow::Go,
+        })
     }
 
     /// HELO, EHLO or LHLO; an extended greeting's reply gives the
@@ -368,7 +384,7 @@ impl<'a> Session<'a> {
                 link.greeting = Some(reply.clone());
             }
         }
-        Ok(match self.judge(stage, reply, positive)? {
+        Ok(match self.judge(stage, reply)? {
             Verdict::Closing => Flow::Closed,
             _ => Flow::Go,
         })
@@ -492,7 +508,7 @@ impl<'a> Session<'a> {
         link.conn.set_yield(false);
         let outcome = self.command(link, Command::Quit, Stage::Quit);
         // Servers log a TLS connection that ends without close_notify.
-        if let Some(_permit) = self.sh.write_permit() {
+        if let Some(_permit) = self.sh.write_permit(self.n) {
             link.conn
                 .close_notify(Instant::now() + self.sh.plan.timeout);
         }
@@ -506,16 +522,20 @@ impl<'a> Session<'a> {
     }
 
     /// The -A policy (`txn::judge`) for the greeting and the secure
-    /// steps: a refusal is fatal without -A; with it, a warning, and
-    /// 421/521 close the connection.
+    /// steps, which want a 2xx: a refusal is fatal without -A; with it,
+    /// a warning, and 421/521 close the connection.
     pub(crate) fn judge(
         &self,
         stage: Stage,
         reply: Reply,
-        positive: bool,
     ) -> Result<Verdict, Error> {
-        let allow = self.sh.plan.allow_reject;
-        let heard = txn::judge(allow, reply.code, positive, false);
+        let said = if reply.is_positive() {
+            Said::Yes
+        } else {
+            Said::No
+        };
+        let refusals = txn::refusals(self.sh.plan.allow_reject);
+        let heard = txn::judge(refusals, reply.code, said);
         if matches!(heard, Heard::Refused | Heard::Closing) {
             diag::warn(&reject_text(stage, &reply));
         }

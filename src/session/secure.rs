@@ -20,11 +20,11 @@ use crate::diag;
 use crate::error::{Error, Stage};
 use crate::identity;
 use crate::longopts::AuthMech;
-use crate::plan::AuthPlan;
 use crate::reply::Reply;
 use crate::stats::{ErrorClass, Phase};
 use crate::tls::{Level, TlsPlan};
 use crate::transport::TlsFailure;
+use crate::txn::open::{OpenPlan, Opening};
 
 impl Session<'_> {
     /// What comes before the banner: the PROXY header and SMTPS.
@@ -38,24 +38,15 @@ impl Session<'_> {
         }
     }
 
-    /// After the greeting: STARTTLS, XCLIENT and AUTH, as asked.
-    pub(super) fn secure(&mut self, link: &mut Link) -> Result<Flow, Error> {
-        let security = &self.sh.plan.security;
-        if let Some(tls) = security.tls.as_ref().filter(|t| !t.wrapper) {
-            let flow = self.starttls(link, tls)?;
-            if flow != Flow::Go {
-                return Ok(flow);
-            }
-        }
-        if security.xclient.is_some() {
-            let flow = self.xclient(link)?;
-            if flow != Flow::Go {
-                return Ok(flow);
-            }
-        }
-        match &security.auth {
-            Some(auth) => self.auth(link, auth),
-            None => Ok(Flow::Go),
+    /// Which of the steps after the greeting the plan asks for.
+    pub(super) fn open_plan(&self) -> OpenPlan {
+        let plan = &self.sh.plan;
+        let security = &plan.security;
+        OpenPlan {
+            greet: plan.greeting != crate::plan::Greeting::None,
+            starttls: security.tls.as_ref().is_some_and(|t| !t.wrapper),
+            xclient: security.xclient.is_some(),
+            auth: security.auth.is_some(),
         }
     }
 
@@ -95,14 +86,20 @@ impl Session<'_> {
     }
 
     /// STARTTLS, when the level and the server allow, then the
-    /// handshake and the greeting again.
-    fn starttls(
+    /// handshake (the greeting again is the next step). With --tls=may
+    /// and no STARTTLS to be had, `opening` goes on in plaintext.
+    pub(super) fn starttls(
         &mut self,
         link: &mut Link,
-        tls: &TlsPlan,
+        opening: &mut Opening,
     ) -> Result<Flow, Error> {
-        if !link.caps.starttls {
+        let sh = self.sh;
+        let Some(tls) = sh.plan.security.tls.as_ref() else {
+            return Ok(Flow::Go);
+        };
+        if !link.caps.has("STARTTLS") {
             if tls.level == Level::May {
+                opening.plaintext();
                 return Ok(Flow::Go);
             }
             let e = self.not_offered(b"STARTTLS", link);
@@ -121,6 +118,7 @@ impl Session<'_> {
                 ));
                 diag::info(&text);
             }
+            opening.plaintext();
             return Ok(Flow::Go);
         }
         if !ok {
@@ -128,7 +126,7 @@ impl Session<'_> {
             // report too.
             self.error_class(ErrorClass::Tls);
         }
-        match self.judge(Stage::StartTls, reply, ok)? {
+        match self.judge(Stage::StartTls, reply)? {
             Verdict::Ok => {}
             Verdict::Rejected => return Ok(Flow::Abandon),
             Verdict::Closing => return Ok(Flow::Closed),
@@ -144,11 +142,7 @@ impl Session<'_> {
             );
             return self.give_up(e, Some(ErrorClass::Tls), Flow::Closed);
         }
-        let flow = self.handshake(link, tls)?;
-        if flow != Flow::Go {
-            return Ok(flow);
-        }
-        self.greet(link)
+        self.handshake(link, tls)
     }
 
     /// The TLS handshake, against the stage deadline; -v says what was
@@ -165,7 +159,7 @@ impl Session<'_> {
             .clone()
             .ok_or(Error::Internal("no TLS config"))?;
         let name = tls.server_name.clone();
-        let Some(permit) = self.sh.write_permit() else {
+        let Some(permit) = self.sh.write_permit(self.n) else {
             return Err(Error::Halted);
         };
         let started_tls = link.conn.start_tls(config, name, deadline);
@@ -207,33 +201,32 @@ impl Session<'_> {
         Ok(Flow::Go)
     }
 
-    /// XCLIENT with this connection's attributes, then the greeting
-    /// again.
-    fn xclient(&mut self, link: &mut Link) -> Result<Flow, Error> {
+    /// XCLIENT with this connection's attributes (the greeting again is
+    /// the next step).
+    pub(super) fn xclient(&mut self, link: &mut Link) -> Result<Flow, Error> {
         let Some(x) = &self.sh.plan.security.xclient else {
             return Ok(Flow::Go);
         };
-        if !link.caps.xclient {
+        if !link.caps.has("XCLIENT") {
             let e = self.not_offered(b"XCLIENT", link);
             return self.give_up(e, None, Flow::Abandon);
         }
         let args = x.args(link.n);
         let reply =
             self.command(link, Command::Xclient(&args), Stage::Xclient)?;
-        let ok = reply.is_positive();
-        match self.judge(Stage::Xclient, reply, ok)? {
-            Verdict::Ok => self.greet(link),
+        match self.judge(Stage::Xclient, reply)? {
+            Verdict::Ok => Ok(Flow::Go),
             Verdict::Rejected => Ok(Flow::Abandon),
             Verdict::Closing => Ok(Flow::Closed),
         }
     }
 
     /// AUTH as the next user in turn.
-    fn auth(
-        &mut self,
-        link: &mut Link,
-        auth: &AuthPlan,
-    ) -> Result<Flow, Error> {
+    pub(super) fn auth(&mut self, link: &mut Link) -> Result<Flow, Error> {
+        let sh = self.sh;
+        let Some(auth) = sh.plan.security.auth.as_ref() else {
+            return Ok(Flow::Go);
+        };
         if !link.conn.is_encrypted() && !auth.plaintext_ok {
             let e = Error::Security(
                 b"AUTH refused: the connection is not encrypted \
@@ -243,8 +236,8 @@ impl Session<'_> {
             return self.give_up(e, Some(ErrorClass::Auth), Flow::Abandon);
         }
         let offered = match auth.mech {
-            AuthMech::Plain => link.caps.auth_plain,
-            AuthMech::Login => link.caps.auth_login,
+            AuthMech::Plain => link.caps.auth_offers("PLAIN"),
+            AuthMech::Login => link.caps.auth_offers("LOGIN"),
         };
         if !offered {
             let what = format!("AUTH {}", auth.mech.name());
@@ -282,7 +275,7 @@ impl Session<'_> {
         } else {
             self.error_class(ErrorClass::Auth);
         }
-        match self.judge(Stage::Auth, reply, ok)? {
+        match self.judge(Stage::Auth, reply)? {
             Verdict::Ok => Ok(Flow::Go),
             Verdict::Rejected => Ok(Flow::Abandon),
             Verdict::Closing => Ok(Flow::Closed),

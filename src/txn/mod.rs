@@ -25,12 +25,17 @@
 //! refused MAIL, DATA with no recipient) is `Quiet`; a 354 to such a
 //! DATA is answered with a lone dot, and the message is rejected.
 //!
+//! The steps before the first transaction (banner, greeting, STARTTLS,
+//! XCLIENT, AUTH) are ordered by `open`, the same way: the core says
+//! which step is next, the session runs it.
+//!
 //! Accounting: every message ends in exactly one `Fate`, every RCPT
 //! written in exactly one `Fate` of its own; `Txn::cut` decides what a
 //! connection's death means for what was written and not answered (see
 //! `Cut`). The session moves the counts to the report as they happen
 //! (`take_tally`).
 
+pub(crate) mod open;
 #[cfg(test)]
 mod prop;
 #[cfg(test)]
@@ -50,11 +55,30 @@ pub(crate) enum Fate {
     Failed,
 }
 
+/// What a refusal does: ends the run, or (-A) is warned about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusals {
+    Fatal,
+    /// -A: refusals are warnings, 421/521 close the connection.
+    Allowed,
+}
+
+/// What a reply said to the command it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Said {
+    /// What the step wanted (2xx; 354 to DATA).
+    Yes,
+    No,
+    /// A refusal that only follows from an earlier one in the same
+    /// group (503 to RCPT after a refused MAIL, 554 to DATA with no
+    /// recipient): lock-step would not have sent the command at all.
+    Echo,
+}
+
 /// The plan's settings a transaction follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Mode {
-    /// -A: refusals are warnings, 421/521 close the connection.
-    pub allow_reject: bool,
+    pub refusals: Refusals,
     /// -L: one end-of-data reply per accepted recipient.
     pub lmtp: bool,
     /// The message goes out as `BDAT <n> LAST` (asked for and offered).
@@ -101,23 +125,26 @@ pub(crate) enum Heard {
     Fatal,
 }
 
+/// The refusal policy of -A (`allow_reject`).
+pub(crate) fn refusals(allow_reject: bool) -> Refusals {
+    if allow_reject {
+        Refusals::Allowed
+    } else {
+        Refusals::Fatal
+    }
+}
+
 /// The -A policy, once for every stage of a connection: without -A a
 /// refusal is fatal; with it, a warning, and 421/521 close the
-/// connection. A `quiet` refusal (one that only follows from an
-/// earlier refusal in a group) is not warned about unless it closes.
-pub(crate) fn judge(
-    allow_reject: bool,
-    code: u16,
-    positive: bool,
-    quiet: bool,
-) -> Heard {
+/// connection. An echoed refusal is not warned about unless it closes.
+pub(crate) fn judge(refusals: Refusals, code: u16, said: Said) -> Heard {
     let closing = code == 421 || code == 521;
-    match (positive, quiet && !closing, allow_reject, closing) {
-        (true, ..) => Heard::Positive,
-        (_, true, ..) => Heard::Quiet,
-        (_, _, false, _) => Heard::Fatal,
-        (_, _, true, true) => Heard::Closing,
-        (_, _, true, false) => Heard::Refused,
+    match (said, refusals) {
+        (Said::Yes, _) => Heard::Positive,
+        (Said::Echo, _) if !closing => Heard::Quiet,
+        (_, Refusals::Fatal) => Heard::Fatal,
+        (_, Refusals::Allowed) if closing => Heard::Closing,
+        (_, Refusals::Allowed) => Heard::Refused,
     }
 }
 
@@ -389,7 +416,12 @@ impl Txn {
             Await::Data => code == 354,
             _ => (200..300).contains(&code),
         };
-        let heard = judge(self.mode.allow_reject, code, positive, quiet);
+        let said = match (positive, quiet) {
+            (true, _) => Said::Yes,
+            (false, true) => Said::Echo,
+            (false, false) => Said::No,
+        };
+        let heard = judge(self.mode.refusals, code, said);
         match at {
             Await::Mail => self.mail_reply(heard),
             Await::Rcpt => self.rcpt_reply(heard),

@@ -254,7 +254,11 @@ fn draw_case(rng: &mut StdRng) -> Case {
     let pipelined = rng.gen_bool(0.5);
     Case {
         mode: Mode {
-            allow_reject: rng.gen_bool(0.8),
+            refusals: if rng.gen_bool(0.8) {
+                Refusals::Allowed
+            } else {
+                Refusals::Fatal
+            },
             lmtp: rng.gen_bool(0.3),
             bdat: rng.gen_bool(0.3),
             pipelined,

@@ -5,7 +5,7 @@ use super::*;
 
 fn mode() -> Mode {
     Mode {
-        allow_reject: true,
+        refusals: Refusals::Allowed,
         lmtp: false,
         bdat: false,
         pipelined: false,
@@ -36,13 +36,14 @@ use Step::*;
 
 #[test]
 fn policy() {
-    assert_eq!(judge(false, 250, true, false), Heard::Positive);
-    assert_eq!(judge(false, 550, false, false), Heard::Fatal);
-    assert_eq!(judge(true, 550, false, false), Heard::Refused);
-    assert_eq!(judge(true, 421, false, false), Heard::Closing);
-    assert_eq!(judge(true, 521, false, true), Heard::Closing);
-    assert_eq!(judge(false, 503, false, true), Heard::Quiet);
-    assert_eq!(judge(false, 421, false, true), Heard::Fatal);
+    use Refusals::{Allowed, Fatal};
+    assert_eq!(judge(Fatal, 250, Said::Yes), Heard::Positive);
+    assert_eq!(judge(Fatal, 550, Said::No), Heard::Fatal);
+    assert_eq!(judge(Allowed, 550, Said::No), Heard::Refused);
+    assert_eq!(judge(Allowed, 421, Said::No), Heard::Closing);
+    assert_eq!(judge(Allowed, 521, Said::Echo), Heard::Closing);
+    assert_eq!(judge(Fatal, 503, Said::Echo), Heard::Quiet);
+    assert_eq!(judge(Fatal, 421, Said::Echo), Heard::Fatal);
 }
 
 #[test]
@@ -131,7 +132,7 @@ fn closing_fails_and_counts_the_rcpt_refused() {
 #[test]
 fn without_a_the_refusal_is_fatal() {
     let mut t = Txn::new(Mode {
-        allow_reject: false,
+        refusals: Refusals::Fatal,
         ..mode()
     });
     sends(&mut t);
