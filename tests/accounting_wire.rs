@@ -139,6 +139,86 @@ fn run_counted(
     }
 }
 
+/// [`run_counted`], with SIGINT sent at each of `at` (from the start).
+fn run_signalled(factory: Factory, args: &[String], at: &[Duration]) -> Run {
+    let srv = CountingServer::start(factory, Options::default());
+    let cmd = ours()
+        .cmd()
+        .args(["-M", "count.example", "--report=json"])
+        .args(args)
+        .arg(srv.endpoint())
+        .timeout(Duration::from_secs(15));
+    let out = run_with_signals(&cmd, at);
+    let (seen, log) = srv.finish();
+    let report = parse_report(&out);
+    Run {
+        out,
+        report,
+        seen,
+        log,
+    }
+}
+
+/// Run `cmd`, sending SIGINT at each of `at`; bounded by its limit.
+fn run_with_signals(cmd: &crate::support::Cmd, at: &[Duration]) -> Outcome {
+    use std::io::Read;
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    use std::process::{Command, Stdio};
+    let mut c = Command::new(&cmd.program.path);
+    c.args(&cmd.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .arg0(crate::support::ARGV0);
+    for (k, v) in &cmd.env {
+        c.env(k, v);
+    }
+    let start = Instant::now();
+    let mut child = c.spawn().expect("spawn ours");
+    let mut so = child.stdout.take().expect("stdout");
+    let mut se = child.stderr.take().expect("stderr");
+    let out_t = spawn("sig-stdout", move || {
+        let mut v = Vec::new();
+        let _ = so.read_to_end(&mut v);
+        v
+    });
+    let err_t = spawn("sig-stderr", move || {
+        let mut v = Vec::new();
+        let _ = se.read_to_end(&mut v);
+        v
+    });
+    let pid = child.id().to_string();
+    for t in at {
+        std::thread::sleep(t.saturating_sub(start.elapsed()));
+        if child.try_wait().ok().flatten().is_some() {
+            break;
+        }
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+    }
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if start.elapsed() >= cmd.limit {
+            timed_out = true;
+            let _ = child.kill();
+            break child.wait().expect("wait killed");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Outcome {
+        label: "ours",
+        command: cmd.describe(),
+        status: status.code(),
+        signal: status.signal(),
+        stdout: out_t.join().unwrap_or_default(),
+        stderr: err_t.join().unwrap_or_default(),
+        elapsed: start.elapsed(),
+        timed_out,
+    }
+}
+
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }
@@ -157,6 +237,9 @@ struct Expect {
     /// LMTP: the server does not class refused messages (a mix of
     /// per-recipient refusals has no one class).
     lmtp: bool,
+    /// A signal ended the run early: not all of `-m` is attempted, and
+    /// the exit status is the signal's.
+    signalled: Option<i32>,
 }
 
 impl Expect {
@@ -167,6 +250,7 @@ impl Expect {
             sessions: 1,
             rcpts: 1,
             lmtp: false,
+            signalled: None,
         }
     }
 
@@ -198,15 +282,16 @@ fn violations(run: &Run, want: Expect) -> Vec<String> {
     };
     let s = &run.seen;
     let (m, rc) = (&r.messages, &r.rcpts);
-    let fatal = s.fatal > 0;
-    let exit = if fatal { 1 } else { 0 };
+    // A second signal cuts the run short as a fatal error does.
+    let fatal = s.fatal > 0 || want.signalled.is_some_and(|c| c != 0);
+    let exit = want.signalled.unwrap_or(if fatal { 1 } else { 0 });
     if run.out.status != Some(exit) {
         bad.push(format!(
             "exit status {:?}, want {exit} (server fatal acts: {})",
             run.out.status, s.fatal
         ));
     }
-    if r.completed != Some(!fatal) {
+    if want.signalled.is_none() && r.completed != Some(!fatal) {
         bad.push(format!("completed {:?}, want {}", r.completed, !fatal));
     }
     // A 2xx the server wrote reached the client (the server confirmed it,
@@ -319,7 +404,7 @@ fn violations(run: &Run, want: Expect) -> Vec<String> {
                 m.unknown, rc.unknown
             ));
         }
-        if m.total != want.messages {
+        if m.total != want.messages && want.signalled.is_none() {
             bad.push(format!(
                 "no fatal error, yet attempted {} != -m {}",
                 m.total, want.messages
@@ -523,6 +608,56 @@ fn f5_silent_server_every_taken_message_is_attempted() {
 }
 
 // ---------------------------------------------------------------------------
+// Runs cut short by a signal
+
+/// A server that answers each end of data after 100 ms, so a signal
+/// finds messages in flight on every session.
+fn slow_dots() -> Factory {
+    scripted(pipelining(), |at: &At| {
+        if matches!(at.point, Point::Dot | Point::LmtpRcpt) {
+            Reply {
+                delay: Duration::from_millis(100),
+                ..Reply::NORMAL
+            }
+        } else {
+            Reply::NORMAL
+        }
+    })
+}
+
+/// One SIGINT: no new message, those in flight finish, and the report
+/// counts each once: accepted is what the server delivered, nothing is
+/// unknown.
+#[test]
+fn sigint_in_flight_messages_finish_and_are_counted() {
+    for extra in [&[][..], &["--pipelining"][..]] {
+        let mut args = strings(&["-d", "-s", "4", "-r", "2", "-m", "100000"]);
+        args.extend(strings(extra));
+        let run =
+            run_signalled(slow_dots(), &args, &[Duration::from_millis(700)]);
+        let mut want = Expect::new(100_000, extra.is_empty()).sessions(4, 2);
+        want.signalled = Some(0);
+        assert_accounted(&run, want);
+    }
+}
+
+/// A second SIGINT ends the run at once (status 130) and still reports:
+/// what the server delivered meanwhile is accepted or unknown, never
+/// missing.
+///
+/// Fails until the signal work of issue 14 lands (not wt-core's part):
+/// today the second SIGINT exits 130 with no report at all.
+#[test]
+fn second_sigint_cuts_in_flight_messages_to_unknown() {
+    let args = strings(&["-d", "-s", "4", "-r", "2", "-m", "100000"]);
+    let at = [Duration::from_millis(600), Duration::from_millis(650)];
+    let run = run_signalled(slow_dots(), &args, &at);
+    let mut want = Expect::new(100_000, false).sessions(4, 2);
+    want.signalled = Some(130);
+    assert_accounted(&run, want);
+}
+
+// ---------------------------------------------------------------------------
 // Random server scripts
 
 /// A connection that answers normally, except with probability `p` at
@@ -567,6 +702,7 @@ impl Policy for RandomPolicy {
             act,
             multiline,
             cut,
+            ..Reply::NORMAL
         }
     }
 }

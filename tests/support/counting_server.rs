@@ -92,6 +92,8 @@ pub struct Reply {
     /// Where a cut reply stops: after byte `1 + cut % (len - 1)`, so at
     /// least one byte is sent and never the whole reply.
     pub cut: usize,
+    /// Wait this long before acting (a slow server).
+    pub delay: Duration,
 }
 
 impl Reply {
@@ -99,6 +101,7 @@ impl Reply {
         act: Act::Normal,
         multiline: false,
         cut: 0,
+        delay: Duration::ZERO,
     };
 
     pub fn act(act: Act) -> Reply {
@@ -720,6 +723,7 @@ impl Conn {
             Point::Dot | Point::LmtpRcpt => is_2xx(Some(code)) && !earlier_ok,
             _ => false,
         };
+        self.pause(reply.delay);
         let fatal = self.is_fatal(p, reply.act, code);
         self.log
             .push(format!("S: {:?} {code} at {p:?} #{nth}", reply.act));
@@ -731,6 +735,14 @@ impl Conn {
         let caps = self.extended.then_some(self.caps);
         let bytes = render(p, code, reply.multiline, caps);
         self.carry_out(p, reply.act, code, &bytes, reply.cut)
+    }
+
+    /// A slow reply; the stop flag ends the wait.
+    fn pause(&self, d: Duration) {
+        let until = Instant::now() + d;
+        while Instant::now() < until && !self.sh.stopping() {
+            std::thread::sleep(TICK.min(until - Instant::now()));
+        }
     }
 
     /// Whether this act ends the client's run.
