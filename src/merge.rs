@@ -546,6 +546,36 @@ mod tests {
         assert_eq!(m.json(), json);
     }
 
+    /// The unknown counts and the recipients' classes add up across
+    /// shards; a report written before they existed reads them as 0.
+    #[test]
+    fn unknown_counts_merge_and_old_reports_read_as_zero() {
+        let mut a = report(Some((1, 2)), 100, &[5]);
+        a.counts.unknown = 3;
+        a.counts.rcpt_rejected = 2;
+        a.counts.rcpt_failed = 1;
+        a.counts.rcpt_unknown = 4;
+        a.counts.errors[6] = 5;
+        let mut b = report(Some((2, 2)), 100, &[5]);
+        (b.counts.rcpt_sent, b.counts.rcpt_accepted) = (7, 7);
+        let old = b
+            .json()
+            .replace(
+                "\"sent\":7,\"accepted\":7,\"rejected\":0,\"failed\":0,\
+                 \"unknown\":0}",
+                "\"sent\":7,\"accepted\":7}",
+            )
+            .replace(",\"unknown\":0", "")
+            .replace(",\"unreachable\":0", "");
+        assert!(!old.contains("unknown") && !old.contains("unreachable"));
+        let b = parse(&old).unwrap();
+        let a = parse(&a.json()).unwrap();
+        let (m, _) = merge(&[("a".into(), a), ("b".into(), b)]).unwrap();
+        let c = &m.counts;
+        assert_eq!((c.unknown, c.rcpt_unknown), (3, 4));
+        assert_eq!((c.rcpt_rejected, c.rcpt_failed, c.errors[6]), (2, 1, 5));
+    }
+
     #[test]
     fn bad_reports_say_why() {
         assert_eq!(

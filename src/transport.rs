@@ -251,6 +251,14 @@ impl Transport {
         &self.wire.sock
     }
 
+    /// Whether the peer has sent bytes not read yet (a reply waiting),
+    /// without blocking.
+    pub fn has_incoming(&self) -> bool {
+        let mut one = [std::mem::MaybeUninit::<u8>::uninit()];
+        let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT;
+        matches!(self.wire.sock.recv_with_flags(&mut one, flags), Ok(n) if n > 0)
+    }
+
     /// Whether the bytes now go through TLS.
     pub fn is_encrypted(&self) -> bool {
         self.tls.is_some()

@@ -235,6 +235,26 @@ fn largest_r_is_not_built_whole() {
     assert_eq!(seen(&tr, "RCPT"), 3);
     assert_eq!((c.sent, c.r_accepted, c.r_rejected), (3, 2, 1));
     assert_eq!((c.attempted, c.failed), (1, 1));
+    // Pipelined: the group goes out in pieces, and the replies already
+    // in are read between them: the 421 stops the group.
+    let (out, _) = run(
+        cut_at_third(),
+        &[
+            "--pipelining",
+            "-A",
+            "-r",
+            "2147483647",
+            "-m",
+            "1",
+            "--report=json",
+        ],
+    );
+    out.assert_status(0)
+        .assert_elapsed_below(Duration::from_secs(5));
+    let c = counts(&out);
+    assert_eq!((c.r_accepted, c.r_rejected), (2, 1), "{}", out.render());
+    assert_eq!(c.r_failed, c.sent - 3);
+    assert_eq!((c.attempted, c.failed), (1, 1));
     let reset_at_third =
         Responder::new().on(Verb::Ehlo, EHLO_PIPELINING).rule(Rule {
             verb: Verb::Rcpt,

@@ -122,24 +122,7 @@ impl Session<'_> {
         loop {
             self.write_sends(link, cur)?;
             let Some(stage) = cur.txn.stage() else { break };
-            let reply = self.txn_reply(link, cur, stage)?;
-            self.observe(stage, reply.code, self.last_write);
-            let heard = cur.txn.on_reply(reply.code);
-            self.tally(&mut cur.txn);
-            link.proven |= cur.txn.proven();
-            if heard != Heard::Positive
-                && matches!(stage, Stage::Mail | Stage::Rcpt)
-                && cur.refused.is_none()
-            {
-                cur.refused = Some(reply.clone());
-            }
-            match heard {
-                Heard::Refused | Heard::Closing => {
-                    diag::warn(&reject_text(stage, &reply));
-                }
-                Heard::Fatal => return Err(Error::Rejected { stage, reply }),
-                Heard::Positive | Heard::Quiet => {}
-            }
+            self.take_reply(link, cur, stage)?;
         }
         debug_assert!(cur.txn.is_done(), "a transaction stalled");
         if cur.txn.fate() == Some(Fate::Accepted) {
@@ -150,6 +133,50 @@ impl Session<'_> {
         } else {
             Flow::Go
         })
+    }
+
+    /// Reads the reply the core waits for and hands it over; warns as
+    /// its verdict says.
+    fn take_reply(
+        &mut self,
+        link: &mut Link,
+        cur: &mut Pending,
+        stage: Stage,
+    ) -> Result<(), Error> {
+        let reply = self.txn_reply(link, cur, stage)?;
+        self.observe(stage, reply.code, self.last_write);
+        let heard = cur.txn.on_reply(reply.code);
+        self.tally(&mut cur.txn);
+        link.proven |= cur.txn.proven();
+        if heard != Heard::Positive
+            && matches!(stage, Stage::Mail | Stage::Rcpt)
+            && cur.refused.is_none()
+        {
+            cur.refused = Some(reply.clone());
+        }
+        match heard {
+            Heard::Refused | Heard::Closing => {
+                diag::warn(&reject_text(stage, &reply));
+            }
+            Heard::Fatal => return Err(Error::Rejected { stage, reply }),
+            Heard::Positive | Heard::Quiet => {}
+        }
+        Ok(())
+    }
+
+    /// Between the pieces of a large group: the replies already here
+    /// are taken now, so a server that answers as it reads never waits
+    /// on us with a full socket buffer (and a 421 stops the group).
+    fn take_waiting_replies(
+        &mut self,
+        link: &mut Link,
+        cur: &mut Pending,
+    ) -> Result<(), Error> {
+        while link.reader.has_buffered() || link.conn.has_incoming() {
+            let Some(stage) = cur.txn.stage() else { break };
+            self.take_reply(link, cur, stage)?;
+        }
+        Ok(())
     }
 
     /// One reply of the transaction. When the connection is lost after
@@ -198,6 +225,7 @@ impl Session<'_> {
                 self.tally(&mut cur.txn);
                 self.flush_wire(link, stage.unwrap_or(Stage::Mail))?;
                 self.wire.clear();
+                self.take_waiting_replies(link, cur)?;
             }
         }
         self.tally(&mut cur.txn);
