@@ -2,6 +2,7 @@
 //! declared here and shares `support`.
 
 mod accounting;
+mod accounting_wire;
 mod bounds;
 mod cli;
 mod deploy;

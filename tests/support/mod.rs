@@ -14,6 +14,7 @@
 //! ```
 #![allow(dead_code)]
 
+pub mod counting_server;
 pub mod fake_server;
 pub mod model;
 pub mod tls_server;
