@@ -57,7 +57,12 @@ fn failed(option: &'static str, path: &[u8], error: io::Error) -> Error {
 }
 
 fn check_one(path: &[u8]) -> io::Result<()> {
-    let path = &through_link(Path::new(OsStr::from_bytes(path)));
+    let given = Path::new(OsStr::from_bytes(path));
+    let Target::Replace(path) = &target(given) else {
+        // Opened without blocking: a FIFO nobody reads is refused now
+        // (ENXIO) rather than hanging the end of the run.
+        return open_in_place(given, libc::O_NONBLOCK).map(drop);
+    };
     if path.is_dir() {
         return Err(io::Error::from_raw_os_error(libc::EISDIR));
     }
@@ -68,17 +73,61 @@ fn check_one(path: &[u8]) -> io::Result<()> {
     std::fs::remove_file(&probe)
 }
 
-/// The file a symbolic link names (a `latest.json` link keeps pointing
-/// at the report it named, which is replaced, not the link); any other
-/// path as it is.
-fn through_link(path: &Path) -> std::path::PathBuf {
-    let is_link = path
+/// Where a report file goes.
+enum Target {
+    /// Written into as it is, appending, with no temporary file and no
+    /// rename: not a regular file (`/dev/stdout` to a pipe, a FIFO, a
+    /// terminal), or a link whose target has no name to replace
+    /// (`/dev/stdout` to a deleted file, as GNU parallel buffers a job's
+    /// output). A link is never renamed over.
+    InPlace,
+    /// Replaced whole by a rename in its folder: this path (a link is
+    /// followed to the file it names, so a `latest.json` link keeps
+    /// pointing at the report it named).
+    Replace(std::path::PathBuf),
+}
+
+fn target(given: &Path) -> Target {
+    use std::os::unix::fs::MetadataExt;
+    let link = given
         .symlink_metadata()
         .is_ok_and(|m| m.file_type().is_symlink());
-    match is_link.then(|| std::fs::canonicalize(path)) {
-        Some(Ok(target)) => target,
-        _ => path.to_path_buf(),
+    let Ok(meta) = std::fs::metadata(given) else {
+        // Nothing there yet, or a link to nothing.
+        return match link {
+            false => Target::Replace(given.to_path_buf()),
+            true => Target::InPlace,
+        };
+    };
+    if meta.is_dir() {
+        return Target::Replace(given.to_path_buf());
     }
+    if !meta.is_file() {
+        return Target::InPlace;
+    }
+    if !link {
+        return Target::Replace(given.to_path_buf());
+    }
+    match std::fs::canonicalize(given) {
+        Ok(named)
+            if std::fs::metadata(&named).is_ok_and(|n| {
+                (n.dev(), n.ino()) == (meta.dev(), meta.ino())
+            }) =>
+        {
+            Target::Replace(named)
+        }
+        _ => Target::InPlace,
+    }
+}
+
+/// Opens a file written in place, appending: `/dev/stdout` to a file
+/// keeps what the run wrote there before.
+fn open_in_place(path: &Path, flags: i32) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .append(true)
+        .custom_flags(flags)
+        .open(path)
 }
 
 /// `.NAME.PID.TAG` in the folder of `path`: rename(2) is atomic only
@@ -107,7 +156,12 @@ pub(crate) fn replace_with(
     path: &[u8],
     fill: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
 ) -> io::Result<()> {
-    let path = &through_link(Path::new(OsStr::from_bytes(path)));
+    let given = Path::new(OsStr::from_bytes(path));
+    let Target::Replace(path) = &target(given) else {
+        let mut out = io::BufWriter::new(open_in_place(given, 0)?);
+        fill(&mut out)?;
+        return out.flush();
+    };
     let temp = temp_path(path, "tmp");
     let written = write_synced(&temp, path, fill)
         .and_then(|()| std::fs::rename(&temp, path));
@@ -308,6 +362,48 @@ mod tests {
         let path = dir.join("nope/r.json");
         let e = replace(path.as_os_str().as_bytes(), b"x").unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `--report-file=/dev/stdout` (as the GNU parallel recipe uses it)
+    /// and other files that are not regular are written as they are.
+    #[test]
+    fn special_files_are_written_in_place() {
+        check_one(b"/dev/null").unwrap();
+        replace(b"/dev/null", b"report").unwrap();
+        let dir = scratch("fifo");
+        let fifo = dir.join("r.fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success());
+        // No reader: refused at once, never blocking.
+        let e = check_one(fifo.as_os_str().as_bytes()).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENXIO));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `--report-file=/dev/stdout` when stdout is a deleted file (GNU
+    /// parallel buffers a job's output so): the report goes into it, and
+    /// the link is never renamed over (that once replaced a machine's
+    /// /dev/stdout with a regular file).
+    #[test]
+    fn a_link_to_a_deleted_file_is_written_through_never_replaced() {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let dir = scratch("deleted");
+        let buffer = dir.join("buffer");
+        let file = File::create(&buffer).unwrap();
+        std::fs::remove_file(&buffer).unwrap();
+        let fd = format!("/proc/self/fd/{}", file.as_raw_fd());
+        let link = dir.join("stdout");
+        std::os::unix::fs::symlink(&fd, &link).unwrap();
+        let bytes = link.as_os_str().as_bytes();
+        check_one(bytes).unwrap();
+        replace(bytes, b"report").unwrap();
+        assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
+        let mut back = String::new();
+        File::open(&fd).unwrap().read_to_string(&mut back).unwrap();
+        assert_eq!(back, "report");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
