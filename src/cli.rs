@@ -35,7 +35,6 @@ const FLAGS: &[u8] = b"46AcdLNov";
 /// The command line, checked value by value but not yet combined.
 #[derive(Debug, Clone)]
 pub struct Args {
-    pub argv0: Vec<u8>,
     pub family: Family,
     pub allow_reject: bool,
     pub count: bool,
@@ -74,9 +73,8 @@ pub enum Parsed {
 }
 
 impl Args {
-    fn new(argv0: Vec<u8>) -> Self {
+    fn new() -> Self {
         Args {
-            argv0,
             family: Family::Any,
             allow_reject: false,
             count: false,
@@ -120,7 +118,7 @@ pub fn parse(argv: Vec<OsString>) -> Result<Parsed, Error> {
     if argv.is_empty() {
         argv.push(b"smtp-source".to_vec());
     }
-    let mut args = Args::new(argv[0].clone());
+    let mut args = Args::new();
     let mut i = 1;
     while i < argv.len() {
         let word = &argv[i];

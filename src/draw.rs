@@ -92,6 +92,7 @@ impl SizeMix {
     }
 
     /// The weighted mean payload size.
+    #[cfg(test)]
     pub fn mean(&self) -> f64 {
         let mut last = 0;
         let mut sum = 0.0;

@@ -15,11 +15,12 @@ use crossbeam_channel::{bounded, Receiver, SendTimeoutError, Sender};
 
 use crate::error::{Config, Error};
 use crate::plan::Plan;
+use crate::report::output;
+use crate::report::stats::{Interval, Reader};
 use crate::session;
-use crate::stats::{Interval, Reader};
 use crate::sys;
 use crate::work::{Dealer, Job, Jobs, Shared};
-use crate::{diag, interrupt, output, report};
+use crate::{diag, interrupt, report};
 
 /// Session threads run shallow code (name resolution stays in the main
 /// thread), so a small explicit stack keeps thousands of them cheap.
@@ -522,7 +523,9 @@ fn start_progress<'s>(
     thread::Builder::new()
         .name("progress".into())
         .stack_size(STACK_SIZE)
-        .spawn_scoped(scope, move || crate::progress::run(stats, done, lines))
+        .spawn_scoped(scope, move || {
+            crate::report::progress::run(stats, done, lines)
+        })
         .map_err(Error::Spawn)?;
     Ok(())
 }

@@ -438,7 +438,7 @@ is {}",
                 option,
                 path,
                 error,
-            } => crate::output::failure_text(option, path, error),
+            } => crate::report::output::failure_text(option, path, error),
         }
     }
 }

@@ -15,8 +15,8 @@ use crossbeam_channel::bounded;
 
 use crate::engine::{HLOG_STACK_SIZE, STACK_SIZE};
 use crate::error::Error;
-use crate::output;
 use crate::plan::Plan;
+use crate::report::output;
 use crate::sys;
 use crate::work::Shared;
 

@@ -8,36 +8,79 @@
 //! `session` over a `net::Conn`. The protocol core (`reply`, `command`,
 //! `message`, `endpoint`, `hostname`) does no I/O.
 
-pub mod cli;
-pub mod command;
+pub(crate) mod cli;
+pub(crate) mod command;
 pub mod diag;
-pub mod draw;
+pub(crate) mod draw;
 pub mod endpoint;
-pub mod engine;
+pub(crate) mod engine;
 pub mod error;
-pub mod hostname;
-pub mod html;
+pub(crate) mod hostname;
 pub mod identity;
 pub(crate) mod interrupt;
 pub mod lineio;
-pub mod longopts;
-pub mod merge;
+pub(crate) mod longopts;
 pub mod message;
-pub mod net;
-pub(crate) mod output;
-pub mod plan;
-pub mod progress;
+pub(crate) mod net;
+pub(crate) mod plan;
 pub mod reply;
 pub mod report;
-pub mod scale;
-pub mod schedule;
-pub mod session;
-pub mod spool;
-pub mod stats;
+pub(crate) mod scale;
+pub(crate) mod schedule;
+pub(crate) mod session;
 #[allow(unsafe_code)]
-pub mod sys;
-pub mod tls;
-pub mod transport;
+pub(crate) mod sys;
+pub(crate) mod tls;
+pub(crate) mod transport;
 pub(crate) mod txn;
-pub mod work;
-pub mod workload;
+pub(crate) mod work;
+pub(crate) mod workload;
+
+use error::Error;
+
+/// The smtp-source command: parse, plan, run; map errors to exit status.
+/// (The binary is this one call, so that every module but the few
+/// smtp-report and the fuzz targets use stays private to the crate.)
+pub fn main() {
+    let argv: Vec<_> = std::env::args_os().collect();
+    let argv0 = argv.first().map(|a| a.as_encoded_bytes().to_vec());
+    diag::init(argv0.as_deref().unwrap_or(b"smtp-source"));
+    let args = match cli::parse(argv) {
+        Ok(cli::Parsed::Run(args)) => args,
+        Ok(cli::Parsed::Help) => return diag::out(&cli::help_text()),
+        Ok(cli::Parsed::Version) => return diag::out(cli::VERSION_TEXT),
+        Err(e) => fail(e),
+    };
+    diag::set_verbose(args.verbose);
+    let timeout = std::env::var_os("SMTP_SOURCE_TIMEOUT");
+    let password = std::env::var_os("SMTP_SOURCE_PASSWORD");
+    let env = plan::Env {
+        timeout: timeout.as_ref().map(|v| v.as_encoded_bytes()),
+        password: password.as_ref().map(|v| v.as_encoded_bytes()),
+    };
+    let plan = plan::build(&args, env).unwrap_or_else(|e| fail(e));
+    if plan.scale.dry_run {
+        engine::check_outputs(&plan).unwrap_or_else(|e| fail(e));
+        return diag::out(plan::describe(&plan).as_bytes());
+    }
+    engine::run(plan).unwrap_or_else(|e| fail(e));
+}
+
+/// Prints the error as the reference would and exits 1.
+fn fail(e: Error) -> ! {
+    match e {
+        Error::Usage(usage) => {
+            if let Some(line) = usage.getopt_line() {
+                diag::raw_line(&line);
+            }
+            diag::fatal(&cli::usage_text(diag::argv0()))
+        }
+        Error::Config(c) => {
+            if let Some(w) = c.warning() {
+                diag::warn(w);
+            }
+            diag::fatal(&c.text())
+        }
+        e => diag::fatal(&e.text()),
+    }
+}

@@ -1,47 +1,5 @@
-//! The smtp-source command: parse, plan, run; map errors to exit status.
-
-use smtp_source::{cli, diag, engine, error::Error, plan};
+//! The smtp-source command (see `smtp_source::main`).
 
 fn main() {
-    let argv: Vec<_> = std::env::args_os().collect();
-    let argv0 = argv.first().map(|a| a.as_encoded_bytes().to_vec());
-    diag::init(argv0.as_deref().unwrap_or(b"smtp-source"));
-    let args = match cli::parse(argv) {
-        Ok(cli::Parsed::Run(args)) => args,
-        Ok(cli::Parsed::Help) => return diag::out(&cli::help_text()),
-        Ok(cli::Parsed::Version) => return diag::out(cli::VERSION_TEXT),
-        Err(e) => fail(e),
-    };
-    diag::set_verbose(args.verbose);
-    let timeout = std::env::var_os("SMTP_SOURCE_TIMEOUT");
-    let password = std::env::var_os("SMTP_SOURCE_PASSWORD");
-    let env = plan::Env {
-        timeout: timeout.as_ref().map(|v| v.as_encoded_bytes()),
-        password: password.as_ref().map(|v| v.as_encoded_bytes()),
-    };
-    let plan = plan::build(&args, env).unwrap_or_else(|e| fail(e));
-    if plan.scale.dry_run {
-        engine::check_outputs(&plan).unwrap_or_else(|e| fail(e));
-        return diag::out(plan::describe(&plan).as_bytes());
-    }
-    engine::run(plan).unwrap_or_else(|e| fail(e));
-}
-
-/// Prints the error as the reference would and exits 1.
-fn fail(e: Error) -> ! {
-    match e {
-        Error::Usage(usage) => {
-            if let Some(line) = usage.getopt_line() {
-                diag::raw_line(&line);
-            }
-            diag::fatal(&cli::usage_text(diag::argv0()))
-        }
-        Error::Config(c) => {
-            if let Some(w) = c.warning() {
-                diag::warn(w);
-            }
-            diag::fatal(&c.text())
-        }
-        e => diag::fatal(&e.text()),
-    }
+    smtp_source::main()
 }

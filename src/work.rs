@@ -21,7 +21,7 @@ use crate::message;
 use crate::net::Gate;
 use crate::plan::Plan;
 use crate::report;
-use crate::stats::{Counts, Stats};
+use crate::report::stats::{Counts, Stats};
 use crate::sys;
 use crate::workload::{Choice, Content};
 

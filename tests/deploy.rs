@@ -106,7 +106,7 @@ fn parallel_recipe_four_shards_against_the_sink() {
         for (phase, b64) in s["histograms"].as_object().unwrap() {
             let h = all
                 .entry(phase.clone())
-                .or_insert_with(smtp_source::stats::new_histogram);
+                .or_insert_with(smtp_source::report::codec::new_histogram);
             h.add(hist(b64)).unwrap();
         }
     }

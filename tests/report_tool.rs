@@ -82,7 +82,7 @@ fn merge_adds_counts_and_histograms_exactly() {
         (m["elapsed_seconds"].as_f64().unwrap() - (end - start)).abs() < 2e-6
     );
     for (phase, b64) in m["histograms"].as_object().unwrap() {
-        let mut sum = smtp_source::stats::new_histogram();
+        let mut sum = smtp_source::report::codec::new_histogram();
         for s in &shards {
             sum.add(hist(&s["histograms"][phase])).unwrap();
         }
@@ -268,9 +268,9 @@ fn check_screenshot(png: &Path) {
     assert!(step >= 3, "{:?}", info.color_type);
     let (w, h) = (info.width as usize, info.height as usize);
     assert_eq!((w, h), (1200, 1600));
-    let fill = rgb(smtp_source::html::PLOT_FILL);
-    let blue = rgb(smtp_source::html::COLORS[0]);
-    let red = rgb(smtp_source::html::COLORS[1]);
+    let fill = rgb(smtp_source::report::html::PLOT_FILL);
+    let blue = rgb(smtp_source::report::html::COLORS[0]);
+    let red = rgb(smtp_source::report::html::COLORS[1]);
     let (mut n_fill, mut n_blue, mut n_red, mut n_dark) = (0, 0, 0, 0);
     let mut fill_rows = vec![false; h];
     for (y, row_has_fill) in fill_rows.iter_mut().enumerate() {

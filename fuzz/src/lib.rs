@@ -1,9 +1,9 @@
 //! Shared input decoding, reference models and checks for the fuzz
-//! targets (faults.md §5.4). Each target is one call into this library,
-//! so a crash input can also be replayed from a plain test.
+//! targets. Each target is one call into this library, so a crash input
+//! can also be replayed from a plain test.
 //!
-//! The models live in `tests/support/model.rs`, written from the spec
-//! (behavior.md §3 reply parsing, faults.md R1/R3, X2), not from the code
+//! The models live in `tests/support/model.rs`, written from the reply
+//! rules in `docs/reference-behaviour.md` ("Replies"), not from the code
 //! they check; the same checks run without nightly in
 //! `tests/properties.rs`.
 

@@ -5,8 +5,9 @@
 
 use std::io::Read;
 
+use smtp_source::diag;
 use smtp_source::report::Summary;
-use smtp_source::{diag, html, merge};
+use smtp_source::report::{html, merge};
 
 const USAGE: &str = "usage: smtp-report merge FILE...
        smtp-report text FILE

@@ -18,7 +18,7 @@ use crate::command::Command;
 use crate::diag;
 use crate::error::{reject_text, Error, Stage};
 use crate::reply::Reply;
-use crate::stats::Phase;
+use crate::report::stats::Phase;
 use crate::txn::{refusals, Cut, Fate, Heard, Mode, Step, Txn};
 use crate::work::Job;
 

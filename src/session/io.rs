@@ -11,7 +11,7 @@ use crate::diag;
 use crate::error::{Error, Stage};
 use crate::lineio::LineError;
 use crate::reply::{Push, Reply, ReplyBuilder};
-use crate::stats::ErrorClass;
+use crate::report::stats::ErrorClass;
 
 impl Session<'_> {
     /// Writes the wire buffer within the stage deadline.

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::Session;
 use crate::error::Stage;
-use crate::stats::{ErrorClass, Phase};
+use crate::report::stats::{ErrorClass, Phase};
 
 impl Session<'_> {
     pub(crate) fn latency(&mut self, phase: Phase, since: Instant) {

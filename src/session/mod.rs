@@ -31,7 +31,7 @@ use crate::net::{self, SocketOptions};
 use crate::plan::Delay;
 use crate::plan::{Greeting, Numbering, Plan};
 use crate::reply::{self, Capabilities, Reply};
-use crate::stats::{self, Phase, Recorder};
+use crate::report::stats::{self, Phase, Recorder};
 use crate::transport::Transport;
 use crate::txn::open::{OpenStep, Opening};
 use crate::txn::{self, Fate, Heard, Said};

@@ -21,7 +21,7 @@ use crate::error::{Error, Stage};
 use crate::identity;
 use crate::plan::AuthMech;
 use crate::reply::Reply;
-use crate::stats::{ErrorClass, Phase};
+use crate::report::stats::{ErrorClass, Phase};
 use crate::tls::{Level, TlsPlan};
 use crate::transport::TlsFailure;
 use crate::txn::open::{OpenPlan, Opening};

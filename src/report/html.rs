@@ -12,8 +12,8 @@ use std::time::SystemTime;
 
 use hdrhistogram::Histogram;
 
+use crate::report::stats::{Phase, PHASES};
 use crate::report::{decode_histogram, iso8601, Summary};
-use crate::stats::{Phase, PHASES};
 
 /// Series colours, in file order (distinct in print and for the common
 /// colour-vision deficiencies).
@@ -421,7 +421,7 @@ mod tests {
 
     #[test]
     fn percentile_curve_climbs_to_the_max() {
-        let mut h = crate::stats::new_histogram();
+        let mut h = crate::report::codec::new_histogram();
         for us in 1..=1000 {
             h.record(us * 10).unwrap();
         }

@@ -16,8 +16,8 @@ use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use crate::report::stats::Interval;
 use crate::report::unix_text;
-use crate::stats::Interval;
 
 /// The JSON text of one interval, as the report's `"intervals"` holds
 /// it (smtp-report merge reads it back).
@@ -74,6 +74,7 @@ impl IntervalSpool {
     }
 
     /// A spool in memory (tests, and where no file can be made).
+    #[cfg(test)]
     pub fn in_memory() -> IntervalSpool {
         IntervalSpool::with(Store::Memory(Vec::new()))
     }
@@ -138,6 +139,7 @@ impl IntervalSpool {
     }
 
     /// Bytes of interval text held in memory (0 while the file serves).
+    #[cfg(test)]
     pub fn held_in_memory(&self) -> usize {
         match &self.lock().store {
             Store::Memory(m) => m.len(),

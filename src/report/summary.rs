@@ -8,17 +8,14 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::time::{Duration, SystemTime};
 
-use base64::Engine as _;
-use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
-use hdrhistogram::serialization::V2DeflateSerializer;
-use hdrhistogram::serialization::{Deserializer, Serializer as _};
 use hdrhistogram::Histogram;
 
 use crate::diag::censored;
 use crate::plan::Arrival;
+use crate::report::codec::encode_histogram;
+use crate::report::spool::{interval_json, Spooled};
+use crate::report::stats::{Counts, Interval, ERROR_KEYS, PHASES};
 use crate::scale::Shard;
-use crate::spool::{interval_json, Spooled};
-use crate::stats::{Counts, Interval, ERROR_KEYS, PHASES};
 
 /// The --rate schedule and how far behind it the run fell.
 #[derive(Debug, Clone)]
@@ -508,78 +505,11 @@ pub fn whole_micros(d: Duration) -> Duration {
     Duration::from_micros(d.as_micros() as u64)
 }
 
-/// HdrHistogram's interchange form: V2 with deflate, base64 (what
-/// interval logs hold and HdrHistogram's tools read).
-pub fn encode_histogram(h: &Histogram<u64>) -> String {
-    let mut bytes = Vec::new();
-    let _ = V2DeflateSerializer::new().serialize(h, &mut bytes);
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// The inverse of `encode_histogram`; None if it is not one.
-pub fn decode_histogram(text: &str) -> Option<Histogram<u64>> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text.trim())
-        .ok()?;
-    Deserializer::new()
-        .deserialize(&mut io::Cursor::new(bytes))
-        .ok()
-}
-
-/// An HdrHistogram interval log (the format HistogramLogProcessor and
-/// HdrHistogram plotters read), written one interval at a time.
-pub struct HistogramLog<W: Write> {
-    out: W,
-    serializer: V2DeflateSerializer,
-    start: SystemTime,
-}
-
-impl<W: Write> HistogramLog<W> {
-    /// Writes the header (start time, legend).
-    pub fn begin(mut out: W, start: SystemTime) -> io::Result<Self> {
-        let mut serializer = V2DeflateSerializer::new();
-        let mut header = Vec::new();
-        IntervalLogWriterBuilder::new()
-            .add_comment("smtp-source transaction latency, microseconds")
-            .with_start_time(start)
-            .with_max_value_divisor(1000.0)
-            .begin_log_with(&mut header, &mut serializer)
-            .map_err(io::Error::other)?;
-        out.write_all(&header)?;
-        out.flush()?;
-        Ok(HistogramLog {
-            out,
-            serializer,
-            start,
-        })
-    }
-
-    /// Appends one interval that began at `from` and lasted `length`.
-    pub fn interval(
-        &mut self,
-        h: &Histogram<u64>,
-        from: SystemTime,
-        length: Duration,
-    ) -> io::Result<()> {
-        let mut line = Vec::new();
-        // The builder writes no header lines when given none to write.
-        let mut w = IntervalLogWriterBuilder::new()
-            .with_max_value_divisor(1000.0)
-            .begin_log_with(&mut line, &mut self.serializer)
-            .map_err(io::Error::other)?;
-        let offset = from.duration_since(self.start).unwrap_or_default();
-        w.write_histogram(h, offset, length, None)
-            .map_err(|e| io::Error::other(format!("{e:?}")))?;
-        drop(w);
-        self.out.write_all(&line)?;
-        self.out.flush()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::{new_histogram, Phase};
+    use crate::report::codec::new_histogram;
+    use crate::report::stats::Phase;
 
     #[test]
     fn iso_dates() {
@@ -664,7 +594,7 @@ mod tests {
     /// written whole or streamed.
     #[test]
     fn spooled_intervals_stream_into_the_json() {
-        use crate::spool::IntervalSpool;
+        use crate::report::spool::IntervalSpool;
         use std::sync::Arc;
         let one = |i: u64| Interval {
             start: SystemTime::UNIX_EPOCH + Duration::from_secs(i),
@@ -687,7 +617,7 @@ mod tests {
                 let mut streamed = Vec::new();
                 s.write_json(&mut streamed).unwrap();
                 assert_eq!(streamed, j.as_bytes());
-                let back = crate::merge::parse(j.trim_end()).unwrap();
+                let back = crate::report::merge::parse(j.trim_end()).unwrap();
                 assert_eq!(back.intervals, want, "{spooled}+{held}: {j}");
                 assert!(j.ends_with("]}\n"));
             }
@@ -720,24 +650,6 @@ mod tests {
         assert!(!summary().text().contains("size classes"));
     }
 
-    /// A histogram through its interchange form is the same histogram.
-    #[test]
-    fn histograms_round_trip() {
-        let mut h = new_histogram();
-        for us in (1..5000).map(|i| i * i % 100_003 + 1) {
-            h.record(us).unwrap();
-        }
-        let back = decode_histogram(&encode_histogram(&h)).unwrap();
-        assert_eq!(back, h);
-        assert_eq!(back.value_at_quantile(0.99), h.value_at_quantile(0.99));
-        let empty = new_histogram();
-        assert_eq!(
-            decode_histogram(&encode_histogram(&empty)).unwrap().len(),
-            0
-        );
-        assert!(decode_histogram("not base64!").is_none());
-    }
-
     #[test]
     fn unix_times_are_exact() {
         let t =
@@ -756,24 +668,5 @@ mod tests {
         assert!(t.contains("  mail                  3"), "{t}");
         assert!(!t.contains("  connect "));
         assert!(t.contains("reply codes:  MAIL 250=3 RCPT 550=1"));
-    }
-
-    #[test]
-    fn interval_log_has_header_and_lines() {
-        let mut out = Vec::new();
-        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
-        let mut log = HistogramLog::begin(&mut out, start).unwrap();
-        let mut h = new_histogram();
-        h.record(1500).unwrap();
-        log.interval(
-            &h,
-            start + Duration::from_secs(1),
-            Duration::from_secs(1),
-        )
-        .unwrap();
-        let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("#[StartTime: 100"), "{text}");
-        let last = text.lines().last().unwrap();
-        assert!(last.starts_with("1.000,1.000,1.500,HISTF"), "{last}");
     }
 }

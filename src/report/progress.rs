@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::diag;
-use crate::stats::{Reader, Stats};
+use crate::report::stats::{Reader, Stats};
 
 /// How often the thread looks whether the run is over.
 const POLL: Duration = Duration::from_millis(10);
@@ -111,7 +111,7 @@ impl<'a> Meter<'a> {
             stats,
             prev: (Duration::ZERO, 0),
             before: (Duration::ZERO, 0),
-            prev_hist: crate::stats::new_histogram(),
+            prev_hist: crate::report::codec::new_histogram(),
         }
     }
 
@@ -178,7 +178,10 @@ p99 4.211 ms"
         let mut meter = Meter::new(&stats);
         let mut r = stats.recorder(0);
         r.counts.accepted = 5;
-        r.latency(crate::stats::Phase::Transaction, Duration::from_millis(3));
+        r.latency(
+            crate::report::stats::Phase::Transaction,
+            Duration::from_millis(3),
+        );
         r.flush();
         let first = meter.read();
         assert_eq!(first.accepted, 5);

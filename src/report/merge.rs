@@ -13,11 +13,12 @@ use hdrhistogram::Histogram;
 use serde_json::{Map, Value};
 
 use crate::plan::Arrival;
+use crate::report::codec::new_histogram;
+use crate::report::stats::{Counts, Interval, ERROR_KEYS, PHASES};
 use crate::report::{
     decode_histogram, encode_histogram, Schedule, ShardCut, SizeClass, Summary,
 };
 use crate::scale::Shard;
-use crate::stats::{new_histogram, Counts, Interval, ERROR_KEYS, PHASES};
 
 /// Reads one JSON report; Err says what is wrong with it.
 pub fn parse(text: &str) -> Result<Summary, String> {
@@ -440,7 +441,7 @@ fn merge_intervals(start: SystemTime, all: &[Interval]) -> Vec<Interval> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::Phase;
+    use crate::report::stats::Phase;
     use rand::{Rng, SeedableRng};
 
     fn report(

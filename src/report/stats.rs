@@ -14,7 +14,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use hdrhistogram::Histogram;
 
-use crate::spool::{IntervalSpool, Spooled};
+use crate::report::codec::{new_histogram, MAX_MICROS};
+
+use crate::report::spool::{IntervalSpool, Spooled};
 use crate::txn::{Fate, Tally};
 
 /// Latency phases, in report order.
@@ -200,14 +202,6 @@ impl Counts {
     pub fn error(&mut self, class: ErrorClass) {
         self.errors[class as usize] += 1;
     }
-}
-
-/// Latencies are kept from 1 µs to one hour at 3 significant digits.
-const MAX_MICROS: u64 = 3_600_000_000;
-
-pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_MICROS, 3)
-        .unwrap_or_else(|_| Histogram::new(3).expect("3 digits are valid"))
 }
 
 fn micros(d: Duration) -> u64 {
