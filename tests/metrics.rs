@@ -407,3 +407,75 @@ smtp_source_phase_duration_seconds_bucket{phase=\"transaction\"})",
     out.assert_status(0).assert_stderr("");
     drop(srv.finish());
 }
+
+/// A SIGINT ends a metrics run like a --report run: the reports, the
+/// push and the endpoint all hold the same final counts; a second
+/// SIGINT cuts the linger short (exit 130).
+#[test]
+fn sigint_freezes_pushes_and_a_second_cuts_the_linger() {
+    use std::process::{Command, Stdio};
+    let Some(gw) = Pushgateway::start(
+        "sigint_freezes_pushes_and_a_second_cuts_the_linger",
+    ) else {
+        return;
+    };
+    let srv = FakeServer::responder();
+    let dir = TempDir::new("metrics-sigint");
+    let report = dir.path().join("report.json");
+    let port = free_port();
+    let mut child = Command::new(&ours().path)
+        .args(["-s", "2", "--rate=50", "--duration=30"])
+        .arg(format!("--report-file={}", report.display()))
+        .arg(format!("--metrics-listen=127.0.0.1:{port}"))
+        .arg("--metrics-linger=30")
+        .arg(format!(
+            "--metrics-push=http://{}/metrics/job/sigint",
+            gw.addr
+        ))
+        .arg(srv.endpoint())
+        .env("SMTP_SOURCE_TIMEOUT", "5")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ours");
+    let pid = child.id().to_string();
+    let int = || {
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+    };
+    thread::sleep(Duration::from_millis(1500));
+    int();
+    let json = wait_for_file(&report, Duration::from_secs(10));
+    assert_eq!(json["interrupted"].as_str(), Some("SIGINT"), "{json}");
+    let (_, text) = http_get(local(port), "/metrics", None).expect("scrape");
+    assert_counters_match(&text, &json);
+    let pushed = gw.metrics();
+    let accepted = json["messages"]["accepted"].as_u64().expect("accepted");
+    assert!(accepted > 20, "{json}");
+    assert_eq!(
+        sample(
+            &pushed,
+            "smtp_source_messages_total",
+            &[("job", "sigint"), ("result", "accepted")]
+        ),
+        Some(accepted as f64),
+        "{pushed}"
+    );
+    let t = Instant::now();
+    int();
+    let until = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if Instant::now() >= until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the second SIGINT did not end the linger");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(130));
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    drop(srv.finish());
+}
