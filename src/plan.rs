@@ -711,6 +711,11 @@ fn report_text(plan: &Plan) -> String {
     if let Some(path) = &plan.ext.hlog {
         parts.push(format!("hlog {}", String::from_utf8_lossy(path)));
     }
+    if let Some(m) = &plan.ext.metrics {
+        parts.extend(m.listen.map(|a| format!("metrics at {a}")));
+        parts.extend(m.linger.map(|d| format!("linger {:?}", d)));
+        parts.extend(m.push.as_ref().map(|(p, _)| format!("push {}", p.url)));
+    }
     if parts.is_empty() {
         "none".into()
     } else {

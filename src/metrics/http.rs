@@ -132,16 +132,16 @@ pub const DEFAULT_PUSH_PATH: &str = "/metrics/job/smtp-source";
 /// grouping label `shard` (base64url, as the Pushgateway takes values
 /// with a slash), so that shards do not replace one another.
 pub fn parse_push(url: &[u8], shard: Option<&str>) -> Option<Push> {
+    if !url.iter().all(u8::is_ascii_graphic) {
+        return None;
+    }
     let text = std::str::from_utf8(url).ok()?;
     let rest = text.strip_prefix("http://")?;
     let (authority, path) = match rest.find('/') {
         Some(i) => rest.split_at(i),
         None => (rest, ""),
     };
-    if authority.is_empty()
-        || authority.contains('@')
-        || !path.bytes().all(|b| b.is_ascii_graphic())
-    {
+    if authority.is_empty() || authority.contains('@') {
         return None;
     }
     let (host, port) = split_port(authority)?;
@@ -268,6 +268,7 @@ ACCEPT: application/openmetrics-text\r\n\r\n";
             b"http://gw:x",
             b"http://u@gw",
             b"http://gw/a b",
+            b"http://g\x1bw:1/",
             b"gw:9091",
         ] {
             assert_eq!(parse_push(bad, None), None, "{bad:?}");
