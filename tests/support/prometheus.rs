@@ -16,7 +16,11 @@
 //! ```
 //!
 //! `scrape_config` makes the `scrape_configs` part for static targets;
-//! `Prometheus::start` takes any `scrape_configs` YAML.
+//! `Prometheus::start` takes any `scrape_configs` YAML (`start_on` also
+//! the address to listen on). `query` runs any PromQL through
+//! /api/v1/query and fails unless the API says success; `value` and
+//! `samples` read its answer. `sample` reads one value from a text
+//! exposition (ours, or a Pushgateway's /metrics).
 //! `Pushgateway::start` runs a Pushgateway; `metrics()` is its /metrics.
 
 use std::io::{Read, Write};
@@ -131,6 +135,17 @@ impl Prometheus {
     /// `scrape_configs` (YAML) and waits until it is ready; None (after
     /// `support::skip`) when Debian's prometheus is not installed.
     pub fn start(test: &str, scrape_configs: &str) -> Option<Prometheus> {
+        let addr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        Prometheus::start_on(test, scrape_configs, addr)
+    }
+
+    /// As `start`, listening on `addr` (say, an address on a test bridge
+    /// that the scraped hosts and this process can both reach).
+    pub fn start_on(
+        test: &str,
+        scrape_configs: &str,
+        addr: SocketAddr,
+    ) -> Option<Prometheus> {
         let bin = "/usr/bin/prometheus";
         if !std::path::Path::new(bin).exists() {
             skip(test, "Debian's prometheus is not installed (apt-get install prometheus)");
@@ -143,8 +158,6 @@ impl Prometheus {
             format!("global:\n  evaluation_interval: 1s\n{scrape_configs}"),
         )
         .expect("write prometheus.yml");
-        let addr: SocketAddr =
-            format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let log = std::fs::File::create(dir.path().join("prometheus.log"))
             .expect("log");
         let child = Command::new(bin)
