@@ -479,3 +479,21 @@ fn sigint_freezes_pushes_and_a_second_cuts_the_linger() {
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     drop(srv.finish());
 }
+
+/// A push that cannot be made is an error at the end, like a report
+/// that cannot be written: the run itself is done, the status is 1.
+#[test]
+fn a_failed_push_is_an_error_at_the_end() {
+    let srv = FakeServer::responder();
+    let refusing = crate::support::RefusingPort::new();
+    let url = format!("http://127.0.0.1:{}", refusing.port);
+    let out = ours()
+        .cmd()
+        .args(["-m", "3", &format!("--metrics-push={url}")])
+        .arg(srv.endpoint())
+        .run();
+    out.assert_status(1).assert_stderr(&format!(
+        "smtp-source: fatal: cannot push the metrics to {url}: Connection refused\n"
+    ));
+    assert_eq!(srv.finish().len(), 3);
+}

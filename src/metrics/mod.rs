@@ -244,18 +244,20 @@ fn render(
 }
 
 /// Where the reports are made: from now on the endpoint shows exactly
-/// the report's counts; with --metrics-push they go to the Pushgateway
-/// (Err: why the push failed, to be reported as a report that could not
-/// be written).
-pub(crate) fn at_end(
-    shared: &Shared,
-    summary: &Summary,
-) -> Result<(), Vec<u8>> {
+/// the report's counts.
+pub(crate) fn freeze(shared: &Shared, summary: &Summary) {
+    if shared.plan.ext.metrics.is_some() {
+        *FROZEN.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((summary.counts.clone(), summary.latency.clone()));
+    }
+}
+
+/// --metrics-push: the report's counts to the Pushgateway (Err: why the
+/// push failed, to be reported as a report that could not be written).
+pub(crate) fn push(shared: &Shared, summary: &Summary) -> Result<(), Vec<u8>> {
     let Some(m) = &shared.plan.ext.metrics else {
         return Ok(());
     };
-    *FROZEN.lock().unwrap_or_else(|e| e.into_inner()) =
-        Some((summary.counts.clone(), summary.latency.clone()));
     let Some((push, addr)) = &m.push else {
         return Ok(());
     };
