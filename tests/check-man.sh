@@ -10,7 +10,7 @@
 #     name in src/longopts.rs's LONG_OPTIONS table (which also makes the
 #     parser and --help);
 #   - the environment variables and the required sections;
-#   - the report's latency phases and error classes (from src/stats.rs
+#   - the report's latency phases and error classes (from src/report/stats.rs
 #     when it is there) and the keys of its "tls" object;
 #   - one NOTES entry for each deliberate difference X1..X15.
 # If HELP_BIN names a built smtp-source, every option letter and long
@@ -92,15 +92,18 @@ done
 # Report keys: each named in bold somewhere (.B key, .BR key ,
 # .RB ( key ,).
 keys='handshakes full resumed versions ciphers tls'
-if [ -r "$src/stats.rs" ]; then
+stats="$src/report/stats.rs"
+if [ -r "$stats" ]; then
 	phases=$(awk '/pub fn key/ { f = 1 } f && /^    }/ { f = 0 } f' \
-		"$src/stats.rs" | sed -n 's/.*=> "\([a-z_0-9]*\)",*$/\1/p')
+		"$stats" | sed -n 's/.*=> "\([a-z_0-9]*\)",*$/\1/p')
 	classes=$(awk '/^pub const ERROR_KEYS/ { f = 1; next }
-		f && /^\];/ { f = 0 } f' "$src/stats.rs" |
+		f && /^\];/ { f = 0 } f' "$stats" |
 		sed -n 's/^ *"\([a-z_0-9]*\)",*$/\1/p')
 	[ -n "$phases" ] && [ -n "$classes" ] ||
-		bad "cannot find the report keys in $src/stats.rs"
+		bad "cannot find the report keys in $stats"
 	keys="$keys $phases $classes"
+else
+	bad "cannot read $stats for the report keys"
 fi
 for k in $keys; do
 	grep -Eq "^\.(B|BR|RB) (\( )?$k( |\$)" "$page" ||
