@@ -196,6 +196,12 @@ fn counts(o: &Map<String, Value>) -> Result<Counts, String> {
     for (i, key) in ERROR_KEYS.iter().enumerate() {
         c.errors[i] = uint_or_0(e, key)?;
     }
+    // Reports from before the ESMTP parameters have no "esmtp": none.
+    if let Some(x) = o.get("esmtp") {
+        let x = x.as_object().ok_or("\"esmtp\" is not an object")?;
+        c.esmtp_params = named_counts(object(x, "params")?)?;
+        c.esmtp_refusals = named_counts(object(x, "refusals")?)?;
+    }
     for (cmd, per) in object(o, "reply_codes")? {
         let per = per.as_object().ok_or("bad reply_codes")?;
         for (code, n) in per {
