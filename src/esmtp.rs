@@ -242,7 +242,8 @@ impl Mail {
 type Rule = fn(&Msg, &Capabilities, &mut Mail) -> Result<(), Local>;
 
 /// The MAIL parameters, in the order they are sent.
-const MAIL_RULES: &[Rule] = &[size, body, smtputf8, dsn_ret, dsn_envid, given];
+const MAIL_RULES: &[Rule] =
+    &[size, body, smtputf8, dsn_ret, dsn_envid, requiretls, given];
 
 /// The MAIL parameters of `msg` for a server offering `caps`, or why
 /// it is not to be sent.
@@ -344,6 +345,15 @@ pub fn expand(template: &[u8], n: u64) -> Vec<u8> {
         }
     }
     out
+}
+
+/// REQUIRETLS (RFC 8689): the connection was checked before the first
+/// MAIL (`requiretls_ready`).
+fn requiretls(m: &Msg, _: &Capabilities, out: &mut Mail) -> Result<(), Local> {
+    if m.args.requiretls {
+        out.add("REQUIRETLS", None);
+    }
+    Ok(())
 }
 
 /// --mail-param, as given, whatever was offered.
@@ -539,7 +549,7 @@ mod tests {
         };
         assert_eq!(
             line(&m, &caps("8BITMIME REQUIRETLS")).unwrap(),
-            "MAIL FROM:<a@b> BODY=8BITMIME MT-PRIORITY=3"
+            "MAIL FROM:<a@b> BODY=8BITMIME REQUIRETLS MT-PRIORITY=3"
         );
         assert_eq!(
             rcpt(&args, &caps(""), b"x@z"),
