@@ -418,13 +418,16 @@ pub fn is_utf8(addr: &[u8]) -> bool {
 }
 
 /// Whether the header section of a message that brings its own (`-F`,
-/// `--message-dir`: up to the first empty line) is not ASCII.
+/// `--message-dir`: up to the first empty line) is UTF-8 and not ASCII.
+/// Raw 8-bit headers that are not UTF-8 (old Latin-1 mail) need no
+/// SMTPUTF8: they are 8-bit content, declared with BODY=8BITMIME.
 pub fn headers_utf8(message: &[u8]) -> bool {
     let end = message
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .unwrap_or(message.len());
-    !message[..end].is_ascii()
+    let h = &message[..end];
+    !h.is_ascii() && std::str::from_utf8(h).is_ok()
 }
 
 #[cfg(test)]
@@ -636,5 +639,9 @@ mod tests {
             "Subject: gr\u{fc}\u{df}e\r\n\r\nbody".as_bytes()
         ));
         assert!(!headers_utf8("Subject: x\r\n\r\nb\u{fc}dy".as_bytes()));
+        assert!(
+            !headers_utf8(b"Subject: gr\xfc\xdfe\r\n\r\nbody"),
+            "Latin-1"
+        );
     }
 }

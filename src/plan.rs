@@ -315,7 +315,7 @@ fn esmtp_plan(
     let generated = !own_headers
         && (esmtp::is_utf8(sender)
             || esmtp::is_utf8(recipient)
-            || args.subject.as_deref().is_some_and(esmtp::is_utf8));
+            || args.subject.as_deref().is_some_and(esmtp::headers_utf8));
     EsmtpPlan {
         args: args.long.esmtp.clone(),
         bodies: content
