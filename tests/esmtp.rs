@@ -285,3 +285,119 @@ fn requiretls_without_tls_sends_no_message() {
     );
     assert!(!commands(&tr, 0).iter().any(|c| c.starts_with("MAIL")));
 }
+
+/// A server offering STARTTLS, and `after` inside TLS.
+fn starttls_offering(after: &str) -> Responder {
+    use crate::support::fake_server::Step;
+    use crate::support::tls_server::{Leaf, Pki};
+    let tls = Pki::new().server(Leaf::Good);
+    Responder::new()
+        .on_nth(Verb::Ehlo, 0, "250-fake.example\r\n250 STARTTLS")
+        .on_nth(Verb::Ehlo, 1, after)
+        .on_steps(
+            Verb::StartTls,
+            vec![
+                Step::send("220 2.0.0 Ready to start TLS"),
+                Step::StartTls(tls),
+            ],
+        )
+}
+
+#[test]
+fn requiretls_goes_inside_tls_when_offered_there() {
+    let r = starttls_offering("250-fake.example\r\n250-DSN\r\n250 REQUIRETLS");
+    let (out, tr) = run(&["--tls", "--requiretls", "--dsn-ret=HDRS"], r);
+    assert_eq!(out.status, Some(0), "{}", out.stderr_text());
+    let c = tr.conn(0);
+    assert!(c.tls.is_some());
+    let secure = String::from_utf8_lossy(c.secure()).into_owned();
+    assert!(
+        secure.contains(&format!(
+            "MAIL FROM:<foo@{HOST}> RET=HDRS REQUIRETLS\r\n"
+        )),
+        "{secure}"
+    );
+}
+
+#[test]
+fn requiretls_not_offered_after_tls_is_the_same_error() {
+    let r = starttls_offering("250-fake.example\r\n250 DSN");
+    let (out, tr) = run(&["--tls", "--requiretls"], r.clone());
+    assert_eq!(out.status, Some(1), "{}", out.stderr_text());
+    assert!(out
+        .stderr_text()
+        .contains("fatal: REQUIRETLS not offered over TLS: no message sent"));
+    assert!(tr.conn(0).tls.is_some());
+    assert!(!String::from_utf8_lossy(tr.conn(0).secure()).contains("MAIL"));
+    // -A: a warning per connection, the message in hand failed.
+    let (out, _) = run(
+        &["--tls", "--requiretls", "-A", "-m", "2", "--report=json"],
+        r,
+    );
+    assert_eq!(out.status, Some(0), "{}", out.stderr_text());
+    let rep = report(&out);
+    assert_eq!(rep["messages"]["failed"], 2, "{rep}");
+    assert_eq!(rep["errors"]["tls"], 2, "{rep}");
+    assert_eq!(rep["esmtp"]["refusals"]["requiretls_not_offered"], 2);
+}
+
+#[test]
+fn size_is_exact_when_to_names_the_last_recipient() {
+    let dir = TempDir::new("esmtp-rcpts");
+    let rcpts = file(&dir, "r", b"a@x.example\nb@x.example\nc@x.example\n");
+    for args in [
+        &["--numbering=3.9", "-r", "2"][..],
+        &["--rcpt-file", &rcpts, "-r", "2"][..],
+    ] {
+        let mut all = vec!["--ehlo", "--pipelining", "-d", "-m", "3"];
+        all.extend_from_slice(args);
+        let (out, tr) = run(&all, offering(EHLO_ALL));
+        assert_eq!(out.status, Some(0), "{args:?} {}", out.stderr_text());
+        let cmds = commands(&tr, 0);
+        let mails: Vec<&String> =
+            cmds.iter().filter(|c| c.starts_with("MAIL")).collect();
+        let rcpt_lines: Vec<&String> =
+            cmds.iter().filter(|c| c.starts_with("RCPT")).collect();
+        assert_eq!(mails.len(), 3);
+        for (k, (mail, data)) in mails.iter().zip(&tr.conn(0).data).enumerate()
+        {
+            assert!(
+                mail.ends_with(&format!(" SIZE={}", data.len())),
+                "{mail}"
+            );
+            // To: names the message's last RCPT, as without SIZE.
+            let last = rcpt_lines[2 * k + 1]
+                .trim_start_matches("RCPT TO:")
+                .to_string();
+            let to = format!("To: {last}\r\n");
+            let text = String::from_utf8_lossy(data);
+            assert!(text.contains(&to), "{args:?} {to:?} in {text}");
+        }
+    }
+}
+
+#[test]
+fn local_refusals_with_pipelining_and_look_ahead() {
+    let dir = TempDir::new("esmtp-ahead");
+    let f = file(&dir, "m", UTF8_MESSAGE.as_bytes());
+    let (out, tr) = run(
+        &[
+            "--pipelining",
+            "-d",
+            "-A",
+            "-F",
+            &f,
+            "-m",
+            "3",
+            "--report=json",
+        ],
+        offering(EHLO_NONE),
+    );
+    assert_eq!(out.status, Some(0), "{}", out.stderr_text());
+    assert_eq!(tr.len(), 1);
+    let cmds = commands(&tr, 0);
+    assert_eq!(cmds, [format!("EHLO {HOST}"), "QUIT".to_string()]);
+    let rep = report(&out);
+    assert_eq!(rep["messages"]["rejected"], 3, "{rep}");
+    assert_eq!(rep["errors"]["smtputf8"], 3, "{rep}");
+}
