@@ -640,6 +640,30 @@ mod tests {
     }
 
     #[test]
+    fn esmtp_counts_in_json_and_text() {
+        let mut s = summary();
+        assert!(!s.text().contains("esmtp:"), "nothing to say");
+        assert!(s
+            .json()
+            .contains(",\"esmtp\":{\"params\":{},\"refusals\":{}},"));
+        s.counts.esmtp_params.insert("SIZE".into(), 2);
+        s.counts.esmtp_refusals.insert("mail_552".into(), 1);
+        s.counts.errors[7] = 3;
+        assert!(s.json().contains(
+            "\"unreachable\":0,\"smtputf8\":3},\"esmtp\":{\"params\":\
+{\"SIZE\":2},\"refusals\":{\"mail_552\":1}},"
+        ));
+        let text = s.text();
+        assert!(text.contains("0 unreachable, 3 smtputf8\n"), "{text}");
+        assert!(
+            text.contains(
+                "esmtp:        params SIZE=2; refusals mail_552=1\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn size_classes_in_json_and_text() {
         let mut s = summary();
         s.size_classes = vec![
