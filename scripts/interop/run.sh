@@ -1165,13 +1165,14 @@ postfix_esmtp_cases() {
 	end
 
 	begin postfix-smtputf8-undeclared-held
-	# The same recipient without SMTPUTF8 (no long option: HELO, as the
-	# reference sends it): Postfix takes it, but as mail that never asked
-	# for SMTPUTF8 (sendopts 0), which a later hop may refuse.
+	# The same recipient without SMTPUTF8 (HELO, as the reference
+	# sends it): Postfix takes it, but as mail that never asked for
+	# SMTPUTF8 (sendopts 2: UTF-8 seen in a header, not requested), which
+	# a later hop without SMTPUTF8 may refuse.
 	client -m 1 -t "$utf8" "$hold"
 	expect_report accepted 1
 	pf_held
-	expect_held '^message_size:( +[0-9]+){5} +0$'
+	expect_held '^message_size:( +[0-9]+){5} +2$'
 	end
 
 	begin postfix-dsn-held
