@@ -15,6 +15,7 @@ pub(crate) mod draw;
 pub mod endpoint;
 pub(crate) mod engine;
 pub mod error;
+pub(crate) mod esmtp;
 pub(crate) mod hostname;
 pub mod identity;
 pub(crate) mod interrupt;

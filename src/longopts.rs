@@ -15,6 +15,7 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use crate::error::{Config, Error, Usage};
+use crate::esmtp::{self, EsmtpArgs};
 use crate::identity::{Cidr, ProxyVersion, Xclient};
 use crate::plan::{Arrival, AuthMech, ReportFormat};
 use crate::scale::{self, Shard};
@@ -79,6 +80,8 @@ pub struct LongArgs {
     pub metrics_linger: Option<Duration>,
     /// --metrics-push: the Pushgateway URL, as given.
     pub metrics_push: Option<Vec<u8>>,
+    /// --dsn-*, --requiretls, --mail-param, --rcpt-param.
+    pub esmtp: EsmtpArgs,
 }
 
 impl Default for LongArgs {
@@ -117,6 +120,7 @@ impl Default for LongArgs {
             metrics_listen: None,
             metrics_linger: None,
             metrics_push: None,
+            esmtp: EsmtpArgs::default(),
         }
     }
 }
@@ -374,6 +378,81 @@ pub const LONG_OPTIONS: &[LongOpt] = &[
         doc: &["recipients, one a line, taken in turn"],
         action: Action::Set(|a, v| {
             a.rcpt_file = Some(val(v).to_vec());
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "dsn-notify", takes: Value, section: Ext,
+        usage: "--dsn-notify=WHEN",
+        doc: &["NOTIFY= on each RCPT when DSN is offered:",
+               "NEVER, or SUCCESS,FAILURE,DELAY (RFC 3461)"],
+        action: Action::Set(|a, v| {
+            let v = val(v);
+            a.esmtp.notify =
+                Some(esmtp::notify(v).ok_or_else(|| bad("--dsn-notify", v))?);
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "dsn-ret", takes: Value, section: Ext,
+        usage: "--dsn-ret=FULL|HDRS",
+        doc: &["RET= on each MAIL when DSN is offered"],
+        action: Action::Set(|a, v| {
+            let v = val(v);
+            a.esmtp.ret =
+                Some(esmtp::ret(v).ok_or_else(|| bad("--dsn-ret", v))?);
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "dsn-envid", takes: Value, section: Ext,
+        usage: "--dsn-envid=TEMPLATE",
+        doc: &["ENVID= on each MAIL when DSN is offered;",
+               "%n is the message number"],
+        action: Action::Set(|a, v| {
+            let v = val(v);
+            a.esmtp.envid =
+                Some(esmtp::envid(v).ok_or_else(|| bad("--dsn-envid", v))?);
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "dsn-orcpt", takes: Nothing, section: Ext,
+        usage: "--dsn-orcpt",
+        doc: &["ORCPT=rfc822;ADDRESS on each RCPT when DSN",
+               "is offered"],
+        action: Action::Set(|a, _| {
+            a.esmtp.orcpt = true;
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "requiretls", takes: Nothing, section: Sec,
+        usage: "--requiretls",
+        doc: &["REQUIRETLS on each MAIL (RFC 8689); needs",
+               "--tls, and a server that offers it"],
+        action: Action::Set(|a, _| {
+            a.esmtp.requiretls = true;
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "mail-param", takes: Value, section: Ext,
+        usage: "--mail-param=KEYWORD[=VALUE]",
+        doc: &["one more MAIL parameter, sent as given",
+               "(repeatable; the value is xtext)"],
+        action: Action::Set(|a, v| {
+            a.esmtp.mail.push(esmtp::param("--mail-param", val(v))?);
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "rcpt-param", takes: Value, section: Ext,
+        usage: "--rcpt-param=KEYWORD[=VALUE]",
+        doc: &["one more RCPT parameter, sent as given",
+               "(repeatable; the value is xtext)"],
+        action: Action::Set(|a, v| {
+            a.esmtp.rcpt.push(esmtp::param("--rcpt-param", val(v))?);
             Ok(())
         }),
     },

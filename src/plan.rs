@@ -18,6 +18,7 @@ use socket2::SockAddr;
 use crate::cli::Args;
 use crate::endpoint::{self, Spec};
 use crate::error::{Config, Conflict, Error, Problem};
+use crate::esmtp::{self, EsmtpArgs};
 use crate::hostname;
 use crate::identity::{self, Cidr, Credential, ProxyVersion, Xclient};
 use crate::longopts;
@@ -198,6 +199,9 @@ pub struct Plan {
     /// The seed of every random draw (--seed, or a random one).
     pub seed: u64,
     pub ext: Extensions,
+    /// The ESMTP parameters (None unless the greeting's capabilities
+    /// are read: an old command line never computes any).
+    pub esmtp: Option<EsmtpPlan>,
     pub security: Security,
     pub scale: Scale,
     pub reuse: bool,
@@ -237,6 +241,8 @@ pub fn build(args: &Args, env: Env) -> Result<Plan, Error> {
         subject: args.subject.clone(),
         myhostname: myhostname.clone(),
     });
+    let esmtp = extended(&args.long)
+        .then(|| esmtp_plan(args, &content, &sender, &recipient));
     let total = match (args.long.duration, args.messages_given) {
         (Some(_), false) => UNLIMITED,
         _ => u64::from(args.messages),
@@ -274,6 +280,7 @@ pub fn build(args: &Args, env: Env) -> Result<Plan, Error> {
             )?,
             ..extensions(args, shard)
         },
+        esmtp,
         security,
         scale: Scale {
             shard: args.long.shard,
@@ -295,6 +302,46 @@ pub fn build(args: &Args, env: Env) -> Result<Plan, Error> {
     })
 }
 
+/// The ESMTP parameters' settings, and what they need to know of the
+/// content, found once.
+#[derive(Debug, Clone)]
+pub struct EsmtpPlan {
+    pub args: EsmtpArgs,
+    /// Per body (as `Content::bodies`): it has an 8-bit byte; its own
+    /// headers (-F, --message-dir) are not ASCII.
+    pub bodies: Vec<(bool, bool)>,
+    /// The generated headers (-f, -t, -S) are not ASCII.
+    pub headers_utf8: bool,
+    /// A --rcpt-file entry is not ASCII.
+    pub rcpts_utf8: bool,
+}
+
+fn esmtp_plan(
+    args: &Args,
+    content: &Content,
+    sender: &[u8],
+    recipient: &[u8],
+) -> EsmtpPlan {
+    let own_headers = args.file.is_some() || args.long.message_dir.is_some();
+    let generated = !own_headers
+        && (esmtp::is_utf8(sender)
+            || esmtp::is_utf8(recipient)
+            || args.subject.as_deref().is_some_and(esmtp::headers_utf8));
+    EsmtpPlan {
+        args: args.long.esmtp.clone(),
+        bodies: content
+            .bodies
+            .iter()
+            .map(|b| {
+                let data = b.data.as_ref();
+                (!data.is_ascii(), own_headers && esmtp::headers_utf8(data))
+            })
+            .collect(),
+        headers_utf8: generated,
+        rcpts_utf8: content.rcpts.iter().flatten().any(|a| esmtp::is_utf8(a)),
+    }
+}
+
 /// Whether the greeting is EHLO (or LHLO) and its reply is read: asked
 /// for, or needed by an extension (STARTTLS, AUTH and XCLIENT are
 /// offered there).
@@ -305,6 +352,7 @@ fn extended(l: &longopts::LongArgs) -> bool {
         || l.tls.level.is_some()
         || l.auth.is_some()
         || l.xclient.is_some()
+        || l.esmtp.any()
 }
 
 fn greeting(args: &Args) -> Greeting {
@@ -403,10 +451,17 @@ fn bind(args: &Args, server: &SockAddr) -> Result<Vec<SockAddr>, Config> {
 fn security(args: &Args, password: Option<&[u8]>) -> Result<Security, Config> {
     let l = &args.long;
     let starttls = l.tls.level.is_some() && !l.tls.wrapper;
-    if args.old_mode && (starttls || l.auth.is_some() || l.xclient.is_some()) {
+    let esmtp = l.esmtp.any();
+    if args.old_mode
+        && (starttls || l.auth.is_some() || l.xclient.is_some() || esmtp)
+    {
         return Err(Config::Conflict(Conflict::OldModeAndEhloExtensions));
     }
     let tls = tls::build(&l.tls, peer(args))?;
+    if l.esmtp.requiretls && tls.is_none() {
+        let (what, needs) = ("--requiretls", "--tls or --tls-wrapper");
+        return Err(Config::Needs { what, needs });
+    }
     let auth = auth(l, password, tls.as_ref())?;
     let proxy = match (l.proxy, l.proxy_source) {
         (Some(v), source) => Some((v, source)),

@@ -30,9 +30,9 @@ const HOST: &str = "ext.example";
 const LADEDA: &str = "La de da de da 1.\r\nLa de da de da 2.\r\n\
                       La de da de da 3.\r\nLa de da de da 4.\r\n";
 
-/// EHLO reply lines of a server with both extensions.
-const EHLO_BOTH: &str =
-    "250-fake.example\r\n250-SIZE 10240000\r\n250-PIPELINING\r\n\
+/// EHLO reply lines of a server with both extensions. No SIZE: with
+/// it every MAIL would carry SIZE= (tests/esmtp.rs tests that).
+const EHLO_BOTH: &str = "250-fake.example\r\n250-PIPELINING\r\n\
      250-CHUNKING\r\n250 8BITMIME";
 const EHLO_PIPELINING: &str = "250-fake.example\r\n250 PIPELINING";
 const EHLO_CHUNKING: &str = "250-fake.example\r\n250 CHUNKING";
@@ -1340,6 +1340,7 @@ fn report_json_shape() {
             "tls",
             "reply_codes",
             "errors",
+            "esmtp",
             "latency_ms",
             "schedule",
             "size_classes",
@@ -1399,9 +1400,11 @@ fn report_json_shape() {
             "lost_connection",
             "tls",
             "auth",
-            "unreachable"
+            "unreachable",
+            "smtputf8"
         ]
     );
+    assert_eq!(j.at("esmtp").keys(), ["params", "refusals"]);
     for phase in j.at("latency_ms").keys() {
         let h = j.at("latency_ms").at(&phase);
         if phase == "tls_handshake" || phase == "auth" {
@@ -1468,7 +1471,7 @@ fn report_text_lines() {
         format!("bytes sent:   {bytes}\n"),
         "connections:  1\n".to_string(),
         "errors:       0 refused, 0 reset, 0 timeout, 0 lost connection, \
-         0 tls, 0 auth, 0 unreachable\n"
+         0 tls, 0 auth, 0 unreachable, 0 smtputf8\n"
             .to_string(),
         "reply codes:  DATA 354=1 HELO 250=1 MAIL 250=1 QUIT 221=1 \
          RCPT 250=1 RCPT 550=1 banner 220=1 end_of_data 250=1\n"

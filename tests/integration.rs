@@ -7,6 +7,7 @@ mod bounds;
 mod cli;
 mod deploy;
 mod differential;
+mod esmtp;
 mod extensions;
 mod faults;
 mod load;

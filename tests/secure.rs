@@ -1641,7 +1641,7 @@ fn report_error_classes_tls_and_auth_under_a() {
     assert_eq!(
         errors_json(&out),
         "\"errors\":{\"refused\":0,\"reset\":0,\"timeout\":0,\
-         \"lost_connection\":0,\"tls\":2,\"auth\":0,\"unreachable\":0}"
+         \"lost_connection\":0,\"tls\":2,\"auth\":0,\"unreachable\":0,\"smtputf8\":0}"
     );
     assert!(
         out.stdout_text().contains(
@@ -1670,7 +1670,7 @@ fn report_error_classes_tls_and_auth_under_a() {
     assert_eq!(
         errors_json(&out),
         "\"errors\":{\"refused\":0,\"reset\":0,\"timeout\":0,\
-         \"lost_connection\":0,\"tls\":0,\"auth\":2,\"unreachable\":0}"
+         \"lost_connection\":0,\"tls\":0,\"auth\":2,\"unreachable\":0,\"smtputf8\":0}"
     );
 }
 

@@ -174,6 +174,7 @@ render() {
 		-e "s|@PF_SMTP@|$PF_SMTP|g" -e "s|@PF_SMTPS@|$PF_SMTPS|g" \
 		-e "s|@PF_PROXY@|$PF_PROXY|g" -e "s|@PF_ENCRYPT@|$PF_ENCRYPT|g" \
 		-e "s|@PF_SMTP6@|$PF_SMTP6|g" -e "s|@PF_PROXY6@|$PF_PROXY6|g" \
+		-e "s|@PF_SMALL@|$PF_SMALL|g" -e "s|@PF_HOLD@|$PF_HOLD|g" \
 		-e "s|@LMTP_PORT@|$LMTP_PORT|g" "$1" >"$2"
 }
 
@@ -244,7 +245,8 @@ start_postfix() {
 			die "postfix start failed"
 		}
 	local p
-	for p in "$PF_SMTP" "$PF_SMTPS" "$PF_PROXY" "$PF_ENCRYPT"; do
+	for p in "$PF_SMTP" "$PF_SMTPS" "$PF_PROXY" "$PF_ENCRYPT" "$PF_SMALL" \
+		"$PF_HOLD"; do
 		wait_for 15 "Postfix on 127.0.0.1:$p" listening "$p" ||
 			{
 				cat "$PF_LOG" >&2
@@ -260,7 +262,8 @@ start_postfix() {
 	done
 	say "postfix $(postconf -c "$PF/conf" -h mail_version):" \
 		"smtp $PF_SMTP, smtps $PF_SMTPS, proxy $PF_PROXY," \
-		"encrypt $PF_ENCRYPT, [::1] smtp $PF_SMTP6, [::1] proxy $PF_PROXY6"
+		"encrypt $PF_ENCRYPT, [::1] smtp $PF_SMTP6, [::1] proxy $PF_PROXY6," \
+		"4 KB limit $PF_SMALL, hold $PF_HOLD"
 }
 
 pf_master_pid() {
@@ -1059,6 +1062,186 @@ serve() {
 	serve_pid=
 }
 
+# --- ESMTP parameters ------------------------------------------------------
+
+# esmtp_count KIND KEY: the report's esmtp.KIND.KEY (0 when absent, "" when
+# there is no report; KIND is params or refusals).
+esmtp_count() {
+	python3 -c 'import json, sys
+try:
+    print(json.load(open(sys.argv[1]))["esmtp"][sys.argv[2]].get(sys.argv[3], 0))
+except Exception:
+    pass' "$CASE_DIR/report.json" "$1" "$2"
+}
+
+# expect_esmtp KIND KEY N
+expect_esmtp() {
+	local got
+	got=$(esmtp_count "$1" "$2")
+	if [ "$got" != "$3" ]; then
+		err "report: esmtp.$1.$2 is '${got}', expected $3"
+	fi
+}
+
+# pf_held: every message in Postfix's hold queue, as postcat shows it
+# (saved as the case's postcat file), then deleted.
+pf_held() {
+	local f
+	wait_for 30 "Postfix to hold a message" \
+		sh -c "ls '$PF/queue/hold' | grep -q ." || true
+	sleep 1
+	for f in "$PF"/queue/hold/*; do
+		[ -f "$f" ] || continue
+		postcat -c "$PF/conf" "$f" 2>&1
+	done >"$CASE_DIR/postcat"
+	postsuper -c "$PF/conf" -d ALL hold >/dev/null 2>&1 || true
+}
+
+# expect_held REGEX [MIN]: at least MIN lines of the held messages'
+# postcat output match REGEX.
+expect_held() {
+	local n
+	n=$(grep -Ec -- "$1" "$CASE_DIR/postcat" || true)
+	if [ "$n" -lt "${2:-1}" ]; then
+		err "postcat has $n lines matching /$1/, expected at least ${2:-1}"
+	fi
+}
+
+postfix_esmtp_cases() {
+	local smtp=127.0.0.1:$PF_SMTP small=127.0.0.1:$PF_SMALL
+	local hold=127.0.0.1:$PF_HOLD f8=$CASES/8bit.eml utf8
+	utf8=$(printf 'j\303\266rg@%s' "$DOMAIN")
+	printf 'Subject: 8-bit\n\nK\303\244se und Br\303\266tchen\n' >"$f8"
+	say "== Postfix: ESMTP parameters"
+
+	begin postfix-size-over-limit-552-at-mail
+	# SIZE= declared: this listener's 4096-byte limit refuses at MAIL.
+	client --ehlo -A -m 2 -l 10000 -t "rcpt@$DOMAIN" "$small"
+	if [ "$RC" != 0 ]; then err "exit status $RC, expected 0"; fi
+	expect_report rejected 2
+	expect_report accepted 0
+	expect_codes MAIL 552
+	expect_codes DATA ""
+	expect_esmtp params SIZE 2
+	expect_esmtp refusals mail_552 2
+	expect_pf_log 'reject: MAIL from [^ ]+: 552 5\.3\.4 Message size exceeds fixed limit' 1
+	server_got postfix 0
+	end
+
+	begin postfix-size-under-limit
+	client --ehlo --pipelining -m 2 -t "rcpt@$DOMAIN" "$small"
+	expect_ok postfix 2
+	expect_esmtp params SIZE 2
+	end
+
+	begin postfix-8bitmime
+	client --ehlo --pipelining -F "$f8" -m 2 -t "rcpt@$DOMAIN" "$smtp"
+	expect_ok postfix 2
+	expect_esmtp params BODY=8BITMIME 2
+	end
+
+	begin postfix-8bitmime-chunking
+	client --ehlo --chunking -F "$f8" -m 2 -t "rcpt@$DOMAIN" "$smtp"
+	expect_ok postfix 2
+	expect_esmtp params BODY=8BITMIME 2
+	end
+
+	begin postfix-smtputf8
+	# smtputf8_enable = yes: a UTF-8 recipient, declared.
+	client --ehlo -m 2 -t "$utf8" "$smtp"
+	expect_ok postfix 2
+	expect_esmtp params SMTPUTF8 2
+	expect_pf_log "to=<$utf8>" 1
+	end
+
+	begin postfix-smtputf8-held
+	# The queue file records the request: the last field of message_size
+	# is Postfix's sendopts, 3 = SMTPUTF8 requested, UTF-8 in a header.
+	client --ehlo -m 1 -t "$utf8" "$hold"
+	expect_report accepted 1
+	pf_held
+	expect_held "^recipient: $utf8\$"
+	expect_held '^message_size:( +[0-9]+){5} +3$'
+	end
+
+	begin postfix-smtputf8-undeclared-held
+	# The same recipient without SMTPUTF8 (HELO, as the reference
+	# sends it): Postfix takes it, but as mail that never asked for
+	# SMTPUTF8 (sendopts 2: UTF-8 seen in a header, not requested), which
+	# a later hop without SMTPUTF8 may refuse.
+	client -m 1 -t "$utf8" "$hold"
+	expect_report accepted 1
+	pf_held
+	expect_held '^message_size:( +[0-9]+){5} +2$'
+	end
+
+	begin postfix-dsn-held
+	client --ehlo --pipelining --dsn-notify=SUCCESS,FAILURE --dsn-ret=HDRS \
+		--dsn-envid=interop-%n --dsn-orcpt -m 2 -t "rcpt@$DOMAIN" "$hold"
+	expect_report accepted 2
+	expect_esmtp params NOTIFY 2
+	expect_esmtp params ORCPT 2
+	expect_esmtp params RET 2
+	expect_esmtp params ENVID 2
+	pf_held
+	# ENVID, RET=HDRS (2), NOTIFY=SUCCESS,FAILURE (2|4) and ORCPT.
+	expect_held '^named_attribute: envelope_id=interop-[01]$' 2
+	expect_held '^named_attribute: ret_flags=2$' 2
+	expect_held '^named_attribute: notify_flags=6$' 2
+	expect_held "^named_attribute: dsn_orig_rcpt=rfc822;rcpt@$DOMAIN\$" 2
+	end
+
+	begin postfix-dsn-success-notice
+	# NOTIFY=SUCCESS through the discard transport: Postfix sends the
+	# sender a success notice.
+	client --ehlo --dsn-notify=SUCCESS --dsn-envid=notice-%n -m 1 \
+		-f "sender@$DOMAIN" -t "rcpt@$DOMAIN" "$smtp"
+	if [ "$RC" != 0 ]; then err "exit status $RC, expected 0"; fi
+	wait_for 30 "Postfix to log the notice" \
+		sh -c "tail -c +$((PF_MARK + 1)) '$PF_LOG' | grep -q 'status notification'" ||
+		true
+	expect_pf_log 'sender delivery status notification: [0-9A-Za-z]+' 1
+	end
+}
+
+# aiosmtpd records every parameter exactly as it parsed it (upper case).
+aiosmtpd_esmtp_case() {
+	local aio=127.0.0.1:$AIO_PORT f8=$CASES/8bit.eml utf8
+	utf8=$(printf 'j\303\266rg@%s' "$DOMAIN")
+	begin aiosmtpd-esmtp-every-parameter
+	SMTP_SOURCE_PASSWORD=secret1 client --tls --auth=PLAIN --auth-user=alice \
+		--requiretls --dsn-notify=SUCCESS,DELAY --dsn-ret=FULL \
+		--dsn-envid=aio-%n --dsn-orcpt --mail-param=MT-PRIORITY=3 \
+		--mail-param=HOLDFOR=60 --rcpt-param=X-TAG=a+2Bb -F "$f8" -m 2 -r 2 \
+		-t "$utf8" "$aio"
+	expect_ok aiosmtpd 2
+	tail -n 2 "$AIO/count.options" >"$CASE_DIR/options" 2>/dev/null || true
+	python3 - "$CASE_DIR/options" >"$CASE_DIR/options.check" 2>&1 <<'PY' ||
+import json, sys
+seen = [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]
+assert len(seen) == 2, seen
+envids = set()
+for m in seen:
+    opts = m["mail_options"]
+    assert opts[0] == "SIZE=%d" % m["size"], (opts, m["size"])
+    envid = [o for o in opts if o.startswith("ENVID=")][0]
+    envids.add(envid)
+    want = [opts[0], "BODY=8BITMIME", "SMTPUTF8", "RET=FULL", envid,
+            "REQUIRETLS", "MT-PRIORITY=3", "HOLDFOR=60"]
+    assert opts == want, (opts, want)
+    rcpts = m["rcpt_tos"]
+    assert rcpts == ["2j\u00f6rg@interop.test", "j\u00f6rg@interop.test"], rcpts
+    want_r = []
+    for r in ["2J+C3+B6RG@INTEROP.TEST", "J+C3+B6RG@INTEROP.TEST"]:
+        want_r += ["NOTIFY=SUCCESS,DELAY", "ORCPT=RFC822;" + r, "X-TAG=A+2BB"]
+    assert m["rcpt_options"] == want_r, (m["rcpt_options"], want_r)
+assert envids == {"ENVID=AIO-0", "ENVID=AIO-1"}, envids
+print("ok", json.dumps(seen, ensure_ascii=False))
+PY
+		err "aiosmtpd's options: $(cat "$CASE_DIR/options.check")"
+	end
+}
+
 main() {
 	local start=$SECONDS
 	[ -x "$SMTP_SOURCE" ] || die "$SMTP_SOURCE not found (make build)"
@@ -1069,7 +1252,7 @@ main() {
 	trap 'exit 1' INT TERM
 	install_packages
 	read -r PF_SMTP PF_SMTPS PF_PROXY PF_ENCRYPT PF_SMTP6 PF_PROXY6 \
-		LMTP_PORT AIO_PORT <<<"$(free_ports 8)"
+		LMTP_PORT AIO_PORT PF_SMALL PF_HOLD <<<"$(free_ports 10)"
 	make_certs
 	start_postfix
 	start_dovecot
@@ -1080,8 +1263,10 @@ main() {
 	fi
 	fixtures
 	postfix_cases
+	postfix_esmtp_cases
 	dovecot_cases
 	aiosmtpd_cases
+	aiosmtpd_esmtp_case
 	say ""
 	if [ "$FAILED" -gt 0 ]; then
 		say "failed: ${FAILED_NAMES[*]}"

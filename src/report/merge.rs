@@ -196,6 +196,12 @@ fn counts(o: &Map<String, Value>) -> Result<Counts, String> {
     for (i, key) in ERROR_KEYS.iter().enumerate() {
         c.errors[i] = uint_or_0(e, key)?;
     }
+    // Reports from before the ESMTP parameters have no "esmtp": none.
+    if let Some(x) = o.get("esmtp") {
+        let x = x.as_object().ok_or("\"esmtp\" is not an object")?;
+        c.esmtp_params = named_counts(object(x, "params")?)?;
+        c.esmtp_refusals = named_counts(object(x, "refusals")?)?;
+    }
     for (cmd, per) in object(o, "reply_codes")? {
         let per = per.as_object().ok_or("bad reply_codes")?;
         for (code, n) in per {
@@ -640,6 +646,46 @@ mod tests {
             (back.interrupted, back.interrupted_shards),
             (None, vec![])
         );
+    }
+
+    /// The ESMTP parameters' counts and the smtputf8 class add up
+    /// across shards; a report written before them reads them as none.
+    #[test]
+    fn esmtp_counts_merge_and_old_reports_read_as_none() {
+        let mut a = report(Some((1, 3)), 100, &[5]);
+        a.counts.esmtp_params.insert("SIZE".into(), 3);
+        a.counts.esmtp_params.insert("BODY=8BITMIME".into(), 1);
+        a.counts.esmtp_refusals.insert("mail_552".into(), 2);
+        a.counts.errors[7] = 4;
+        let mut b = report(Some((2, 3)), 100, &[5]);
+        b.counts.esmtp_params.insert("SIZE".into(), 5);
+        b.counts
+            .esmtp_refusals
+            .insert("smtputf8_not_offered".into(), 1);
+        b.counts.errors[7] = 1;
+        let c = report(Some((3, 3)), 100, &[5]);
+        let old = c
+            .json()
+            .replace(",\"esmtp\":{\"params\":{},\"refusals\":{}}", "")
+            .replace(",\"smtputf8\":0", "");
+        assert!(!old.contains("esmtp") && !old.contains("smtputf8"));
+        let (a, b, c) = (
+            parse(&a.json()).unwrap(),
+            parse(&b.json()).unwrap(),
+            parse(&old).unwrap(),
+        );
+        let (m, _) =
+            merge(&[("a".into(), a), ("b".into(), b), ("c".into(), c)])
+                .unwrap();
+        let p = &m.counts.esmtp_params;
+        assert_eq!((p["SIZE"], p["BODY=8BITMIME"]), (8, 1));
+        let r = &m.counts.esmtp_refusals;
+        assert_eq!((r["mail_552"], r["smtputf8_not_offered"]), (2, 1));
+        assert_eq!(m.counts.errors[7], 5);
+        assert!(m.json().contains(
+            "\"esmtp\":{\"params\":{\"BODY=8BITMIME\":1,\"SIZE\":8},\
+             \"refusals\":{\"mail_552\":2,\"smtputf8_not_offered\":1}}"
+        ));
     }
 
     /// The unknown counts and the recipients' classes add up across

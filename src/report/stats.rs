@@ -83,6 +83,9 @@ pub enum ErrorClass {
     Auth,
     /// connect(): no route to the host or its network.
     Unreachable,
+    /// A message that needs SMTPUTF8, to a server that does not offer
+    /// it: not sent, counted rejected.
+    Smtputf8,
 }
 
 /// The class of a failed connect(): refused (ECONNREFUSED and anything
@@ -104,7 +107,7 @@ pub fn connect_class(e: &std::io::Error) -> ErrorClass {
 }
 
 /// The report's names of the error classes, in `ErrorClass` order.
-pub const ERROR_KEYS: [&str; 7] = [
+pub const ERROR_KEYS: [&str; 8] = [
     "refused",
     "reset",
     "timeout",
@@ -112,6 +115,7 @@ pub const ERROR_KEYS: [&str; 7] = [
     "tls",
     "auth",
     "unreachable",
+    "smtputf8",
 ];
 
 /// Counters; merged by addition.
@@ -133,7 +137,7 @@ pub struct Counts {
     pub bytes_sent: u64,
     pub connections: u64,
     /// Counted by `ErrorClass` (see `ERROR_KEYS`).
-    pub errors: [u64; 7],
+    pub errors: [u64; 8],
     /// TLS handshakes: full and resumed.
     pub tls_full: u64,
     pub tls_resumed: u64,
@@ -144,6 +148,11 @@ pub struct Counts {
     pub codes: BTreeMap<(&'static str, u16), u64>,
     /// --size-mix: payload size -> (messages sent, bytes sent).
     pub size_classes: BTreeMap<u64, (u64, u64)>,
+    /// ESMTP parameters sent, by keyword (`BODY=8BITMIME` by value).
+    pub esmtp_params: BTreeMap<String, u64>,
+    /// What became of them: local refusals and notes, and the servers'
+    /// refusals of a MAIL or RCPT that carried any, by reply code.
+    pub esmtp_refusals: BTreeMap<String, u64>,
 }
 
 impl Counts {
@@ -173,6 +182,12 @@ impl Counts {
         }
         for (k, v) in &o.tls_ciphers {
             *self.tls_ciphers.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &o.esmtp_params {
+            *self.esmtp_params.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &o.esmtp_refusals {
+            *self.esmtp_refusals.entry(k.clone()).or_default() += v;
         }
         for (k, (m, b)) in &o.size_classes {
             let e = self.size_classes.entry(*k).or_default();

@@ -157,7 +157,13 @@ impl Summary {
             let sep = if i == 0 { "" } else { "," };
             let _ = write!(o, "{sep}\"{key}\":{}", c.errors[i]);
         }
-        o.push_str("},\"latency_ms\":{");
+        let _ = write!(
+            o,
+            "}},\"esmtp\":{{\"params\":{},\"refusals\":{}}}",
+            json_counts(&c.esmtp_params),
+            json_counts(&c.esmtp_refusals)
+        );
+        o.push_str(",\"latency_ms\":{");
         for (i, (phase, h)) in PHASES.iter().zip(&self.latency).enumerate() {
             let sep = if i == 0 { "" } else { "," };
             let _ = write!(o, "{sep}\"{}\":{}", phase.key(), json_hist(h));
@@ -339,15 +345,24 @@ final lag {:.3} ms",
         let _ = writeln!(
             o,
             "errors:       {} refused, {} reset, {} timeout, {} lost \
-connection, {} tls, {} auth, {} unreachable",
+connection, {} tls, {} auth, {} unreachable, {} smtputf8",
             c.errors[0],
             c.errors[1],
             c.errors[2],
             c.errors[3],
             c.errors[4],
             c.errors[5],
-            c.errors[6]
+            c.errors[6],
+            c.errors[7]
         );
+        if !c.esmtp_params.is_empty() || !c.esmtp_refusals.is_empty() {
+            let _ = writeln!(
+                o,
+                "esmtp:        params {}; refusals {}",
+                text_counts(&c.esmtp_params),
+                text_counts(&c.esmtp_refusals)
+            );
+        }
         self.text_codes(&mut o);
         self.text_sizes(&mut o);
         self.text_latency(&mut o);
@@ -622,6 +637,30 @@ mod tests {
                 assert!(j.ends_with("]}\n"));
             }
         }
+    }
+
+    #[test]
+    fn esmtp_counts_in_json_and_text() {
+        let mut s = summary();
+        assert!(!s.text().contains("esmtp:"), "nothing to say");
+        assert!(s
+            .json()
+            .contains(",\"esmtp\":{\"params\":{},\"refusals\":{}},"));
+        s.counts.esmtp_params.insert("SIZE".into(), 2);
+        s.counts.esmtp_refusals.insert("mail_552".into(), 1);
+        s.counts.errors[7] = 3;
+        assert!(s.json().contains(
+            "\"unreachable\":0,\"smtputf8\":3},\"esmtp\":{\"params\":\
+{\"SIZE\":2},\"refusals\":{\"mail_552\":1}},"
+        ));
+        let text = s.text();
+        assert!(text.contains("0 unreachable, 3 smtputf8\n"), "{text}");
+        assert!(
+            text.contains(
+                "esmtp:        params SIZE=2; refusals mail_552=1\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ use super::{Flow, Link, Session};
 use crate::command::Command;
 use crate::diag;
 use crate::error::{reject_text, Error, Stage};
+use crate::esmtp::{borrowed, Local, Owned};
 use crate::reply::Reply;
 use crate::report::stats::Phase;
 use crate::txn::{refusals, Cut, Fate, Heard, Mode, Step, Txn};
@@ -45,6 +46,12 @@ pub(crate) struct Pending {
     /// The look-ahead: where each of its commands ends in
     /// `ahead_wire`, until the write that carries them.
     ends: Vec<usize>,
+    /// Its MAIL parameters (`params`; empty without ESMTP).
+    mail: Vec<Owned>,
+    /// Its RCPTs carry parameters.
+    rcpt_params: bool,
+    /// It is not to be sent at all, and why.
+    local: Option<Local>,
 }
 
 impl Session<'_> {
@@ -56,15 +63,9 @@ impl Session<'_> {
     ) -> Result<Flow, Error> {
         let job = self.job;
         let began = job.due.unwrap_or_else(Instant::now);
-        let txn = Txn::new(self.mode(link));
+        let mode = self.mode(link);
+        let mut cur = self.pending(link, job, mode, began);
         self.in_hand = false;
-        let mut cur = Pending {
-            job,
-            txn,
-            began,
-            refused: None,
-            ends: Vec::new(),
-        };
         loop {
             let flow = self.drive_or_cut(link, &mut cur);
             self.flush_stats();
@@ -79,6 +80,34 @@ impl Session<'_> {
                 }
                 None => return Ok(flow),
             }
+        }
+    }
+
+    /// `job`'s transaction, with its ESMTP parameters decided first: a
+    /// message the server cannot take as it is gets one that writes
+    /// nothing.
+    fn pending(
+        &mut self,
+        link: &Link,
+        job: Job,
+        mode: Mode,
+        began: Instant,
+    ) -> Pending {
+        let (txn, mail, local) = match self.mail_params(link, job) {
+            Ok(mail) => (Txn::new(mode), mail, None),
+            Err(local) => {
+                (Txn::refused_locally(mode), Vec::new(), Some(local))
+            }
+        };
+        Pending {
+            job,
+            txn,
+            began,
+            refused: None,
+            ends: Vec::new(),
+            mail,
+            rcpt_params: self.rcpt_has_params(link),
+            local,
         }
     }
 
@@ -128,6 +157,10 @@ impl Session<'_> {
         link: &mut Link,
         cur: &mut Pending,
     ) -> Result<Flow, Error> {
+        if let Some(local) = cur.local.take() {
+            self.tally(&mut cur.txn);
+            self.local_refusal(local)?;
+        }
         loop {
             self.write_sends(link, cur)?;
             let Some(stage) = cur.txn.stage() else { break };
@@ -162,6 +195,17 @@ impl Session<'_> {
             && cur.refused.is_none()
         {
             cur.refused = Some(reply.clone());
+        }
+        if !matches!(heard, Heard::Positive | Heard::Quiet) {
+            match stage {
+                Stage::Mail if !cur.mail.is_empty() => {
+                    self.params_refused("mail", reply.code)
+                }
+                Stage::Rcpt if cur.rcpt_params => {
+                    self.params_refused("rcpt", reply.code)
+                }
+                _ => {}
+            }
         }
         match heard {
             Heard::Refused | Heard::Closing => {
@@ -232,7 +276,7 @@ impl Session<'_> {
                 self.content(link, cur);
                 ends.push(self.wire.len() + self.body_of(cur.job).len());
             } else {
-                self.queue_send(send, cur.job);
+                self.queue_send(link, send, cur.job, &cur.mail);
                 ends.push(self.wire.len());
             }
             if self.wire.len() >= FLUSH_AT && !content {
@@ -275,14 +319,23 @@ impl Session<'_> {
     }
 
     /// Appends one command of the envelope (or RSET, or a lone dot).
-    fn queue_send(&mut self, send: Step, job: Job) {
+    fn queue_send(
+        &mut self,
+        link: &Link,
+        send: Step,
+        job: Job,
+        mail: &[Owned],
+    ) {
         let plan = &self.sh.plan;
         match send {
-            Step::Mail => self.queue(Command::Mail(self.sender(job), &[])),
+            Step::Mail => {
+                self.queue(Command::Mail(self.sender(job), &borrowed(mail)))
+            }
             Step::Rcpt { left } => {
                 let number = self.rcpt_number(job, left);
                 let addr = self.rcpt_addr(plan, number);
-                self.queue(Command::Rcpt(addr, &[]));
+                let params = self.rcpt_params(link, addr);
+                self.queue(Command::Rcpt(addr, &borrowed(&params)));
             }
             Step::Data => self.queue(Command::Data),
             Step::LoneDot => self.queue(Command::Dot),
@@ -325,25 +378,22 @@ impl Session<'_> {
         };
         self.take(job);
         self.in_hand = false;
-        let mut txn = Txn::new(Mode {
+        let mode = Mode {
             proven: link.proven,
             ..mode
-        });
+        };
+        let began = job.due.unwrap_or_else(Instant::now);
+        let mut next = self.pending(link, job, mode, began);
         // Queue into the (empty) look-ahead buffer: swap it in and out.
         std::mem::swap(&mut self.wire, &mut self.ahead_wire);
         let mut ends = Vec::new();
-        while let Some(send) = txn.poll_send() {
-            self.queue_send(send, job);
+        while let Some(send) = next.txn.poll_send() {
+            self.queue_send(link, send, job, &next.mail);
             ends.push(self.wire.len());
         }
         std::mem::swap(&mut self.wire, &mut self.ahead_wire);
-        self.ahead = Some(Pending {
-            job,
-            txn,
-            began: job.due.unwrap_or_else(Instant::now),
-            refused: None,
-            ends,
-        });
+        next.ends = ends;
+        self.ahead = Some(next);
     }
 
     /// Appends `BDAT <n> LAST` and the headers to `self.wire`; the body

@@ -14,6 +14,7 @@
 mod drive;
 mod io;
 mod measure;
+mod params;
 mod secure;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -113,6 +114,12 @@ pub struct Session<'a> {
     /// -N, 3.9 numbering: the first number of the transaction's
     /// recipients (taken as one block when its first RCPT is queued).
     rcpt_base: u64,
+    /// The block of `rcpt_base` was taken early, for headers rendered
+    /// before the RCPTs (`params`): the first RCPT takes no other.
+    rcpt_block_taken: bool,
+    /// The headers of message n, rendered at its MAIL to know its size
+    /// (`params`), used at its content.
+    early_headers: Option<(u64, Vec<u8>)>,
     /// Which claim comes next (the first was counted at the start).
     next_claim: Claim,
     pub(crate) job: Job,
@@ -151,6 +158,8 @@ pub fn run(jobs: &Jobs, n: usize) -> Result<(), Error> {
         wrote: 0,
         last_rcpt: Vec::new(),
         rcpt_base: 0,
+        rcpt_block_taken: false,
+        early_headers: None,
         next_claim: Claim::First,
         job: Job::default(),
         in_hand: false,
@@ -343,7 +352,7 @@ impl<'a> Session<'a> {
                 OpenStep::StartTls => self.starttls(link, &mut opening)?,
                 OpenStep::Xclient => self.xclient(link)?,
                 OpenStep::Auth => self.auth(link)?,
-                OpenStep::Ready => return Ok(Flow::Go),
+                OpenStep::Ready => return self.requiretls(link),
             };
             if flow != Flow::Go {
                 return Ok(flow);
@@ -413,7 +422,7 @@ impl<'a> Session<'a> {
         let index = r - u64::from(left);
         match plan.numbering {
             Numbering::Sequence | Numbering::Appended => {
-                if index == 0 {
+                if index == 0 && !std::mem::take(&mut self.rcpt_block_taken) {
                     self.rcpt_base =
                         self.sh.rcpt_seq.fetch_add(r, Ordering::Relaxed);
                 }
@@ -457,6 +466,12 @@ impl<'a> Session<'a> {
 
     /// Appends the headers of `job`'s message to `self.wire`.
     pub(crate) fn headers(&mut self, link: &Link, job: Job) {
+        if let Some((n, early)) = self.early_headers.take() {
+            if n == job.n {
+                self.wire.extend_from_slice(&early);
+                return;
+            }
+        }
         let sh = self.sh;
         if let Some(headers) = &sh.plan.headers {
             let id = MessageId {

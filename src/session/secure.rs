@@ -301,7 +301,7 @@ impl Session<'_> {
 
     /// A step that cannot go on: fatal without -A; with it, a warning,
     /// and the connection is given up (with QUIT when `quit`).
-    fn give_up(
+    pub(super) fn give_up(
         &mut self,
         e: Error,
         class: Option<ErrorClass>,

@@ -330,6 +330,18 @@ impl Txn {
         }
     }
 
+    /// A transaction that writes nothing: the message is refused here,
+    /// before its MAIL, because it needs an extension the server does
+    /// not offer (SMTPUTF8). It is counted rejected, like a refusal.
+    pub(crate) fn refused_locally(mode: Mode) -> Txn {
+        let mut txn = Txn::new(mode);
+        txn.out = Out::default();
+        txn.group_open = false;
+        txn.settle(Fate::Rejected);
+        txn.done = true;
+        txn
+    }
+
     pub(crate) fn mode(&self) -> Mode {
         self.mode
     }

@@ -366,3 +366,68 @@ fn writes_in_pieces_count_each_rcpt_once() {
     t.cut(Cut::Lost);
     assert_eq!(t.take_tally().rcpt_failed, 4);
 }
+
+/// A message that needs SMTPUTF8 from a server without it: nothing is
+/// written, whatever the mode, and it is counted rejected once.
+#[test]
+fn refused_locally_writes_nothing_and_is_rejected() {
+    for (pipelined, bdat, lmtp) in [
+        (false, false, false),
+        (true, false, false),
+        (true, true, true),
+        (false, true, false),
+    ] {
+        let mut t = Txn::refused_locally(Mode {
+            pipelined,
+            bdat,
+            lmtp,
+            recipients: 3,
+            ..mode()
+        });
+        assert_eq!(sends(&mut t), [], "{pipelined} {bdat} {lmtp}");
+        assert!(t.is_done() && t.stage().is_none() && !t.closed());
+        let mut tally = Tally::default();
+        total(&mut t, &mut tally);
+        assert_eq!(tally.message, Some(Fate::Rejected));
+        assert_eq!(tally.rcpt_sent, 0);
+        t.cut(Cut::Lost);
+        assert_eq!(t.take_tally(), Tally::default(), "cut adds nothing");
+    }
+}
+
+/// SIZE over the limit: a 552 at MAIL. Lock-step sends no RCPT and no
+/// content; pipelined, the group's RCPT and DATA replies are echoes and
+/// a 354 gets a lone dot, never the body. Rejected either way.
+#[test]
+fn mail_552_sends_no_body() {
+    let mut t = Txn::new(mode());
+    assert_eq!(sends(&mut t), [Mail]);
+    assert_eq!(t.on_reply(552), Heard::Refused);
+    assert_eq!(sends(&mut t), [Rset]);
+    t.on_reply(250);
+    assert_eq!(t.fate(), Some(Fate::Rejected));
+    for bdat in [false, true] {
+        let mut t = Txn::new(Mode {
+            pipelined: true,
+            bdat,
+            proven: true,
+            ..mode()
+        });
+        let group = sends(&mut t);
+        assert_eq!(group[..2], [Mail, Rcpt { left: 1 }]);
+        assert_eq!(t.on_reply(552), Heard::Refused);
+        assert_eq!(t.on_reply(503), Heard::Quiet);
+        if bdat {
+            // A proven connection's BDAT went in the group: its reply
+            // only confirms the empty message.
+            assert_eq!(group[2], Content);
+            assert_eq!(t.on_reply(503), Heard::Quiet);
+        } else {
+            assert_eq!(group[2], Data);
+            assert_eq!(t.on_reply(354), Heard::Positive);
+            assert_eq!(sends(&mut t), [LoneDot]);
+            assert_eq!(t.on_reply(554), Heard::Quiet);
+        }
+        assert_eq!(t.fate(), Some(Fate::Rejected), "bdat {bdat}");
+    }
+}
