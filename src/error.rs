@@ -267,6 +267,13 @@ pub enum Config {
         ip: IpAddr,
         server: IpAddr,
     },
+    /// A listening address (`option`: --metrics-listen) that cannot be
+    /// bound.
+    Listen {
+        option: &'static str,
+        addr: std::net::SocketAddr,
+        error: io::Error,
+    },
     /// A --bind address that cannot be bound here.
     Bind {
         ip: IpAddr,
@@ -429,6 +436,11 @@ is {}",
                 family(server)
             )
             .into_bytes(),
+            Config::Listen {
+                option,
+                addr,
+                error,
+            } => format!("{option} {addr}: {}", io_text(error)).into_bytes(),
             Config::Bind { ip, error } => {
                 format!("--bind address {ip}: {}", io_text(error)).into_bytes()
             }
