@@ -92,6 +92,14 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# Runs a command in the background and waits for it: bash runs a trap
+# only between commands, and `wait` is one that a signal ends, so a TERM
+# (from make's timeout, say) tears down at once, not when a step ends.
+waited() {
+	"$@" &
+	wait "$!"
+}
+
 # ---------------------------------------------------------------------------
 # The hosts
 
@@ -191,7 +199,7 @@ for c in "${CLIENTS[@]}"; do
 done >"$logins"
 say "run-sharded.sh: 3 shards over ssh, -m $MESSAGES"
 status=0
-netns_exec ctl env LEAD="$LEAD" SMTP_SOURCE="$SMTP_SOURCE" \
+waited netns_exec ctl env LEAD="$LEAD" SMTP_SOURCE="$SMTP_SOURCE" \
 	SMTP_REPORT="$SMTP_REPORT" timeout 90 \
 	bash "$repo/deploy/parallel/run-sharded.sh" "$logins" "$WORK/out" \
 	-s 5 -m "$MESSAGES" -d "$SERVER:25" >"$WORK/run.out" \
@@ -207,7 +215,7 @@ if grep -q 'start-at is in the past' "$WORK/run.err"; then
 	die "a shard started after the common start: raise MULTIHOST_LEAD"
 fi
 wait_status=0
-timeout 70 tail --pid="$sink_pid" -f /dev/null || wait_status=$?
+waited timeout 70 tail --pid="$sink_pid" -f /dev/null || wait_status=$?
 [ "$wait_status" = 0 ] || die "the sink did not finish"
 wait "$sink_pid" || die "the sink exited $?"
 
