@@ -261,6 +261,10 @@ fn kubernetes_job_command_runs_through_the_parser() {
 /// The Kubernetes version the manifests are validated against.
 const KUBERNETES_VERSION: &str = "1.33.0";
 
+fn manifest_text(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap()
+}
+
 fn kubernetes_validate(files: &[&Path]) -> crate::support::Outcome {
     let mut cmd = sh("exec python3 -m kubernetes_validate \"$@\"")
         .arg("kubernetes-validate")
@@ -294,10 +298,29 @@ kubernetes-validate; .ci/run installs it)",
     let text = out.stdout_text() + &out.stderr_text();
     let minor = KUBERNETES_VERSION.rsplit_once('.').unwrap().0;
     for resource in ["configmap/smtp-source-run", "job/smtp-source"] {
-        let want = format!("passed for resource {resource} against version {minor}");
+        let want =
+            format!("passed for resource {resource} against version {minor}");
         assert!(text.contains(&want), "{want:?} not in:\n{text}");
     }
     assert!(!text.contains("WARN"), "{text}");
+    // Prometheus finds the pods by their annotations, at the port the
+    // pods' --metrics-listen serves.
+    let m = manifest(&manifest_text(&job));
+    assert!(
+        m.data["METRICS"].starts_with("--metrics-listen=9464 "),
+        "{:?}",
+        m.data
+    );
+    let text = manifest_text(&job);
+    for line in [
+        "prometheus.io/scrape: \"true\"",
+        "prometheus.io/port: \"9464\"",
+        "prometheus.io/path: /metrics",
+        "containerPort: 9464",
+    ] {
+        assert!(text.contains(line), "{line}");
+    }
+    assert!(m.script.contains("$METRICS"), "{}", m.script);
     let dir = TempDir::new("deploy-k8s-schema");
     let bad = dir.path().join("bad.yaml");
     let manifest = std::fs::read_to_string(&job).unwrap();
@@ -331,8 +354,11 @@ fn kubernetes_reports_collected_from_an_indexed_job_stand_in() {
     let pods = dir.path().join("pods");
     std::fs::create_dir_all(&bin_dir).unwrap();
     std::fs::create_dir_all(&pods).unwrap();
-    std::os::unix::fs::symlink(bin("smtp-source"), bin_dir.join("smtp-source"))
-        .unwrap();
+    std::os::unix::fs::symlink(
+        bin("smtp-source"),
+        bin_dir.join("smtp-source"),
+    )
+    .unwrap();
     let kubectl = bin_dir.join("kubectl");
     std::fs::write(
         &kubectl,
@@ -375,6 +401,9 @@ fn kubernetes_reports_collected_from_an_indexed_job_stand_in() {
                         .env("PATH", path.as_str())
                         .env("START_AT", start.to_string())
                         .env("OPTIONS", "-s 2 -m 40 -d")
+                        // Pods have a network namespace each; these
+                        // processes share one, so one port 9464.
+                        .env("METRICS", "")
                         .env("TARGET", endpoint.as_str())
                         .run();
                     (index, out)

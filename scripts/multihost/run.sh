@@ -5,7 +5,8 @@
 # addressed from 198.18.0.0/15:
 #
 #   srv  198.18.0.1   the project's sink (examples/sink.rs) on port 25
-#   ctl  198.18.0.2   GNU parallel and ssh: deploy/parallel/run-sharded.sh
+#   ctl  198.18.0.2   GNU parallel and ssh: deploy/parallel/run-sharded.sh;
+#                     Prometheus (on the namespace's own loopback)
 #   c1   198.18.0.11  sshd, runs shard 1
 #   c2   198.18.0.12  sshd, runs shard 2
 #   c3   198.18.0.13  sshd, runs shard 3
@@ -15,17 +16,21 @@
 # the machine's ssh configuration; /run/sshd is a tmpfs private to the
 # sshd's mount namespace). From ctl, GNU parallel --sshlogin starts the
 # shards over real ssh with one --start-at, brings their JSON reports
-# back on stdout, and smtp-report merges them. Then it asserts:
+# back on stdout, and smtp-report merges them. Every shard serves
+# --metrics-listen=9464 (lingering past its end), and Prometheus in ctl
+# scrapes the three every second. Then it asserts:
 #   - the merged report's accepted count equals what the sink received;
 #   - every client address, and no other, connected to the sink;
 #   - the shards' first connections, as the sink saw them, fall within
-#     MULTIHOST_SKEW_MS (100) of one another.
+#     MULTIHOST_SKEW_MS (100) of one another;
+#   - Prometheus's accepted count, summed over the three shards, equals
+#     the merged report's, and so does its attempted count.
 # It prints the figures (per-shard counts, the skew) and exits 0, or 1
 # with what failed. Everything is torn down at exit, on failure too; every
 # step is bounded in time.
 #
 # Needs: root, ip (iproute2), sshd and ssh (openssh-server,
-# openssh-client), GNU parallel, python3, and the release binaries
+# openssh-client), GNU parallel, python3, prometheus, and the release binaries
 # (`make multihost` builds them).
 #
 # Environment: SMTP_SOURCE, SMTP_REPORT, SINK (default target/release/...),
@@ -57,10 +62,11 @@ die() {
 }
 
 [ "$(id -u)" = 0 ] || die "must run as root (network namespaces, sshd)"
-for tool in ip /usr/sbin/sshd ssh ssh-keygen parallel python3 timeout; do
+for tool in ip /usr/sbin/sshd ssh ssh-keygen parallel python3 timeout \
+	prometheus; do
 	command -v "$tool" >/dev/null ||
 		die "$tool is missing (apt-get install iproute2 openssh-server" \
-			"openssh-client parallel python3)"
+			"openssh-client parallel python3 prometheus)"
 done
 for bin in "$SMTP_SOURCE" "$SMTP_REPORT" "$SINK"; do
 	[ -x "$bin" ] || die "$bin is missing (make multihost builds it)"
@@ -191,6 +197,26 @@ done
 grep -q '^listening ' "$WORK/sink.out" || die "the sink did not listen"
 
 # ---------------------------------------------------------------------------
+# Prometheus in ctl, scraping the shards' --metrics-listen every second
+
+METRICS_PORT=9464
+LINGER=4
+mkdir -p "$WORK/prometheus"
+{
+	printf 'global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n'
+	printf 'scrape_configs:\n  - job_name: smtp-source\n'
+	printf '    static_configs:\n      - targets:\n'
+	for c in "${CLIENTS[@]}"; do
+		printf '          - "%s:%s"\n' "${ADDR[$c]}" "$METRICS_PORT"
+	done
+} >"$WORK/prometheus.yml"
+netns_exec ctl prometheus --config.file="$WORK/prometheus.yml" \
+	--storage.tsdb.path="$WORK/prometheus" \
+	--web.listen-address=127.0.0.1:9090 --log.level=warn \
+	>"$WORK/prometheus.log" 2>&1 &
+netns_wait_port ctl 127.0.0.1 9090
+
+# ---------------------------------------------------------------------------
 # The run: deploy/parallel/run-sharded.sh from ctl, a shard per client host
 
 logins=$WORK/sshlogins
@@ -202,6 +228,7 @@ status=0
 waited netns_exec ctl env LEAD="$LEAD" SMTP_SOURCE="$SMTP_SOURCE" \
 	SMTP_REPORT="$SMTP_REPORT" timeout 90 \
 	bash "$repo/deploy/parallel/run-sharded.sh" "$logins" "$WORK/out" \
+	--metrics-listen="$METRICS_PORT" --metrics-linger="$LINGER" \
 	-s 5 -m "$MESSAGES" -d "$SERVER:25" >"$WORK/run.out" \
 	2>"$WORK/run.err" || status=$?
 sed 's/^/  /' "$WORK/run.err"
@@ -218,6 +245,25 @@ wait_status=0
 waited timeout 70 tail --pid="$sink_pid" -f /dev/null || wait_status=$?
 [ "$wait_status" = 0 ] || die "the sink did not finish"
 wait "$sink_pid" || die "the sink exited $?"
+
+# What Prometheus holds: each shard's last value (its series end when
+# the shard does, so an instant query alone would find nothing).
+promql() {
+	netns_exec ctl timeout 10 python3 -c 'import json, sys, urllib.parse, urllib.request
+url = "http://127.0.0.1:9090/api/v1/query?" + urllib.parse.urlencode({"query": sys.argv[1]})
+r = json.load(urllib.request.urlopen(url, timeout=5))
+print(json.dumps(r["data"]["result"]))' "$1"
+}
+for result in accepted attempted; do
+	if [ "$result" = attempted ]; then
+		sel='smtp_source_messages_total'
+	else
+		sel="smtp_source_messages_total{result=\"$result\"}"
+	fi
+	promql "sum(max_over_time(${sel}[5m]))" >"$WORK/prom-$result.json"
+done
+promql 'sum by (shard) (max_over_time(smtp_source_messages_total{result="accepted"}[5m]))' \
+	>"$WORK/prom-shards.json"
 
 # ---------------------------------------------------------------------------
 # The asserts
@@ -264,6 +310,22 @@ if first:
     check(skew <= skew_ms,
           f"first connections within {skew:.0f} ms of one another "
           f"(limit {skew_ms} ms)")
+
+def prom(name):
+    r = json.load(open(f"{work}/prom-{name}.json"))
+    return r
+
+shards = {r["metric"].get("shard"): int(float(r["value"][1]))
+          for r in prom("shards")}
+print(f"multihost: Prometheus, accepted by shard: {shards}")
+check(sorted(shards) == ["1/3", "2/3", "3/3"],
+      "Prometheus scraped all three shards")
+for name, want in [("accepted", accepted),
+                   ("attempted", merged["messages"]["attempted"])]:
+    r = prom(name)
+    got = int(float(r[0]["value"][1])) if r else None
+    check(got == want, f"Prometheus {name} summed over the shards {got} "
+          f"== merged report {want}")
 sys.exit(1 if failed else 0)
 EOF
 say "passed"
