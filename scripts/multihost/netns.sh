@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # scripts/multihost/netns.sh: hosts as Linux network namespaces, for
 # `make multihost` (scripts/multihost/run.sh) and the namespaced Postfix
 # case of `make interop`. Sourced by bash, not run.
@@ -48,8 +49,8 @@ netns_exec() {
 
 # Waits (bounded) until ADDR:PORT accepts from host NAME.
 netns_wait_port() {
-	local name=$1 addr=$2 port=$3 i
-	for i in $(seq 1 100); do
+	local name=$1 addr=$2 port=$3 _
+	for _ in $(seq 1 100); do
 		if netns_exec "$name" timeout 1 bash -c \
 			"exec 3<>/dev/tcp/$addr/$port" 2>/dev/null; then
 			return 0

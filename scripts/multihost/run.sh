@@ -176,9 +176,10 @@ for c in "${CLIENTS[@]}"; do
 		"${ADDR[$c]}" 'echo "$SSH_CONNECTION"') ||
 		die "ssh to $c (${ADDR[$c]}) failed: $(cat "$WORK/$c/sshd.log")"
 	# SSH_CONNECTION: client address, port, server address, port.
-	set -- $out
-	[ "${1:-}" = "$CONTROL" ] && [ "${3:-}" = "${ADDR[$c]}" ] ||
-		die "ssh to $c came from ${1:-?} to ${3:-?}"
+	read -r from _ to _ <<<"$out"
+	if [ "$from" != "$CONTROL" ] || [ "$to" != "${ADDR[$c]}" ]; then
+		die "ssh to $c came from $from to $to"
+	fi
 done
 say "sshd up on ${ADDR[c1]}, ${ADDR[c2]}, ${ADDR[c3]}; ssh from $CONTROL works"
 
