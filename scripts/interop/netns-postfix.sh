@@ -134,6 +134,6 @@ print(json.load(open(sys.argv[1]))["messages"]["accepted"])' \
 	[ "$addrs" = "$want" ] ||
 		err "Postfix saw connections from ${addrs//$'\n'/ }," \
 			"expected ${want//$'\n'/ }"
-	stop_netns_postfix
+	stop_netns_postfix || err "the namespaces outlived the teardown"
 	end
 }

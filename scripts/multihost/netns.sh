@@ -11,8 +11,8 @@
 #
 # Names carry the caller's PID (NETNS_PREFIX, default smh$$), so runs
 # side by side do not meet. netns_teardown ends the processes left in
-# the namespaces (all started by the caller) and deletes them; call it
-# from an EXIT trap.
+# the namespaces (all started by the caller) and deletes them, and fails
+# if one is still there; call it from an EXIT trap.
 
 : "${NETNS_PREFIX:=smh$$}"
 NETNS_SWITCH=$NETNS_PREFIX-sw
@@ -78,5 +78,16 @@ netns_teardown() {
 	for ns in "${NETNS_MADE[@]}"; do
 		ip netns del "$ns" 2>/dev/null || true
 	done
+	# Said, not assumed: a namespace that is still there fails the run.
+	local left=
+	for ns in "${NETNS_MADE[@]}"; do
+		if ip netns list | grep -qw -- "$ns"; then
+			left="$left $ns"
+		fi
+	done
 	NETNS_MADE=()
+	if [ -n "$left" ]; then
+		echo "netns: still there after teardown:$left" >&2
+		return 1
+	fi
 }

@@ -88,7 +88,7 @@ chmod 700 "$WORK"
 cleanup() {
 	local status=$?
 	trap - EXIT INT TERM
-	netns_teardown
+	netns_teardown || status=1
 	if [ -z "$keep" ]; then
 		rm -rf "$WORK"
 	fi
