@@ -24,7 +24,7 @@ TEST_CMD := $(CARGO) test --workspace --all-targets
 endif
 
 .PHONY: all build test reference differential demo lint man install \
-	clean bench soak fuzz sink-test interop help
+	clean bench soak fuzz sink-test interop multihost help
 
 all: build
 
@@ -136,6 +136,17 @@ sink-test: build reference
 interop: build
 	SMTP_SOURCE=$(SMTP_SOURCE) bash scripts/interop/run.sh
 
+# One load over three hosts made of network namespaces (198.18.0.0/15,
+# a bridge with no way out): GNU parallel starts the shards over real
+# ssh (an sshd per host, all in a temporary directory), smtp-report
+# merges their reports, and the counts are checked against the sink's.
+# Root only; torn down at exit. See scripts/multihost/run.sh.
+MULTIHOST_TIMEOUT ?= 300
+multihost: build
+	$(CARGO) build --release --example sink
+	timeout --kill-after=20 $(MULTIHOST_TIMEOUT) \
+		bash scripts/multihost/run.sh
+
 # The #[ignore]d load tests (tests/load.rs: 2000 sessions, 40,000
 # connections) against smtp-sink, one at a time so the timings are not
 # skewed; peak RSS is measured with GNU time.
@@ -169,4 +180,6 @@ help:
 	@echo "  sink-test     smtp-sink fault recipes (expected vs. actual)"
 	@echo "  interop       TLS, AUTH, XCLIENT, PROXY, LMTP against real Postfix,"
 	@echo "                Dovecot and aiosmtpd (root; installs them)"
+	@echo "  multihost     three shards over ssh between network namespaces,"
+	@echo "                merged and checked against the sink (root)"
 	@echo "  soak          heavy load tests against smtp-sink (RSS, wall time)"

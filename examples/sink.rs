@@ -11,7 +11,7 @@
 //!             [--timeout S] [--tls] [--tls-wrapper] [--require-tls]
 //!             [--tls-name NAME]... [--ca-out FILE] [--auth USER:PASS]...
 //!             [--auth-file FILE]... [--auth-plaintext] [--require-auth]
-//!             [--xclient] [--proxy]
+//!             [--xclient] [--proxy] [--peers]
 //! It prints `listening ADDR` on stdout as soon as it accepts.
 //!
 //! Every connection is bounded: a command line longer than 4 KiB or a
@@ -43,6 +43,9 @@
 //! - `--proxy`: each connection must open with a HAProxy PROXY header,
 //!   v1 or v2 (told apart by their first bytes), before the greeting;
 //!   one that does not is closed and counted as bad.
+//! - `--peers`: counts TCP connections by the client's address and
+//!   notes when each address first connected (the wall clock, for
+//!   comparing hosts that share it, such as network namespaces).
 //!
 //! With those flags the summary gains, after the `sink received:` line
 //! and before the first message, one line for each feature in use:
@@ -52,6 +55,7 @@
 //! auth: K ok, F failed; users U=N,...
 //! xclient: C commands (J rejected), D distinct ADDR; ADDR A=N,...
 //! proxy: H headers (v1=N, v2=N), D distinct sources, B bad; sources S=N,...
+//! peers: D distinct; connections A=N,...; first A=UNIX.mmm,...
 //! ```
 //!
 //! Lists are sorted by name, `-` when empty, at most 32 entries and then
@@ -69,7 +73,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A command (or AUTH response) line longer than this ends the
 /// connection; message lines may be longer, as before.
@@ -118,6 +122,10 @@ struct Seen {
     proxy_v2: u64,
     proxy_bad: u64,
     sources: Names,
+    peers: Names,
+    /// When each peer address first connected, in Unix milliseconds;
+    /// capped like `peers`.
+    first: BTreeMap<String, u128>,
 }
 
 /// A count per name; names come from peers, so their number is capped
@@ -184,6 +192,7 @@ struct Config {
     require_auth: bool,
     xclient: bool,
     proxy: bool,
+    peers: bool,
 }
 
 fn usage() -> ! {
@@ -194,7 +203,7 @@ fn usage() -> ! {
 [--tls-name NAME]...
             [--ca-out FILE] [--auth USER:PASS]... [--auth-file FILE]... \
 [--auth-plaintext]
-            [--require-auth] [--xclient] [--proxy]"
+            [--require-auth] [--xclient] [--proxy] [--peers]"
     );
     std::process::exit(2);
 }
@@ -217,6 +226,7 @@ fn config() -> Config {
         require_auth: false,
         xclient: false,
         proxy: false,
+        peers: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -240,6 +250,7 @@ fn config() -> Config {
             "--require-auth" => c.require_auth = true,
             "--xclient" => c.xclient = true,
             "--proxy" => c.proxy = true,
+            "--peers" => c.peers = true,
             _ => usage(),
         }
     }
@@ -259,6 +270,7 @@ struct Server {
     require_auth: bool,
     xclient: bool,
     proxy: bool,
+    peers: bool,
     counts: Counts,
 }
 
@@ -284,6 +296,7 @@ fn server(c: &Config) -> Result<Server, String> {
         require_auth: c.require_auth,
         xclient: c.xclient,
         proxy: c.proxy,
+        peers: c.peers,
         counts: Counts::default(),
     })
 }
@@ -1159,8 +1172,11 @@ fn proxy_v2<R: Read>(r: &mut R) -> Option<Proxy> {
 
 // Accepting, waiting and the summary
 
-fn spawn<S: Socket>(stream: S, srv: &Arc<Server>) {
+fn spawn<S: Socket>(stream: S, peer: Option<IpAddr>, srv: &Arc<Server>) {
     srv.counts.connections.fetch_add(1, Ordering::Relaxed);
+    if let (true, Some(ip)) = (srv.peers, peer) {
+        note_peer(&srv.counts, ip);
+    }
     if stream.set_timeouts(srv.timeout).is_err() {
         return;
     }
@@ -1172,6 +1188,20 @@ fn spawn<S: Socket>(stream: S, srv: &Arc<Server>) {
         .spawn(move || {
             let _ = serve(stream, &srv);
         });
+}
+
+/// Counts a connection from `ip`, and when it first came.
+fn note_peer(counts: &Counts, ip: IpAddr) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let name = ip.to_string();
+    counts.seen(|seen| {
+        seen.peers.add(name.as_bytes());
+        if seen.first.len() < Names::MAX || seen.first.contains_key(&name) {
+            seen.first.entry(name).or_insert(now);
+        }
+    });
 }
 
 fn main() {
@@ -1191,7 +1221,7 @@ fn main() {
         println!("listening unix:{path}");
         spawn_thread(move || {
             for s in l.incoming().flatten() {
-                spawn::<UnixStream>(s, &accepter);
+                spawn::<UnixStream>(s, None, &accepter);
             }
         });
     } else {
@@ -1200,7 +1230,8 @@ fn main() {
         spawn_thread(move || {
             for s in l.incoming().flatten() {
                 let _ = s.set_nodelay(true);
-                spawn::<TcpStream>(s, &accepter);
+                let peer = s.peer_addr().ok().map(|a| a.ip());
+                spawn::<TcpStream>(s, peer, &accepter);
             }
         });
     }
@@ -1281,6 +1312,28 @@ sources {}",
             seen.sources.list()
         );
     }
+    if srv.peers {
+        println!(
+            "peers: {} distinct; connections {}; first {}",
+            seen.peers.len(),
+            seen.peers.list(),
+            first_list(&seen.first)
+        );
+    }
+}
+
+/// `ADDR=UNIX.mmm,...`, as many as `Names::list` shows.
+fn first_list(first: &BTreeMap<String, u128>) -> String {
+    if first.is_empty() {
+        return "-".into();
+    }
+    let mut out: Vec<String> = (first.iter().take(Names::SHOWN))
+        .map(|(k, ms)| format!("{k}={}.{:03}", ms / 1000, ms % 1000))
+        .collect();
+    if first.len() > Names::SHOWN {
+        out.push("...".into());
+    }
+    out.join(",")
 }
 
 fn spawn_thread(f: impl FnOnce() + Send + 'static) {

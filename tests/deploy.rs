@@ -257,3 +257,223 @@ fn kubernetes_job_command_runs_through_the_parser() {
     }
     assert_eq!(total, 200_000);
 }
+
+/// The Kubernetes version the manifests are validated against.
+const KUBERNETES_VERSION: &str = "1.33.0";
+
+fn manifest_text(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap()
+}
+
+fn kubernetes_validate(files: &[&Path]) -> crate::support::Outcome {
+    let mut cmd = sh("exec python3 -m kubernetes_validate \"$@\"")
+        .arg("kubernetes-validate")
+        .args(["--strict", "-k", KUBERNETES_VERSION]);
+    for f in files {
+        cmd = cmd.arg(*f);
+    }
+    cmd.timeout(Duration::from_secs(60)).run()
+}
+
+/// Every resource in deploy/kubernetes passes kubernetes-validate's
+/// strict schema check (no unknown fields) for the pinned Kubernetes
+/// version; a field misspelt on purpose does not, so the check is real.
+#[test]
+fn kubernetes_manifest_passes_the_schema() {
+    let test = "deploy::kubernetes_manifest_passes_the_schema";
+    let probe = sh("python3 -m kubernetes_validate --version")
+        .timeout(Duration::from_secs(30))
+        .run();
+    if probe.status != Some(0) {
+        skip(
+            test,
+            "kubernetes-validate is not installed (pip install \
+kubernetes-validate; .ci/run installs it)",
+        );
+        return;
+    }
+    let job = repo("deploy/kubernetes/smtp-source-job.yaml");
+    let out = kubernetes_validate(&[&job]);
+    out.assert_status(0);
+    let text = out.stdout_text() + &out.stderr_text();
+    let minor = KUBERNETES_VERSION.rsplit_once('.').unwrap().0;
+    for resource in ["configmap/smtp-source-run", "job/smtp-source"] {
+        let want =
+            format!("passed for resource {resource} against version {minor}");
+        assert!(text.contains(&want), "{want:?} not in:\n{text}");
+    }
+    assert!(!text.contains("WARN"), "{text}");
+    // Prometheus finds the pods by their annotations, at the port the
+    // pods' --metrics-listen serves.
+    let m = manifest(&manifest_text(&job));
+    assert!(
+        m.data["METRICS"].starts_with("--metrics-listen=9464 "),
+        "{:?}",
+        m.data
+    );
+    let text = manifest_text(&job);
+    for line in [
+        "prometheus.io/scrape: \"true\"",
+        "prometheus.io/port: \"9464\"",
+        "prometheus.io/path: /metrics",
+        "containerPort: 9464",
+    ] {
+        assert!(text.contains(line), "{line}");
+    }
+    assert!(m.script.contains("$METRICS"), "{}", m.script);
+    let dir = TempDir::new("deploy-k8s-schema");
+    let bad = dir.path().join("bad.yaml");
+    let manifest = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(&bad, manifest.replace("backoffLimit:", "backofLimit:"))
+        .unwrap();
+    let out = kubernetes_validate(&[&bad]);
+    assert_ne!(out.status, Some(0), "{}", out.render());
+}
+
+/// deploy/kubernetes/collect-reports.sh against a stand-in for the
+/// Indexed Job: the manifest's script runs once per pod, each its own
+/// process with its own JOB_COMPLETION_INDEX, all at once against the
+/// sink; a stand-in kubectl lists the "pods" and serves their output as
+/// their logs. The merged report counts what the sink received; a pod
+/// gone missing is named and fails the collection.
+#[test]
+fn kubernetes_reports_collected_from_an_indexed_job_stand_in() {
+    let test =
+        "deploy::kubernetes_reports_collected_from_an_indexed_job_stand_in";
+    let Some(sink) = Sink::start(test, &["--messages", "40"]) else {
+        return;
+    };
+    let text = std::fs::read_to_string(repo(
+        "deploy/kubernetes/smtp-source-job.yaml",
+    ))
+    .unwrap();
+    let m = manifest(&text);
+    let shards: u32 = m.data["SHARDS"].parse().unwrap();
+    let dir = TempDir::new("deploy-k8s-collect");
+    let bin_dir = dir.path().join("bin");
+    let pods = dir.path().join("pods");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    std::fs::create_dir_all(&pods).unwrap();
+    std::os::unix::fs::symlink(
+        bin("smtp-source"),
+        bin_dir.join("smtp-source"),
+    )
+    .unwrap();
+    let kubectl = bin_dir.join("kubectl");
+    std::fs::write(
+        &kubectl,
+        format!(
+            "#!/bin/sh\n\
+             echo \"$*\" >>'{calls}'\n\
+             case \"$1 $2 $3 $4 $5 $6\" in\n\
+             'get pods -l job-name=smtp-source -o name')\n\
+             \tfor f in '{pods}'/*.log; do n=${{f##*/}}; echo \"pod/${{n%.log}}\"; done ;;\n\
+             'logs pod/'*) cat '{pods}'/\"${{2#pod/}}.log\" ;;\n\
+             *) echo \"kubectl stand-in: $*\" >&2; exit 1 ;;\n\
+             esac\n",
+            calls = dir.path().join("calls").display(),
+            pods = pods.display(),
+        ),
+    )
+    .unwrap();
+    sh(&format!("chmod +x '{}'", kubectl.display()))
+        .timeout(Duration::from_secs(5))
+        .run()
+        .assert_status(0);
+    let path = format!("{}:/usr/bin:/bin", bin_dir.display());
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 2;
+    let logs: Vec<(u32, crate::support::Outcome)> = std::thread::scope(|s| {
+        let runs: Vec<_> = (0..shards)
+            .map(|index| {
+                let (m, path, endpoint) = (&m, &path, &sink.endpoint);
+                s.spawn(move || {
+                    let mut cmd = sh(&m.script)
+                        .timeout(Duration::from_secs(20))
+                        .env("JOB_COMPLETION_INDEX", index.to_string());
+                    for (k, v) in &m.data {
+                        cmd = cmd.env(k.as_str(), v.as_str());
+                    }
+                    let out = cmd
+                        .env("PATH", path.as_str())
+                        .env("START_AT", start.to_string())
+                        .env("OPTIONS", "-s 2 -m 40 -d")
+                        // Pods have a network namespace each; these
+                        // processes share one, so one port 9464.
+                        .env("METRICS", "")
+                        .env("TARGET", endpoint.as_str())
+                        .run();
+                    (index, out)
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let summary = sink.finish();
+    for (index, out) in &logs {
+        out.assert_status(0).assert_stderr("");
+        // kubectl logs: the container's stdout and stderr, as one log.
+        std::fs::write(
+            pods.join(format!("smtp-source-{index}-p{index}x.log")),
+            out.stdout.as_slice(),
+        )
+        .unwrap();
+    }
+    assert!(
+        summary.lines().any(|l| l.starts_with("sink received: ")
+            && l.contains(" messages=40 ")),
+        "{summary}"
+    );
+    let collect = |out_dir: &Path| {
+        program(repo("deploy/kubernetes/collect-reports.sh"), "collect")
+            .cmd()
+            .argv0(None)
+            .env("PATH", path.as_str())
+            .env("SMTP_REPORT", bin("smtp-report"))
+            .arg(out_dir)
+            .timeout(Duration::from_secs(20))
+            .run()
+    };
+    let out_dir = dir.path().join("out");
+    let out = collect(&out_dir);
+    out.assert_status(0).assert_stderr("");
+    assert!(
+        out.stdout_text()
+            .contains("messages:     40 attempted, 40 accepted"),
+        "{}",
+        out.stdout_text()
+    );
+    let merged: Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.join("merged.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(merged["messages"]["accepted"], 40);
+    let mut sum = 0;
+    for k in 1..=shards {
+        let s: Value = serde_json::from_str(
+            &std::fs::read_to_string(out_dir.join(format!("shard-{k}.json")))
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(s["shard"]["index"], k);
+        sum += s["messages"]["accepted"].as_u64().unwrap();
+    }
+    assert_eq!(sum, 40);
+    let calls = std::fs::read_to_string(dir.path().join("calls")).unwrap();
+    assert!(
+        calls.starts_with("get pods -l job-name=smtp-source -o name\n"),
+        "{calls}"
+    );
+    assert_eq!(calls.lines().count(), 1 + shards as usize, "{calls}");
+
+    // Shard 3's pod is gone: the others are merged, the gap is named.
+    std::fs::remove_file(pods.join("smtp-source-2-p2x.log")).unwrap();
+    let out = collect(&dir.path().join("out2"));
+    out.assert_status(1).assert_stderr(&format!(
+        "collect-reports.sh: no report from shard(s) 3 of {shards}\n\
+         smtp-report: warning: 3 of {shards} shards; missing: 3\n"
+    ));
+}

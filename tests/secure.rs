@@ -2099,6 +2099,53 @@ fn sink_proxy_v1_and_v2() {
     );
 }
 
+/// --peers counts connections by client address and notes when each
+/// first came (Unix seconds with milliseconds, within this test's span).
+#[test]
+fn sink_peers_by_address() {
+    let args = ["--peers", "--messages", "3"];
+    let Some(sink) = Sink::start("sink_peers_by_address", &args) else {
+        return;
+    };
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    };
+    let before = now();
+    run_sink(&sink, &["--bind=127.0.0.2,127.0.0.3", "-m", "3"]);
+    let after = now();
+    let summary = sink.finish();
+    let line = summary
+        .lines()
+        .find(|l| l.starts_with("peers: "))
+        .unwrap_or_else(|| panic!("no peers: line in:\n{summary}"));
+    let (head, first) = line.split_once("; first ").unwrap();
+    assert_eq!(
+        head,
+        "peers: 2 distinct; connections 127.0.0.2=2,127.0.0.3=1"
+    );
+    let times: Vec<(&str, u128)> = first
+        .split(',')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            let (s, ms) = v.split_once('.').unwrap();
+            assert_eq!(ms.len(), 3, "{line}");
+            (
+                k,
+                s.parse::<u128>().unwrap() * 1000
+                    + ms.parse::<u128>().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(times.len(), 2, "{line}");
+    for (addr, ms) in times {
+        assert!(addr == "127.0.0.2" || addr == "127.0.0.3", "{line}");
+        assert!((before..=after).contains(&ms), "{before}..{after}: {line}");
+    }
+}
+
 #[test]
 fn sink_proxy_before_smtps() {
     let args = ["--proxy", "--tls-wrapper", "--messages", "2"];

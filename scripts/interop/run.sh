@@ -7,7 +7,9 @@
 #     transport and is counted in Postfix's own log;
 #   - Dovecot's LMTP server (on 127.0.0.1 and on a UNIX socket), delivering
 #     into Maildirs whose files are counted;
-#   - aiosmtpd (PyPI) with STARTTLS and AUTH required, counting messages.
+#   - aiosmtpd (PyPI) with STARTTLS and AUTH required, counting messages;
+#   - a second Postfix in a network namespace, loaded by three client
+#     namespaces at once, one shard each (netns-postfix.sh).
 # Each case runs the client, asserts its exit status (and stderr for the
 # failures we ask for) and that what the server received equals the
 # client's JSON report (messages.accepted). Before the client cases,
@@ -50,6 +52,8 @@ CLIENT_TIMEOUT=20
 RUN_TIMEOUT=60
 
 say() { printf '%s\n' "$*"; }
+# shellcheck source=scripts/interop/netns-postfix.sh
+. "$here/netns-postfix.sh"
 die() {
 	printf 'interop: %s\n' "$*" >&2
 	exit 1
@@ -422,6 +426,7 @@ stop_all() {
 	stop_aiosmtpd
 	stop_dovecot
 	stop_postfix
+	stop_netns_postfix
 	remove_policy_rc
 }
 
@@ -1267,6 +1272,7 @@ main() {
 	dovecot_cases
 	aiosmtpd_cases
 	aiosmtpd_esmtp_case
+	netns_postfix_case
 	say ""
 	if [ "$FAILED" -gt 0 ]; then
 		say "failed: ${FAILED_NAMES[*]}"
