@@ -298,3 +298,14 @@ fn check_screenshot(png: &Path) {
     let bands = fill_rows.windows(2).filter(|w| !w[0] && w[1]).count();
     assert!(bands >= 3, "{bands} bands of plots");
 }
+
+#[test]
+fn version_and_help() {
+    let out = tool().arg("--version").run();
+    out.assert_status(0).assert_stderr("");
+    let want = format!("smtp-report {}\n", env!("CARGO_PKG_VERSION"));
+    assert_eq!(out.stdout_text(), want);
+    let out = tool().arg("--help").run();
+    out.assert_status(0).assert_stderr("");
+    assert!(out.stdout_text().contains("smtp-report --version"));
+}

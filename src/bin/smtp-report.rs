@@ -10,6 +10,7 @@ use smtp_source::report::Summary;
 use smtp_source::report::{html, merge};
 
 const USAGE: &str = "usage: smtp-report merge FILE...
+       smtp-report --version
        smtp-report text FILE
        smtp-report html FILE...
 FILE is a JSON report (--report-file, or --report=json output; in a log,
@@ -22,6 +23,10 @@ fn main() {
     let words: Vec<&str> = argv.iter().skip(1).map(String::as_str).collect();
     match words.as_slice() {
         ["--help" | "-h"] => diag::out(USAGE.as_bytes()),
+        ["--version"] => diag::out(
+            concat!("smtp-report ", env!("CARGO_PKG_VERSION"), "\n")
+                .as_bytes(),
+        ),
         ["merge", files @ ..] if !files.is_empty() => merged(files),
         ["text", file] => diag::out(read(file).1.text().as_bytes()),
         ["html", files @ ..] if !files.is_empty() => {
