@@ -520,11 +520,12 @@ fn start_progress<'s>(
         true => diag::StatusLines::Rewrite,
         false => diag::StatusLines::Append,
     };
+    let rate = shared.plan.ext.rate.map(|(rate, _)| rate);
     thread::Builder::new()
         .name("progress".into())
         .stack_size(STACK_SIZE)
         .spawn_scoped(scope, move || {
-            crate::report::progress::run(stats, done, lines)
+            crate::report::progress::run(stats, done, lines, &|_| rate)
         })
         .map_err(Error::Spawn)?;
     Ok(())
