@@ -16,7 +16,7 @@ use crossbeam_channel::{bounded, Receiver, SendTimeoutError, Sender};
 use crate::error::{Config, Error};
 use crate::plan::Plan;
 use crate::report::output;
-use crate::report::stats::{Interval, Reader};
+use crate::report::stats::{Reader, Stats};
 use crate::session;
 use crate::sys;
 use crate::work::{Dealer, Job, Jobs, Shared};
@@ -489,14 +489,10 @@ fn start_intervals<'s>(
                 let last = wait_interval(done);
                 let now = SystemTime::now();
                 let length = now.duration_since(from).unwrap_or_default();
-                let (h, accepted) = stats.take_interval(Reader::Intervals);
-                output::log_interval(&shared.plan, &mut log, &h, from, length);
-                stats.push_interval(Interval {
-                    start: from,
-                    length,
-                    accepted,
-                    histogram: report::encode_histogram(&h),
-                });
+                let taken = stats.take_interval(Reader::Intervals);
+                let h = &taken.hist;
+                output::log_interval(&shared.plan, &mut log, h, from, length);
+                stats.push_interval(Stats::interval(from, now, &taken));
                 from = now;
                 if last {
                     break;

@@ -1346,6 +1346,8 @@ fn report_json_shape() {
             // Added for smtp-report merge (still version 1).
             "shard",
             "interrupted_shards",
+            // What the run was (for smtp-report html).
+            "run",
             "start_unix",
             "end_unix",
             "histograms",
@@ -1371,9 +1373,22 @@ fn report_json_shape() {
     assert_eq!(intervals.len(), 1, "a run shorter than a second");
     assert_eq!(
         intervals[0].keys(),
-        ["start_unix", "seconds", "accepted", "histogram"]
+        [
+            "start_unix",
+            "seconds",
+            "accepted",
+            "rejected",
+            "errors",
+            "histogram"
+        ]
     );
     assert_eq!(intervals[0].int("accepted"), 1);
+    assert_eq!(intervals[0].int("rejected"), 0);
+    assert_eq!(intervals[0].at("errors").keys(), Vec::<String>::new());
+    assert_eq!(
+        j.at("run").keys(),
+        ["command_line", "target", "host", "version", "end"]
+    );
     assert_eq!(
         j.at("latency_ms").keys(),
         [

@@ -223,7 +223,7 @@ impl<'a> Meter<'a> {
     fn read(&mut self) -> Status {
         let elapsed = self.stats.started.elapsed();
         let (counts, _) = self.stats.snapshot();
-        let (interval, _) = self.stats.take_interval(Reader::Progress);
+        let interval = self.stats.take_interval(Reader::Progress).hist;
         let short = elapsed.saturating_sub(self.prev.0) < SHORT;
         let (from, window) = if short {
             let mut both = self.prev_hist.clone();
