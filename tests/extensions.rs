@@ -1474,7 +1474,12 @@ fn report_text_lines() {
     let text = out.stdout_text();
     let bytes = tr.conn(0).raw.len();
     for want in [
-        "smtp-source report\n".to_string(),
+        format!(
+            "smtp-source report\ncommand:      smtp-source -M {HOST} -A -r 2 \
+             --report 127.0.0.1:"
+        ),
+        "\ntarget:       127.0.0.1:".to_string(),
+        "\nend:          20".to_string(),
         "messages:     1 attempted, 1 accepted, 0 rejected, 0 failed, \
          0 unknown\n"
             .to_string(),

@@ -621,19 +621,27 @@ fn stage_marks(reports: &[Report]) -> Vec<Mark> {
         .zip(&r.extras.target_rates)
         .filter_map(|(v, t)| Some((seconds_since(s.start, v.start), (*t)?)))
         .collect();
-    let mut marks = Vec::new();
-    for w in pts.windows(3) {
-        let before = w[1].1 - w[0].1;
-        let after = w[2].1 - w[1].1;
-        let scale = w[0].1.abs().max(w[2].1.abs()).max(1.0);
-        if (after - before).abs() > 1e-6 * scale {
-            marks.push(Mark {
-                x: w[1].0,
-                label: format!("stage {}", marks.len() + 2),
-            });
-        }
-    }
-    marks
+    slope_changes(&pts)
+        .into_iter()
+        .enumerate()
+        .map(|(n, x)| Mark {
+            x,
+            label: format!("stage {}", n + 2),
+        })
+        .collect()
+}
+
+/// The x of each point where the (x, target) line bends.
+fn slope_changes(pts: &[(f64, f64)]) -> Vec<f64> {
+    pts.windows(3)
+        .filter(|w| {
+            let before = (w[1].1 - w[0].1) / (w[1].0 - w[0].0).max(1e-9);
+            let after = (w[2].1 - w[1].1) / (w[2].0 - w[1].0).max(1e-9);
+            let scale = w[0].1.abs().max(w[2].1.abs()).max(1.0);
+            (after - before).abs() > 1e-6 * scale
+        })
+        .map(|w| w[1].0)
+        .collect()
 }
 
 /// One report's errors in each interval, a line per class that occurred
@@ -1125,6 +1133,20 @@ mod tests {
         let last = pts.last().unwrap();
         assert_eq!(last.0, 3.0);
         assert!((last.1 - 10.0).abs() < 0.01, "{last:?}");
+    }
+
+    /// A ramp from 0 to 300 over 3 s, 3 s at 300, a ramp down over 2 s:
+    /// stages begin at 3 s and 6 s.
+    #[test]
+    fn stage_boundaries_are_where_the_target_bends() {
+        let t = [0.0, 100.0, 200.0, 300.0, 300.0, 300.0, 300.0, 150.0, 0.0];
+        let pts: Vec<(f64, f64)> =
+            t.iter().enumerate().map(|(i, &r)| (i as f64, r)).collect();
+        assert_eq!(slope_changes(&pts), [3.0, 6.0]);
+        let flat: Vec<(f64, f64)> =
+            (0..5).map(|i| (f64::from(i), 50.0)).collect();
+        assert!(slope_changes(&flat).is_empty());
+        assert!(slope_changes(&pts[..2]).is_empty());
     }
 
     #[test]
