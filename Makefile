@@ -86,8 +86,8 @@ man:
 	sh tests/check-man.sh $(MANPAGE)
 	sh tests/check-man-report.sh $(REPORT_MAN)
 
-# Installed stripped (about 2 MB each instead of about 20 with the
-# release profile's line tables); the unstripped builds stay in
+# Installed stripped (2.3 MB and 0.8 MB instead of 21 MB and 20 MB with
+# the release profile's line tables); the unstripped builds stay in
 # target/release for a debugger or a profiler.
 install: build
 	install -D -m 0755 -s target/release/smtp-source \
