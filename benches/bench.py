@@ -35,7 +35,8 @@ Environment (all optional):
                    "-" writes nothing)
   BENCH_ONLY       comma-separated workload numbers (1-based) to run;
                    "big" is the -s 30000 run, "tls" the TLS section, "mix"
-                   the --size-mix row, e.g. BENCH_ONLY=1,3,big or
+                   the --size-mix row, "metrics" the live-metrics row
+                   (on against off), e.g. BENCH_ONLY=1,3,big or
                    BENCH_ONLY=tls. A section that is not run is kept as it
                    was in the existing report.
   BENCH_TLS_SECONDS     -time of each openssl s_time run (default 5)
@@ -789,6 +790,95 @@ def run_mix(workdir, nofile):
             label, "" if m == m0 else " (m=%d)" % m, fmt(med["ref"], "%.1f"),
             fmt(med["ours"], "%.1f"), fmt(ratio(med["ours"], med["ref"]), "%.2f")),
     ]
+
+
+# The live-metrics row (BENCH_ONLY=metrics): ours alone, the same workload
+# three ways: plain (nothing measured: the drop-in path), --report-file
+# (measured, no endpoint), and --metrics-listen while a scraper asks for
+# /metrics ten times a second (far more often than any Prometheus).
+METRICS_WL = ("-d -s 10 -m 50000", ["-d", "-s", "10"], 50000, "inet")
+METRICS_SCRAPE_EVERY = 0.1
+
+
+class Scraper(threading.Thread):
+    """GET /metrics every METRICS_SCRAPE_EVERY s until stopped; counts
+    answers and keeps the slowest."""
+
+    def __init__(self, port):
+        super().__init__(daemon=True)
+        self.port, self.ok, self.slowest = port, 0, 0.0
+        self.halt = threading.Event()
+
+    def run(self):
+        while not self.halt.wait(METRICS_SCRAPE_EVERY):
+            t = time.monotonic()
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=2) as c:
+                    c.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+                    data = b""
+                    while True:
+                        chunk = c.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+                if data.startswith(b"HTTP/1.1 200"):
+                    self.ok += 1
+                    self.slowest = max(self.slowest, time.monotonic() - t)
+            except OSError:
+                pass
+
+
+def run_metrics(workdir, nofile):
+    """Metrics on against off: BENCH_ROUNDS rounds of each; Markdown lines."""
+    label0, opts, m0, transport = METRICS_WL
+    m = scaled(m0)
+    report = os.path.join(workdir, "metrics.json")
+    variants = [("off", []), ("--report-file", ["--report-file=" + report]),
+                ("--metrics-listen, scraped at 10 Hz", None)]
+    walls = {v[0]: [] for v in variants}
+    cpus = {v[0]: [] for v in variants}
+    scrapes = []
+    for rnd in range(ROUNDS):
+        order = variants if rnd % 2 == 0 else variants[::-1]
+        for name, extra in order:
+            label = "%s [%s]" % (label0, name)
+            scraper = None
+            if extra is None:
+                port = free_port()
+                extra = ["--metrics-listen=127.0.0.1:%d" % port]
+                scraper = Scraper(port)
+                scraper.start()
+            OURS_EXTRA[label] = extra
+            r = run_client("ours", (label, opts, m0, transport), m, workdir, nofile)
+            if scraper:
+                scraper.halt.set()
+                scraper.join()
+                scrapes.append((scraper.ok, scraper.slowest))
+            log("  %-50s round %d: %s %.3fs cpu %.3fs%s"
+                % (label, rnd + 1, "ok" if r.ok else "FAILED(%d)" % r.status, r.wall, r.cpu,
+                   " scrapes %d, slowest %.1f ms" % (scraper.ok, scraper.slowest * 1e3)
+                   if scraper else ""))
+            if r.ok:
+                walls[name].append(r.wall)
+                cpus[name].append(r.cpu)
+    off = statistics.median(walls["off"]) if walls["off"] else None
+    lines = [
+        "| `%s`%s | median wall s | msg/s | vs off | client CPU µs/msg |"
+        % (label0, "" if m == m0 else " (m=%d)" % m),
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, _ in variants:
+        w = statistics.median(walls[name]) if walls[name] else None
+        c = statistics.median(cpus[name]) if cpus[name] else None
+        lines.append("| %s | %s | %s | %s | %s |" % (
+            name, fmt(w, "%.3f"), fmt_rate(m / w) if w else "n/a",
+            fmt(ratio(off, w), "%.2f"), fmt(c * 1e6 / m if c else None, "%.1f")))
+    if scrapes:
+        lines.append("")
+        lines.append("Scrapes answered per run: %s; slowest answer %.1f ms."
+                     % (", ".join(str(n) for n, _ in scrapes),
+                        max(s for _, s in scrapes) * 1e3))
+    return lines
 
 
 # ---------------------------------------------------------------------------
@@ -1713,7 +1803,8 @@ def main():
     do_big = not ONLY or "big" in ONLY
     do_tls = not ONLY or "tls" in ONLY
     do_mix = not ONLY or "mix" in ONLY
-    do_rows = bool(selected) or do_big or do_mix
+    do_metrics = not ONLY or "metrics" in ONLY
+    do_rows = bool(selected) or do_big or do_mix or do_metrics
     needed = [(OURS, "our smtp-source (cargo build --release)")]
     if do_rows:
         needed += [(REF, "the reference smtp-source (make reference)"),
@@ -1726,13 +1817,14 @@ def main():
     nofile = raise_nofile()
     strace = ensure_strace()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    main_md = run_rows(selected, do_big, do_mix, nofile, strace) if do_rows else None
+    main_md = (run_rows(selected, do_big, do_mix, do_metrics, nofile, strace)
+               if do_rows else None)
     tls_md = run_tls(nofile, strace) if do_tls else None
     if OUTPUT != "-":
         write_report(main_md, tls_md)
 
 
-def run_rows(selected, do_big, do_mix, nofile, strace):
+def run_rows(selected, do_big, do_mix, do_metrics, nofile, strace):
     """The rows against the reference; returns their part of the report."""
     rss_floor = ensure_time()
     t_start = time.monotonic()
@@ -1741,6 +1833,7 @@ def run_rows(selected, do_big, do_mix, nofile, strace):
     tw_max = 0
     rows = []
     mix_lines = []
+    metrics_lines = []
     workdir = tempfile.mkdtemp(prefix="smtp-bench.")
     os.chmod(workdir, 0o755)
     log("bench: rounds=%d scale=%g nofile=%d strace=%s" % (ROUNDS, SCALE, nofile, strace or "n/a"))
@@ -1812,6 +1905,8 @@ def run_rows(selected, do_big, do_mix, nofile, strace):
             big_m = m
         if do_mix:
             mix_lines = run_mix(workdir, nofile)
+        if do_metrics:
+            metrics_lines = run_metrics(workdir, nofile)
     finally:
         kill_sinks()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -1827,6 +1922,9 @@ def run_rows(selected, do_big, do_mix, nofile, strace):
     if mix_lines:
         print()
         print("\n".join(mix_lines))
+    if metrics_lines:
+        print()
+        print("\n".join(metrics_lines))
 
     misses = []
     for label, m, ref, ours in rows:
@@ -1907,6 +2005,11 @@ def run_rows(selected, do_big, do_mix, nofile, strace):
         out.append("### Size mix: payload MB/s against `-l` at the mix's mean size")
         out.append("")
         out.extend(mix_lines)
+        out.append("")
+    if metrics_lines:
+        out.append("### Live metrics: on against off (ours alone)")
+        out.append("")
+        out.extend(metrics_lines)
         out.append("")
     if misses:
         out.append("### Missed targets")

@@ -77,12 +77,28 @@ pub fn run(plan: Plan) -> Result<(), Error> {
         diag::warn(b"--start-at is in the past; starting now");
     }
     let shared = Shared::new(plan);
+    // A --metrics-listen port in use ends the run before any traffic.
+    let listener = crate::metrics::bind(&shared)?;
+    let stop_metrics = AtomicBool::new(false);
+    // /metrics is served from before the first session to after the
+    // reports (and --metrics-linger).
+    thread::scope(|outer| {
+        let _serving =
+            crate::metrics::serve(outer, &shared, listener, &stop_metrics)?;
+        run_sessions(&shared)?;
+        finish(&shared);
+        Ok(())
+    })
+}
+
+/// The sessions, from the first connect to the last one's end.
+fn run_sessions(shared: &Shared) -> Result<(), Error> {
     // A bad --hlog path ends the run before any connection.
-    let hlog = open_hlog(&shared)?;
+    let hlog = open_hlog(shared)?;
     let room = shared.plan.messages.clamp(1, JOB_ROOM as u64) as usize;
     let (tx, rx) = bounded::<Job>(room);
     let mut dealer = Dealer::new(&shared.plan);
-    let queued = prefill(&shared, &mut dealer, &tx, room);
+    let queued = prefill(shared, &mut dealer, &tx, room);
     let done = AtomicBool::new(false);
     let start = Latch::default();
     // The receiver learns at once when the last session has ended: the
@@ -91,7 +107,7 @@ pub fn run(plan: Plan) -> Result<(), Error> {
     thread::scope(|scope| {
         let sessions = Arc::new(Sessions {
             scope,
-            shared: &shared,
+            shared,
             rx,
             start: &start,
             spawned: AtomicU32::new(0),
@@ -103,12 +119,12 @@ pub fn run(plan: Plan) -> Result<(), Error> {
                 Ok(Some(handle)) => handles.push(handle),
                 Ok(None) => break,
                 // Fatal at once; no session has sent a byte yet.
-                Err(e) => die(&shared, Error::Spawn(e)),
+                Err(e) => die(shared, Error::Spawn(e)),
             }
         }
         let later = Arc::downgrade(&sessions);
         drop(sessions);
-        interrupt::start_watch(scope, &shared, &done)?;
+        interrupt::start_watch(scope, shared, &done)?;
         wait_for_start(&shared.plan);
         if sys::interrupted() {
             // Before the latch opens: no session takes a job, so a
@@ -120,14 +136,14 @@ pub fn run(plan: Plan) -> Result<(), Error> {
             start_grower(scope, later)?;
         }
         if shared.stats.is_some() {
-            start_intervals(scope, &shared, hlog, &done)?;
+            start_intervals(scope, shared, hlog, &done)?;
         }
         if shared.plan.ext.progress {
-            start_progress(scope, &shared, &done)?;
+            start_progress(scope, shared, &done)?;
         }
-        dispatch(&shared, &mut dealer, &tx, queued);
+        dispatch(shared, &mut dealer, &tx, queued);
         drop(tx);
-        watch(&shared, &all_done);
+        watch(shared, &all_done);
         for handle in handles {
             handle.join().map_err(|_| Error::Internal("session died"))?;
         }
@@ -135,9 +151,7 @@ pub fn run(plan: Plan) -> Result<(), Error> {
         let _ = all_done.recv();
         done.store(true, Ordering::SeqCst);
         Ok::<(), Error>(())
-    })?;
-    finish(&shared);
-    Ok(())
+    })
 }
 
 /// Checks every output file the run would write (what `run` checks
@@ -305,13 +319,16 @@ fn die(shared: &Shared, e: Error) -> ! {
     })
 }
 
-/// After the last session: -c's newline, then the reports, then the
-/// exit status a failed report or a signal calls for.
+/// After the last session: -c's newline, then the reports, then
+/// --metrics-linger, then the exit status a failed report or a signal
+/// calls for.
 fn finish(shared: &Shared) {
     if shared.plan.count {
         diag::end_count();
     }
-    output::end(output::report_once(shared, None));
+    let failures = output::report_once(shared, None);
+    crate::metrics::linger(shared);
+    output::end(failures);
 }
 
 /// A plain count run queues what fits before any session starts, so

@@ -285,6 +285,13 @@ pub enum Config {
         ip: IpAddr,
         server: IpAddr,
     },
+    /// A listening address (`option`: --metrics-listen) that cannot be
+    /// bound.
+    Listen {
+        option: &'static str,
+        addr: std::net::SocketAddr,
+        error: io::Error,
+    },
     /// A --bind address that cannot be bound here.
     Bind {
         ip: IpAddr,
@@ -447,6 +454,11 @@ is {}",
                 family(server)
             )
             .into_bytes(),
+            Config::Listen {
+                option,
+                addr,
+                error,
+            } => format!("{option} {addr}: {}", io_text(error)).into_bytes(),
             Config::Bind { ip, error } => {
                 format!("--bind address {ip}: {}", io_text(error)).into_bytes()
             }

@@ -43,6 +43,7 @@ pub(crate) fn catches(plan: &Plan) -> bool {
         || ext.hlog.is_some()
         || ext.duration.is_some()
         || ext.progress
+        || ext.metrics.is_some()
 }
 
 /// With signals caught: a thread that stops the run at the first signal

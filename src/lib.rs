@@ -21,6 +21,7 @@ pub(crate) mod interrupt;
 pub mod lineio;
 pub(crate) mod longopts;
 pub mod message;
+pub(crate) mod metrics;
 pub(crate) mod net;
 pub(crate) mod plan;
 pub mod reply;

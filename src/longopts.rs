@@ -73,6 +73,12 @@ pub struct LongArgs {
     pub bind: Vec<IpAddr>,
     /// --dry-run: print the plan, connect nowhere.
     pub dry_run: bool,
+    /// --metrics-listen: where /metrics is served.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// --metrics-linger: how long /metrics outlives the run.
+    pub metrics_linger: Option<Duration>,
+    /// --metrics-push: the Pushgateway URL, as given.
+    pub metrics_push: Option<Vec<u8>>,
 }
 
 impl Default for LongArgs {
@@ -108,6 +114,9 @@ impl Default for LongArgs {
             start_at: None,
             bind: Vec::new(),
             dry_run: false,
+            metrics_listen: None,
+            metrics_linger: None,
+            metrics_push: None,
         }
     }
 }
@@ -255,6 +264,37 @@ pub const LONG_OPTIONS: &[LongOpt] = &[
         doc: &["HdrHistogram interval log of transaction latency"],
         action: Action::Set(|a, v| {
             a.hlog = Some(val(v).to_vec());
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "metrics-listen", takes: Value, section: Ext,
+        usage: "--metrics-listen=[ADDR:]PORT",
+        doc: &["serve live Prometheus metrics at /metrics"],
+        action: Action::Set(|a, v| {
+            let v = val(v);
+            a.metrics_listen = Some(
+                crate::metrics::parse_listen(v)
+                    .ok_or_else(|| bad("--metrics-listen", v))?,
+            );
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "metrics-linger", takes: Value, section: Ext,
+        usage: "--metrics-linger=SECONDS",
+        doc: &["keep serving /metrics that long after the run"],
+        action: Action::Set(|a, v| {
+            a.metrics_linger = Some(seconds(val(v), "--metrics-linger")?);
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "metrics-push", takes: Value, section: Ext,
+        usage: "--metrics-push=URL",
+        doc: &["push the final metrics to a Pushgateway"],
+        action: Action::Set(|a, v| {
+            a.metrics_push = Some(val(v).to_vec());
             Ok(())
         }),
     },

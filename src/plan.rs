@@ -98,6 +98,8 @@ pub struct Extensions {
     pub duration: Option<Duration>,
     /// --progress: a status line on stderr every second.
     pub progress: bool,
+    /// --metrics-listen, --metrics-linger, --metrics-push.
+    pub metrics: Option<crate::metrics::MetricsPlan>,
 }
 
 /// Secure transport and client identity (all None for an old command
@@ -262,7 +264,16 @@ pub fn build(args: &Args, env: Env) -> Result<Plan, Error> {
             crate::draw::run_seed(args.long.seed),
             shard,
         ),
-        ext: extensions(args, shard),
+        ext: Extensions {
+            metrics: crate::metrics::plan(
+                args.long.metrics_listen,
+                args.long.metrics_linger,
+                args.long.metrics_push.as_deref(),
+                &args.endpoint,
+                args.long.shard,
+            )?,
+            ..extensions(args, shard)
+        },
         security,
         scale: Scale {
             shard: args.long.shard,
@@ -347,13 +358,16 @@ fn extensions(args: &Args, shard: Shard) -> Extensions {
             || l.hlog.is_some()
             || l.rate.is_some()
             || l.duration.is_some()
-            || l.progress,
+            || l.progress
+            || l.metrics_listen.is_some()
+            || l.metrics_push.is_some(),
         report: l.report,
         report_file: l.report_file.clone(),
         hlog: l.hlog.clone(),
         rate: l.rate.map(|r| (r / f64::from(shard.count), l.arrival)),
         duration: l.duration,
         progress: l.progress,
+        metrics: None,
     }
 }
 
@@ -696,6 +710,11 @@ fn report_text(plan: &Plan) -> String {
     }
     if let Some(path) = &plan.ext.hlog {
         parts.push(format!("hlog {}", String::from_utf8_lossy(path)));
+    }
+    if let Some(m) = &plan.ext.metrics {
+        parts.extend(m.listen.map(|a| format!("metrics at {a}")));
+        parts.extend(m.linger.map(|d| format!("linger {:?}", d)));
+        parts.extend(m.push.as_ref().map(|(p, _)| format!("push {}", p.url)));
     }
     if parts.is_empty() {
         "none".into()

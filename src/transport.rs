@@ -182,11 +182,13 @@ impl Wire {
     }
 
     /// Writes all of `bufs` (in as few system calls as the kernel
-    /// allows) before `deadline`.
+    /// allows) before `deadline`; `wrote` counts the bytes the kernel
+    /// took, also when the write fails part-way.
     fn write_all_by(
         &mut self,
         bufs: &[&[u8]],
         deadline: Instant,
+        wrote: &mut usize,
     ) -> io::Result<()> {
         let mut slices: Vec<IoSlice> = bufs
             .iter()
@@ -196,6 +198,7 @@ impl Wire {
         let mut rest = &mut slices[..];
         while !rest.is_empty() {
             let n = self.write_by(rest, deadline)?;
+            *wrote += n;
             IoSlice::advance_slices(&mut rest, n);
         }
         Ok(())
@@ -360,13 +363,17 @@ impl Transport {
 
     /// Writes all of `bufs` before `deadline`: in as few system calls
     /// as the kernel allows in plaintext, as TLS records otherwise.
+    /// `wrote` counts the bytes that may have left, also when the write
+    /// fails part-way: in plaintext what the kernel took; with TLS what
+    /// rustls took (a record holding them may have gone out).
     pub fn write_all_by(
         &mut self,
         bufs: &[&[u8]],
         deadline: Instant,
+        wrote: &mut usize,
     ) -> io::Result<()> {
         let Some(tls) = self.tls.as_deref_mut() else {
-            return self.wire.write_all_by(bufs, deadline);
+            return self.wire.write_all_by(bufs, deadline, wrote);
         };
         // Everything into rustls first, so that a command group or a
         // message goes out in as few records and writes as plaintext
@@ -376,6 +383,7 @@ impl Transport {
             let mut rest = *buf;
             while !rest.is_empty() {
                 let n = tls.writer().write(rest)?;
+                *wrote += n;
                 if n == 0 {
                     flush_tls(tls, &mut self.wire, deadline)?;
                 }

@@ -371,16 +371,11 @@ fn violations(run: &Run, want: Expect) -> Vec<String> {
     if m.total > want.messages {
         bad.push(format!("attempted {} > -m {}", m.total, want.messages));
     }
-    // Lock-step: a RCPT is written only after the reply before it, and
-    // the server reads every command it is sent until it closes.
-    //
-    // KNOWN BUG (wt-core, left failing on purpose): the transaction core
-    // counts a RCPT as sent when it hands it to the session
-    // (`txn::poll_send`), before the write; when a fatal error in another
-    // session halts the run at that moment, the write is refused and the
-    // report has a RCPT "sent" (and unknown) that never left. Seen here as
-    // sent > read; `f2_fatal_reset_others_keep_serving` shows it on
-    // almost every run.
+    // A RCPT is sent once all of it left the client, so the server never
+    // reads more than were sent. Lock-step: a RCPT is written only after
+    // the reply before it, and the server reads every command it is sent
+    // until it closes, so the two are equal (a RCPT whose write a halt
+    // refused is not sent).
     let rcpts = s.rcpts as u64;
     if want.lockstep && rc.total != rcpts {
         bad.push(format!(
@@ -531,12 +526,10 @@ fn f2_fatal_reset_at_6th_mail_stops_the_run() {
 /// Finding 2 as reported: the server goes on serving the other nine
 /// connections after the reset. Whatever they deliver after the fatal
 /// error must be bounded by what the report calls unknown: the run
-/// stops writing at once, so nothing delivered goes uncounted.
-///
-/// KNOWN BUG (wt-core): fails with "recipients sent N != RCPT commands
-/// the server read N-k": sessions halted right after a MAIL reply count
-/// their next RCPT as sent though the halt refused its write (see
-/// `violations`).
+/// stops writing at once, so nothing delivered goes uncounted. Sessions
+/// halted right after a MAIL reply have their next RCPT refused by the
+/// halt: it is not sent (before the fix it was counted sent, and this
+/// failed nearly every run with sent 72 against 68 read).
 #[test]
 fn f2_fatal_reset_others_keep_serving() {
     let f = scripted(Caps::default(), |at: &At| {

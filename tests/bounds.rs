@@ -127,8 +127,29 @@ fn server_text_is_censored_by_smtp_report() {
 /// A greeting that comes in two parts `gap` apart, then stalls: the
 /// reply's deadline is `t` from its start, however the socket timeout
 /// was armed for the first part. Measured at the server, from accept to
-/// the client's close (no process start-up in it).
+/// the client's close (no process start-up in it). Never early; late by
+/// at most 50 ms in one of three tries: a loaded machine can only add
+/// lateness (a thread scheduled late), never take it away, so one clean
+/// try shows the deadline logic is exact.
 fn greeting_deadline(t: u64, gap: u64) {
+    let want = Duration::from_secs(t);
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let took = greeting_deadline_once(t, gap);
+        assert!(
+            took + Duration::from_millis(20) >= want,
+            "--timeout={t}, second part after {gap} ms: ended early, \
+after {took:?}"
+        );
+        if took <= want + Duration::from_millis(50) {
+            return;
+        }
+        seen.push(took);
+    }
+    panic!("--timeout={t}, second part after {gap} ms: the deadline took {seen:?}");
+}
+
+fn greeting_deadline_once(t: u64, gap: u64) -> Duration {
     let srv = FakeServer::script(vec![
         Step::raw("220-first\r\n"),
         Step::sleep_ms(gap),
@@ -150,14 +171,7 @@ fn greeting_deadline(t: u64, gap: u64) {
         out.render()
     );
     let c = tr.conn(0);
-    let took = c.ended_at - c.accepted_at;
-    let want = Duration::from_secs(t);
-    assert!(
-        took + Duration::from_millis(20) >= want
-            && took <= want + Duration::from_millis(50),
-        "--timeout={t}, second part after {gap} ms: the deadline took \
-{took:?}"
-    );
+    c.ended_at - c.accepted_at
 }
 
 #[test]

@@ -10,6 +10,7 @@ mod differential;
 mod extensions;
 mod faults;
 mod load;
+mod metrics;
 mod properties;
 mod protocol;
 mod report_tool;

@@ -271,7 +271,13 @@ pub(crate) fn report_first(
 /// included).
 fn all_reports(shared: &Shared, fatal: Option<&Error>) -> Vec<Vec<u8>> {
     let mut failures = match shared.summary(fatal) {
-        Some(summary) => write_reports(&shared.plan, &summary),
+        Some(summary) => {
+            // /metrics shows the report's counts before the report exists.
+            crate::metrics::freeze(shared, &summary);
+            let mut failed = write_reports(&shared.plan, &summary);
+            failed.extend(crate::metrics::push(shared, &summary).err());
+            failed
+        }
         None => Vec::new(),
     };
     let hlog = HLOG_FAILURE

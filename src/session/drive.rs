@@ -10,6 +10,11 @@
 //! on this connection, or cut with it and counted failed. A pipelined
 //! group is written in pieces of at most about `FLUSH_AT` bytes, so its
 //! memory does not grow with -r.
+//!
+//! After each write the core learns which of the commands it handed
+//! out went out whole (`Txn::written`, from where each ends in the
+//! write and how many bytes left): a command a halt refused, or one a
+//! broken write cut, is never counted sent.
 
 use std::time::Instant;
 
@@ -37,6 +42,9 @@ pub(crate) struct Pending {
     txn: Txn,
     began: Instant,
     refused: Option<Reply>,
+    /// The look-ahead: where each of its commands ends in
+    /// `ahead_wire`, until the write that carries them.
+    ends: Vec<usize>,
 }
 
 impl Session<'_> {
@@ -55,6 +63,7 @@ impl Session<'_> {
             txn,
             began,
             refused: None,
+            ends: Vec::new(),
         };
         loop {
             let flow = self.drive_or_cut(link, &mut cur);
@@ -211,33 +220,58 @@ impl Session<'_> {
         cur: &mut Pending,
     ) -> Result<(), Error> {
         self.wire.clear();
+        // Where each command handed out ends in the write.
+        let mut ends = Vec::new();
         let mut stage = None;
         let mut content = false;
         while let Some(send) = cur.txn.poll_send() {
             stage.get_or_insert(send_stage(send));
             if send == Step::Content {
+                // Last of the write: it ends after the body.
                 content = true;
                 self.content(link, cur);
+                ends.push(self.wire.len() + self.body_of(cur.job).len());
             } else {
                 self.queue_send(send, cur.job);
+                ends.push(self.wire.len());
             }
             if self.wire.len() >= FLUSH_AT && !content {
-                self.tally(&mut cur.txn);
-                self.flush_wire(link, stage.unwrap_or(Stage::Mail))?;
+                let out = self.flush_wire(link, stage.unwrap_or(Stage::Mail));
+                self.confirm(&mut cur.txn, &ends, 0);
+                out?;
+                ends.clear();
                 self.wire.clear();
                 self.take_waiting_replies(link, cur)?;
             }
         }
-        self.tally(&mut cur.txn);
-        if content {
-            return self.send_message(link, cur.job);
-        }
-        match stage {
+        let out = match stage {
+            _ if content => self.send_message(link, cur.job),
             Some(stage) if !self.wire.is_empty() => {
                 self.flush_wire(link, stage)
             }
             _ => Ok(()),
+        };
+        self.confirm(&mut cur.txn, &ends, 0);
+        match self.ahead.take() {
+            // Its group went in the same write, behind the content.
+            Some(mut next) if content => {
+                let base = ends.last().copied().unwrap_or(0);
+                let ahead_ends = std::mem::take(&mut next.ends);
+                self.confirm(&mut next.txn, &ahead_ends, base);
+                self.ahead = Some(next);
+            }
+            ahead => self.ahead = ahead,
         }
+        out
+    }
+
+    /// Tells the core which of the commands it handed out went out
+    /// whole in the last write (each ends at `base` + its end), and
+    /// moves the counts that follows to the report.
+    fn confirm(&mut self, txn: &mut Txn, ends: &[usize], base: usize) {
+        let left = self.wrote;
+        txn.written(ends.iter().take_while(|&&e| base + e <= left).count());
+        self.tally(txn);
     }
 
     /// Appends one command of the envelope (or RSET, or a lone dot).
@@ -297,16 +331,18 @@ impl Session<'_> {
         });
         // Queue into the (empty) look-ahead buffer: swap it in and out.
         std::mem::swap(&mut self.wire, &mut self.ahead_wire);
+        let mut ends = Vec::new();
         while let Some(send) = txn.poll_send() {
             self.queue_send(send, job);
+            ends.push(self.wire.len());
         }
         std::mem::swap(&mut self.wire, &mut self.ahead_wire);
-        self.tally(&mut txn);
         self.ahead = Some(Pending {
             job,
             txn,
             began: job.due.unwrap_or_else(Instant::now),
             refused: None,
+            ends,
         });
     }
 

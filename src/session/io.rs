@@ -27,27 +27,32 @@ impl Session<'_> {
     }
 
     /// Writes `bufs` within the stage deadline, unless the run is halted:
-    /// every socket write of a session goes through here.
+    /// every socket write of a session goes through here. `self.wrote`
+    /// says how many of the bytes left (all of them once this is Ok;
+    /// none when the halt refused the write).
     pub(crate) fn write(
         &mut self,
         link: &mut Link,
         bufs: &[&[u8]],
         stage: Stage,
     ) -> Result<(), Error> {
+        self.wrote = 0;
         let sh = self.sh;
         let Some(_permit) = sh.write_permit(self.n) else {
             return Err(Error::Halted);
         };
         self.last_write = Instant::now();
         let deadline = self.last_write + sh.plan.timeout;
-        let result = link.conn.write_all_by(bufs, deadline);
-        let len = bufs.iter().map(|b| b.len()).sum();
-        self.written(link, len, result, stage)
+        let mut wrote = 0;
+        let result = link.conn.write_all_by(bufs, deadline, &mut wrote);
+        self.wrote = wrote;
+        self.written(link, wrote, result, stage)
     }
 
-    /// Counts what a write sent and turns its failure into the stage's
-    /// error. A failed message write looks for the server's reason
-    /// (the reply it may have sent before it stopped reading).
+    /// Counts what a write sent (what left, also of a write that failed
+    /// part-way) and turns its failure into the stage's error. A failed
+    /// message write looks for the server's reason (the reply it may
+    /// have sent before it stopped reading).
     pub(crate) fn written(
         &mut self,
         link: &mut Link,

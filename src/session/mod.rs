@@ -105,6 +105,9 @@ pub struct Session<'a> {
     pub(crate) bdat_now: bool,
     /// When the last write began: a reply's latency counts from it.
     pub(crate) last_write: Instant,
+    /// Bytes of the last `write` that left (a command counts as sent
+    /// only once all of its bytes did).
+    pub(crate) wrote: usize,
     /// 3.9 numbering: the last recipient sent, for To:.
     last_rcpt: Vec<u8>,
     /// -N, 3.9 numbering: the first number of the transaction's
@@ -145,6 +148,7 @@ pub fn run(jobs: &Jobs, n: usize) -> Result<(), Error> {
         rec: sh.stats.as_ref().map(|st| st.recorder(n)),
         bdat_now: false,
         last_write: Instant::now(),
+        wrote: 0,
         last_rcpt: Vec::new(),
         rcpt_base: 0,
         next_claim: Claim::First,

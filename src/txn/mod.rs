@@ -34,6 +34,14 @@
 //! connection's death means for what was written and not answered (see
 //! `Cut`). The session moves the counts to the report as they happen
 //! (`take_tally`).
+//!
+//! A command handed out is not yet written: the session reports each
+//! write back (`Txn::written`), and only then does a RCPT count as
+//! sent. A write refused by a halt, or cut part-way, leaves the
+//! commands that did not go out whole unsent: they are in no count,
+//! since no server can have read them. So a RCPT is sent exactly when
+//! every byte of it left the client, and a server never reads more
+//! RCPTs than were sent.
 
 pub(crate) mod open;
 #[cfg(test)]
@@ -182,7 +190,8 @@ enum Await {
     Rset,
 }
 
-/// Commands decided and not yet handed out, in wire order.
+/// Commands decided and not yet handed out (or handed out and not yet
+/// written), in wire order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Out {
     mail: bool,
@@ -197,6 +206,43 @@ struct Out {
 impl Out {
     fn is_empty(&self) -> bool {
         *self == Out::default()
+    }
+
+    /// Adds one command.
+    fn push(&mut self, step: Step) {
+        match step {
+            Step::Mail => self.mail = true,
+            Step::Rcpt { .. } => self.rcpts += 1,
+            Step::Data => self.data = true,
+            Step::Content => self.content = true,
+            Step::LoneDot => self.lone_dot = true,
+            Step::Rset => self.rset = true,
+        }
+    }
+
+    /// Takes up to `n` commands off the front, in wire order; how many
+    /// of them were RCPTs.
+    fn take_front(&mut self, mut n: usize) -> u32 {
+        take_one(&mut self.mail, &mut n);
+        let rcpts = self.rcpts.min(u32::try_from(n).unwrap_or(u32::MAX));
+        self.rcpts -= rcpts;
+        n -= rcpts as usize;
+        for flag in [
+            &mut self.data,
+            &mut self.content,
+            &mut self.lone_dot,
+            &mut self.rset,
+        ] {
+            take_one(flag, &mut n);
+        }
+        rcpts
+    }
+}
+
+/// Clears `flag` if set and `n` allows one more; counts it off `n`.
+fn take_one(flag: &mut bool, n: &mut usize) {
+    if *n > 0 && std::mem::take(flag) {
+        *n -= 1;
     }
 }
 
@@ -232,6 +278,8 @@ impl Owed {
 pub(crate) struct Txn {
     mode: Mode,
     out: Out,
+    /// Handed out, and not yet reported written (`written`).
+    unwritten: Out,
     owed: Owed,
     /// Pipelined: the first group is still being handed out, so
     /// commands go out before the replies owed.
@@ -268,6 +316,7 @@ impl Txn {
         Txn {
             mode,
             out,
+            unwritten: Out::default(),
             owed: Owed::default(),
             group_open: mode.pipelined,
             mail_ok: false,
@@ -301,7 +350,6 @@ impl Txn {
             let left = out.rcpts;
             out.rcpts -= 1;
             owed.rcpts += 1;
-            self.tally.rcpt_sent += 1;
             Step::Rcpt { left }
         } else if out.data {
             out.data = false;
@@ -327,7 +375,18 @@ impl Txn {
         if self.out.is_empty() {
             self.group_open = false;
         }
+        self.unwritten.push(send);
         Some(send)
+    }
+
+    /// The session wrote the first `whole` of the commands handed out
+    /// and not yet reported, in the order handed out: every byte of
+    /// each left (`usize::MAX`: all of them). A RCPT counts as sent
+    /// here. The rest did not go out whole: the session cuts the
+    /// transaction next, and they are in no count.
+    pub(crate) fn written(&mut self, whole: usize) {
+        let rcpts = self.unwritten.take_front(whole);
+        self.tally.rcpt_sent += u64::from(rcpts);
     }
 
     /// The reply awaited now, in wire order.
@@ -411,6 +470,10 @@ impl Txn {
             debug_assert!(false, "a reply nobody waited for");
             return Heard::Positive;
         };
+        debug_assert!(
+            self.unwritten.is_empty(),
+            "a reply read before the commands it follows were written"
+        );
         let quiet = self.pop(at);
         let positive = match at {
             Await::Data => code == 354,
@@ -543,10 +606,14 @@ impl Txn {
         if self.done {
             return;
         }
+        // RCPTs handed out that never went out whole were never sent:
+        // no server can answer them, no count holds them.
+        let written = self.owed.rcpts.saturating_sub(self.unwritten.rcpts);
         if why == Cut::Lost {
             self.settle(Fate::Failed);
-            self.tally.rcpt_failed += u64::from(self.owed.rcpts);
+            self.tally.rcpt_failed += u64::from(written);
         }
+        self.unwritten = Out::default();
         self.out = Out::default();
         self.owed = Owed::default();
         self.group_open = false;

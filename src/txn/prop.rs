@@ -8,8 +8,10 @@
 //! data, and so on. The client side is driven as the session drives
 //! the core: lock-step or pipelined, BDAT or DATA, -d with the
 //! look-ahead group written behind the dot, -A or fatal refusals, and
-//! sometimes a halt. For every case the core's counts must equal what
-//! the model server saw and answered, and the invariant must hold.
+//! sometimes a halt, between replies or refusing a write, or a write
+//! that breaks part-way. For every case the core's counts must equal
+//! what the model server saw and answered, RCPTs sent must equal the
+//! RCPTs that went out whole, and the invariant must hold.
 
 use std::collections::VecDeque;
 
@@ -215,6 +217,9 @@ struct Counts {
     rcpt_accepted: u64,
     rcpt_rejected: u64,
     rcpt_failed: u64,
+    /// RCPTs whose every byte went out (the wire's count, not the
+    /// core's).
+    rcpt_left: u64,
 }
 
 impl Counts {
@@ -248,6 +253,19 @@ struct Case {
     /// Halt after this many replies read (a fatal error elsewhere, or a
     /// signal).
     halt_after: Option<u32>,
+    /// The n-th write (from 0) does not go out whole.
+    write_fault: Option<(u32, Fault)>,
+}
+
+/// How a write goes wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// A halt refuses it: nothing goes out, the run stops.
+    Halt,
+    /// The connection breaks after this many of its commands (modulo
+    /// their number) went out whole: the run ends, as on any lost
+    /// connection.
+    Break(usize),
 }
 
 fn draw_case(rng: &mut StdRng) -> Case {
@@ -268,40 +286,82 @@ fn draw_case(rng: &mut StdRng) -> Case {
         reuse: rng.gen_bool(0.6),
         messages: rng.gen_range(1..=6),
         halt_after: rng.gen_bool(0.15).then(|| rng.gen_range(0..20)),
+        write_fault: rng.gen_bool(0.2).then(|| {
+            let fault = if rng.gen_bool(0.5) {
+                Fault::Halt
+            } else {
+                Fault::Break(rng.gen_range(0..16))
+            };
+            (rng.gen_range(0..12), fault)
+        }),
     }
 }
 
-/// Writes what the core hands out now; the look-ahead (-d, pipelined,
-/// DATA) goes out behind the content and becomes `ahead`.
+fn wire_of(step: Step, mode: Mode) -> Wire {
+    match step {
+        Step::Mail => Wire::Mail,
+        Step::Rcpt { .. } => Wire::Rcpt,
+        Step::Data => Wire::Data,
+        Step::Content => Wire::Content { bdat: mode.bdat },
+        Step::LoneDot => Wire::LoneDot,
+        Step::Rset => Wire::Rset,
+    }
+}
+
+/// Writes what the core hands out now, in one write, and reports back
+/// what went out whole; the look-ahead (-d, pipelined, DATA) goes out
+/// in the same write behind the content and becomes `ahead`. The
+/// `case`'s fault strikes the write it names; it is returned.
 fn write(
     srv: &mut Server,
     txn: &mut Txn,
     ahead: &mut Option<Txn>,
     new_txn: &mut dyn FnMut() -> Option<Txn>,
     counts: &mut Counts,
-) {
+    (writes, fault): (&mut u32, Option<(u32, Fault)>),
+) -> Option<Fault> {
+    // (whether it is the look-ahead's, the command)
+    let mut steps = Vec::new();
+    let mut new_ahead = None;
     while let Some(step) = txn.poll_send() {
-        let wire = match step {
-            Step::Mail => Wire::Mail,
-            Step::Rcpt { .. } => Wire::Rcpt,
-            Step::Data => Wire::Data,
-            Step::Content => Wire::Content {
-                bdat: txn.mode().bdat,
-            },
-            Step::LoneDot => Wire::LoneDot,
-            Step::Rset => Wire::Rset,
-        };
-        if !srv.dead {
-            srv.unread.push_back(wire);
-        }
+        let wire = wire_of(step, txn.mode());
+        steps.push((false, wire));
         if wire == (Wire::Content { bdat: false }) && ahead.is_none() {
             if let Some(mut next) = new_txn() {
-                write(srv, &mut next, &mut None, &mut || None, counts);
-                *ahead = Some(next);
+                while let Some(step) = next.poll_send() {
+                    steps.push((true, wire_of(step, next.mode())));
+                }
+                new_ahead = Some(next);
             }
         }
     }
+    if steps.is_empty() {
+        return None;
+    }
+    let hit = fault.filter(|f| f.0 == *writes).map(|f| f.1);
+    *writes += 1;
+    let whole = match hit {
+        None => steps.len(),
+        Some(Fault::Halt) => 0,
+        Some(Fault::Break(k)) => k % steps.len(),
+    };
+    for &(_, wire) in &steps[..whole] {
+        // A dead server's socket still takes bytes: the client learns
+        // of the death when it reads.
+        if !srv.dead {
+            srv.unread.push_back(wire);
+        }
+        counts.rcpt_left += u64::from(wire == Wire::Rcpt);
+    }
+    let mine = steps[..whole].iter().filter(|s| !s.0).count();
+    txn.written(mine);
     counts.take(txn);
+    if let Some(mut next) = new_ahead {
+        next.written(whole - mine);
+        counts.take(&mut next);
+        *ahead = Some(next);
+    }
+    hit
 }
 
 /// Runs one case; panics with the case on any broken property.
@@ -328,6 +388,7 @@ fn run_case(seed: u64) {
     let mut replies_read = 0u32;
     let mut halted = false;
     let mut fatal = false;
+    let mut writes = 0u32;
     'connections: while left > 0 && !fatal && !halted {
         srv.new_connection();
         let mut proven = false;
@@ -350,7 +411,7 @@ fn run_case(seed: u64) {
                     ..case.mode
                 };
                 let mut claimed = false;
-                write(
+                let hit = write(
                     &mut srv,
                     &mut cur,
                     &mut ahead,
@@ -361,10 +422,30 @@ fn run_case(seed: u64) {
                         })
                     },
                     &mut c,
+                    (&mut writes, case.write_fault),
                 );
                 if claimed {
                     left -= 1;
                     c.attempted += 1;
+                }
+                if let Some(fault) = hit {
+                    // The session cuts what it drives, the look-ahead
+                    // too; the run ends either way.
+                    let why = if fault == Fault::Halt {
+                        halted = true;
+                        Cut::Halted
+                    } else {
+                        srv.die();
+                        fatal = true;
+                        Cut::Lost
+                    };
+                    cur.cut(why);
+                    c.take(&mut cur);
+                    if let Some(mut next) = ahead.take() {
+                        next.cut(why);
+                        c.take(&mut next);
+                    }
+                    break 'connections;
                 }
                 let Some(_) = cur.stage() else { break };
                 if case.halt_after == Some(replies_read) {
@@ -422,6 +503,9 @@ fn run_case(seed: u64) {
         }
     }
     let why = format!("seed {seed}: {case:?}\n{c:?}");
+    // Sent exactly when it went out whole: never a RCPT a halt or a
+    // broken write kept from the wire, never one missed.
+    assert_eq!(c.rcpt_sent, c.rcpt_left, "rcpt sent: {why}");
     // Every RCPT written has one class; unknown only after a halt.
     let r_classes = c.rcpt_accepted + c.rcpt_rejected + c.rcpt_failed;
     assert!(r_classes <= c.rcpt_sent, "{why}");

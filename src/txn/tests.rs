@@ -14,9 +14,11 @@ fn mode() -> Mode {
     }
 }
 
-/// Everything the core hands out now.
+/// Everything the core hands out now, written whole.
 fn sends(t: &mut Txn) -> Vec<Step> {
-    std::iter::from_fn(|| t.poll_send()).collect()
+    let steps = std::iter::from_fn(|| t.poll_send()).collect();
+    t.written(usize::MAX);
+    steps
 }
 
 /// The whole tally since the last take, summed into one.
@@ -310,4 +312,57 @@ fn huge_r_is_counted_not_stored() {
     assert_eq!(t.poll_send(), Some(Rcpt { left: u32::MAX }));
     assert_eq!(t.poll_send(), Some(Rcpt { left: u32::MAX - 1 }));
     assert!(std::mem::size_of::<Txn>() < 128);
+}
+
+/// A RCPT counts as sent only once its write went out: a halt that
+/// refuses the write leaves it in no count (no server read it).
+#[test]
+fn a_rcpt_the_halt_kept_from_the_wire_is_not_sent() {
+    let mut t = Txn::new(mode());
+    sends(&mut t);
+    t.on_reply(250);
+    assert_eq!(t.poll_send(), Some(Rcpt { left: 1 }));
+    assert_eq!(t.take_tally().rcpt_sent, 0, "handed out is not sent");
+    t.cut(Cut::Halted);
+    assert_eq!(t.take_tally(), Tally::default());
+    assert!(t.is_done());
+}
+
+/// A group's write cut part-way: the commands that went out whole are
+/// sent (and, the connection lost, failed); the rest are in no count.
+#[test]
+fn a_group_cut_part_way_counts_what_went_out_whole() {
+    let mut t = Txn::new(Mode {
+        pipelined: true,
+        recipients: 3,
+        ..mode()
+    });
+    let steps: Vec<Step> = std::iter::from_fn(|| t.poll_send()).collect();
+    assert_eq!(steps.len(), 5);
+    // MAIL and the first RCPT whole, the second RCPT cut.
+    t.written(2);
+    t.cut(Cut::Lost);
+    let tally = t.take_tally();
+    assert_eq!((tally.rcpt_sent, tally.rcpt_failed), (1, 1));
+    assert_eq!(tally.message, Some(Fate::Failed));
+}
+
+/// Writes reported in pieces add up, in the order handed out.
+#[test]
+fn writes_in_pieces_count_each_rcpt_once() {
+    let mut t = Txn::new(Mode {
+        pipelined: true,
+        recipients: 4,
+        ..mode()
+    });
+    for _ in 0..3 {
+        t.poll_send();
+    }
+    t.written(usize::MAX);
+    assert_eq!(t.take_tally().rcpt_sent, 2);
+    sends(&mut t);
+    assert_eq!(t.take_tally().rcpt_sent, 2);
+    t.on_reply(250);
+    t.cut(Cut::Lost);
+    assert_eq!(t.take_tally().rcpt_failed, 4);
 }

@@ -17,6 +17,7 @@
 pub mod counting_server;
 pub mod fake_server;
 pub mod model;
+pub mod prometheus;
 pub mod tls_server;
 
 use std::ffi::OsString;
