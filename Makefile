@@ -68,23 +68,31 @@ lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 
 # man --warnings exits 0 even when groff warns, so any stderr fails.
+# Rendered at the default width and at MANWIDTH=60 (a narrow terminal,
+# where a long tag or an unbreakable word would overflow).
 man:
 	@for page in $(MANPAGE) $(REPORT_MAN); do \
-		echo "man --warnings -l $$page >/dev/null"; \
-		out=$$(man --warnings -l $$page 2>&1 >/dev/null); \
-		if [ -n "$$out" ]; then \
-			printf '%s\n' "$$out" >&2; \
-			echo "make man: $$page renders with warnings" >&2; \
-			exit 1; \
-		fi; \
+		for width in "" 60; do \
+			echo "MANWIDTH=$$width man --warnings -l $$page >/dev/null"; \
+			out=$$(MANWIDTH=$$width man --warnings -l $$page 2>&1 >/dev/null); \
+			if [ -n "$$out" ]; then \
+				printf '%s\n' "$$out" >&2; \
+				echo "make man: $$page renders with warnings" \
+					"(MANWIDTH=$$width)" >&2; \
+				exit 1; \
+			fi; \
+		done; \
 	done
 	sh tests/check-man.sh $(MANPAGE)
 	sh tests/check-man-report.sh $(REPORT_MAN)
 
+# Installed stripped (2.3 MB and 0.8 MB instead of 21 MB and 20 MB with
+# the release profile's line tables); the unstripped builds stay in
+# target/release for a debugger or a profiler.
 install: build
-	install -D -m 0755 target/release/smtp-source \
+	install -D -m 0755 -s target/release/smtp-source \
 		$(DESTDIR)$(SBINDIR)/smtp-source
-	install -D -m 0755 target/release/smtp-report \
+	install -D -m 0755 -s target/release/smtp-report \
 		$(DESTDIR)$(SBINDIR)/smtp-report
 	install -D -m 0644 $(MANPAGE) $(DESTDIR)$(MAN1DIR)/smtp-source.1
 	install -D -m 0644 $(REPORT_MAN) $(DESTDIR)$(MAN1DIR)/smtp-report.1

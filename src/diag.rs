@@ -95,7 +95,18 @@ pub enum StatusAt {
     End,
 }
 
-/// --progress: `argv0: text`. Rewritten on a terminal, where it ends
+/// What starts a --progress line: the program's name without its
+/// directories (the line is for a person, and must fit a terminal), then
+/// `: `.
+pub fn status_prefix() -> Vec<u8> {
+    let argv0 = argv0();
+    let name = argv0.rsplit(|&b| b == b'/').find(|n| !n.is_empty());
+    let mut prefix = name.unwrap_or(argv0).to_vec();
+    prefix.extend_from_slice(b": ");
+    prefix
+}
+
+/// --progress: `name: text`. Rewritten on a terminal, where it ends
 /// with a newline only at the end; otherwise a line of its own.
 pub fn status(text: &[u8], lines: StatusLines, at: StatusAt) {
     let rewrite = lines == StatusLines::Rewrite;
@@ -104,8 +115,7 @@ pub fn status(text: &[u8], lines: StatusLines, at: StatusAt) {
     if rewrite {
         line.extend_from_slice(CLEAR_LINE);
     }
-    line.extend_from_slice(argv0());
-    line.extend_from_slice(b": ");
+    line.extend(status_prefix().iter().map(|&b| censor(b)));
     line.extend(text.iter().map(|&b| censor(b)));
     if !rewrite || last {
         line.push(b'\n');

@@ -16,7 +16,7 @@ use crossbeam_channel::{bounded, Receiver, SendTimeoutError, Sender};
 use crate::error::{Config, Error};
 use crate::plan::Plan;
 use crate::report::output;
-use crate::report::stats::{Interval, Reader};
+use crate::report::stats::{Reader, Stats};
 use crate::session;
 use crate::sys;
 use crate::work::{Dealer, Job, Jobs, Shared};
@@ -506,14 +506,10 @@ fn start_intervals<'s>(
                 let last = wait_interval(done);
                 let now = SystemTime::now();
                 let length = now.duration_since(from).unwrap_or_default();
-                let (h, accepted) = stats.take_interval(Reader::Intervals);
-                output::log_interval(&shared.plan, &mut log, &h, from, length);
-                stats.push_interval(Interval {
-                    start: from,
-                    length,
-                    accepted,
-                    histogram: report::encode_histogram(&h),
-                });
+                let taken = stats.take_interval(Reader::Intervals);
+                let h = &taken.hist;
+                output::log_interval(&shared.plan, &mut log, h, from, length);
+                stats.push_interval(Stats::interval(from, now, &taken));
                 from = now;
                 if last {
                     break;
@@ -537,11 +533,12 @@ fn start_progress<'s>(
         true => diag::StatusLines::Rewrite,
         false => diag::StatusLines::Append,
     };
+    let rate = shared.plan.ext.rate.map(|(rate, _)| rate);
     thread::Builder::new()
         .name("progress".into())
         .stack_size(STACK_SIZE)
         .spawn_scoped(scope, move || {
-            crate::report::progress::run(stats, done, lines)
+            crate::report::progress::run(stats, done, lines, &|_| rate)
         })
         .map_err(Error::Spawn)?;
     Ok(())

@@ -157,13 +157,18 @@ impl Error {
 }
 
 /// A command line that getopt (or the operand count) rejects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Usage {
     /// Not exactly one operand: the usage line alone.
     Operands,
-    /// An option letter not in the option string; any `--word` we do not
-    /// know is `-` here, as it is to the reference's getopt.
+    /// An option letter not in the option string.
     InvalidOption(u8),
+    /// A `--word` we do not know (without its dashes and any `=value`):
+    /// named, since the reference accepts no long option at all and its
+    /// `invalid option -- '-'` tells a user nothing.
+    UnknownLong(Vec<u8>),
+    /// `--name=value` for a long option that takes no value.
+    NoValueAllowed(&'static str),
     /// An option letter that takes an argument, last on the line.
     MissingArgument(u8),
     /// A long option that takes a value, last on the line.
@@ -172,7 +177,7 @@ pub enum Usage {
 
 impl Usage {
     /// glibc getopt's line, without the "argv0: " prefix.
-    pub fn getopt_line(self) -> Option<Vec<u8>> {
+    pub fn getopt_line(&self) -> Option<Vec<u8>> {
         let quoted = |what: &str, opt: u8| {
             let mut line = format!("{what} -- '").into_bytes();
             line.push(opt);
@@ -181,9 +186,22 @@ impl Usage {
         };
         match self {
             Usage::Operands => None,
-            Usage::InvalidOption(opt) => Some(quoted("invalid option", opt)),
+            Usage::InvalidOption(opt) => Some(quoted("invalid option", *opt)),
+            Usage::UnknownLong(name) => {
+                let mut line = b"unknown option --".to_vec();
+                // User input bound for a terminal: printable ASCII only.
+                line.extend(name.iter().map(|&b| match b {
+                    0x21..=0x7e => b,
+                    _ => b'?',
+                }));
+                Some(line)
+            }
+            Usage::NoValueAllowed(name) => Some(
+                format!("option '--{name}' doesn't allow an argument")
+                    .into_bytes(),
+            ),
             Usage::MissingArgument(opt) => {
-                Some(quoted("option requires an argument", opt))
+                Some(quoted("option requires an argument", *opt))
             }
             Usage::MissingValue(name) => Some(
                 format!("option '--{name}' requires an argument").into_bytes(),

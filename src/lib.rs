@@ -47,12 +47,14 @@ pub fn main() {
     let argv: Vec<_> = std::env::args_os().collect();
     let argv0 = argv.first().map(|a| a.as_encoded_bytes().to_vec());
     diag::init(argv0.as_deref().unwrap_or(b"smtp-source"));
+    let argv_copy = argv.clone();
     let args = match cli::parse(argv) {
         Ok(cli::Parsed::Run(args)) => args,
         Ok(cli::Parsed::Help) => return diag::out(&cli::help_text()),
         Ok(cli::Parsed::Version) => return diag::out(cli::VERSION_TEXT),
         Err(e) => fail(e),
     };
+    report::run::record(&argv_copy, &args.endpoint);
     diag::set_verbose(args.verbose);
     let timeout = std::env::var_os("SMTP_SOURCE_TIMEOUT");
     let password = std::env::var_os("SMTP_SOURCE_PASSWORD");

@@ -1,7 +1,7 @@
 //! longopts: the long options, our extensions. Postfix's
 //! smtp-source has none, so none of these can change what an old command
-//! line does; an unknown `--name` fails exactly as every `--x` fails in
-//! the reference (`invalid option -- '-'`, then the usage line).
+//! line does; an unknown `--name` is named (`unknown option --name`,
+//! then the usage line, exit status as for any usage error).
 //!
 //! Forms: `--name`, `--name=value`, and `--name value` for options that
 //! require a value. `--report` takes its optional format only as
@@ -742,10 +742,10 @@ pub enum Outcome {
     Version,
 }
 
-/// The error for anything we do not know: the reference's text for any
-/// word starting with `--`.
-pub fn unknown() -> Error {
-    Error::Usage(Usage::InvalidOption(b'-'))
+/// The error for a `--name` we do not know, naming it (the usage line
+/// follows, as after any getopt error).
+pub fn unknown(name: &[u8]) -> Error {
+    Error::Usage(Usage::UnknownLong(name.to_vec()))
 }
 
 /// Handles `--<long>` (without the dashes); `next` yields the following
@@ -762,9 +762,11 @@ pub fn apply(
     let opt = LONG_OPTIONS
         .iter()
         .find(|o| o.name.as_bytes() == name)
-        .ok_or_else(unknown)?;
+        .ok_or_else(|| unknown(name))?;
     let value = match (opt.takes, inline) {
-        (Takes::Nothing, Some(_)) => return Err(unknown()),
+        (Takes::Nothing, Some(_)) => {
+            return Err(Error::Usage(Usage::NoValueAllowed(opt.name)))
+        }
         (Takes::Value, None) => {
             let missing = Error::Usage(Usage::MissingValue(opt.name));
             Some(next().ok_or(missing)?)
@@ -948,13 +950,21 @@ mod tests {
     }
 
     #[test]
-    fn unknown_and_misused_options_fail_like_the_reference() {
-        for words in [&["frobnicate"][..], &["ehlo=yes"], &["progress=1"]] {
+    fn unknown_and_misused_options_are_named() {
+        for (words, want) in [
+            (&["reprot"][..], "unknown option --reprot"),
+            (&["reprot=json"], "unknown option --reprot"),
+            (&["r\x1bx"], "unknown option --r?x"),
+            (&["ehlo=yes"], "option '--ehlo' doesn't allow an argument"),
+            (
+                &["progress=1"],
+                "option '--progress' doesn't allow an argument",
+            ),
+        ] {
             match parse(words) {
                 Err(Error::Usage(usage)) => {
-                    assert_eq!(usage, Usage::InvalidOption(b'-'));
                     let line = usage.getopt_line().unwrap();
-                    assert_eq!(line, b"invalid option -- '-'")
+                    assert_eq!(String::from_utf8(line).unwrap(), want)
                 }
                 other => panic!("{other:?}"),
             }

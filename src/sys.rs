@@ -1,7 +1,8 @@
 //! sys: the only `unsafe` code in the crate. Thin, safe wrappers over the
 //! libc calls smtp-source needs: gethostname, getaddrinfo/gai_strerror,
-//! the UNIX-domain sockaddr, localtime_r, RLIMIT_NOFILE, strerror, and
-//! the SIGINT handler of --report/--duration runs.
+//! the UNIX-domain sockaddr, localtime_r, RLIMIT_NOFILE, strerror, the
+//! terminal's width (TIOCGWINSZ), and the SIGINT handler of
+//! --report/--duration runs.
 //!
 //! Every `unsafe` block has a `SAFETY:` comment. Nothing here panics or
 //! formats user-visible messages beyond returning libc's own texts.
@@ -409,6 +410,23 @@ pub fn bind_address_no_port(fd: std::os::fd::RawFd) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// The width in columns of the terminal on stderr (TIOCGWINSZ), or None
+/// when stderr is not a terminal or the terminal does not say.
+pub fn stderr_columns() -> Option<u16> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `struct winsize` through the pointer,
+    // which points to a valid, writable winsize for the whole call; a
+    // descriptor that is not a terminal makes it fail with ENOTTY.
+    let rc =
+        unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) };
+    (rc == 0 && ws.ws_col > 0).then_some(ws.ws_col)
 }
 
 pub fn process_cpu() -> std::time::Duration {

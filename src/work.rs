@@ -277,6 +277,7 @@ impl Shared {
             shard: self.plan.scale.shard,
             spooled: Some(spooled),
             intervals,
+            run: report::run::current(),
         })
     }
 

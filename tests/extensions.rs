@@ -1347,6 +1347,8 @@ fn report_json_shape() {
             // Added for smtp-report merge (still version 1).
             "shard",
             "interrupted_shards",
+            // What the run was (for smtp-report html).
+            "run",
             "start_unix",
             "end_unix",
             "histograms",
@@ -1372,9 +1374,22 @@ fn report_json_shape() {
     assert_eq!(intervals.len(), 1, "a run shorter than a second");
     assert_eq!(
         intervals[0].keys(),
-        ["start_unix", "seconds", "accepted", "histogram"]
+        [
+            "start_unix",
+            "seconds",
+            "accepted",
+            "rejected",
+            "errors",
+            "histogram"
+        ]
     );
     assert_eq!(intervals[0].int("accepted"), 1);
+    assert_eq!(intervals[0].int("rejected"), 0);
+    assert_eq!(intervals[0].at("errors").keys(), Vec::<String>::new());
+    assert_eq!(
+        j.at("run").keys(),
+        ["command_line", "target", "host", "version", "end"]
+    );
     assert_eq!(
         j.at("latency_ms").keys(),
         [
@@ -1462,7 +1477,12 @@ fn report_text_lines() {
     let text = out.stdout_text();
     let bytes = tr.conn(0).raw.len();
     for want in [
-        "smtp-source report\n".to_string(),
+        format!(
+            "smtp-source report\ncommand:      smtp-source -M {HOST} -A -r 2 \
+             --report 127.0.0.1:"
+        ),
+        "\ntarget:       127.0.0.1:".to_string(),
+        "\nend:          20".to_string(),
         "messages:     1 attempted, 1 accepted, 0 rejected, 0 failed, \
          0 unknown\n"
             .to_string(),

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::support::fake_server::{FakeServer, Responder, Step, Verb};
 use crate::support::{ours, program, skip, Cmd, Outcome, TempDir};
+use smtp_source::report::html::COLORS;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -170,40 +171,161 @@ fn merge_refuses_reports_of_different_runs() {
         .starts_with("usage: smtp-report merge FILE..."));
 }
 
-/// The page: self-contained, and, rendered by headless Chromium, it
-/// shows the plot areas with both series drawn and the axis labels.
-#[test]
-fn html_is_self_contained_and_renders_in_chromium() {
-    let dir = TempDir::new("report-html");
-    let (a, b) = (
-        dir.path().join("before.json"),
-        dir.path().join("after.json"),
+/// Runs of about 2 s at --rate (several intervals): `ms` per message,
+/// when `reject` the 30th RCPT of each connection refused (one
+/// connection a session, -d).
+fn timed_run(file: &Path, ms: u64, reject: bool) {
+    let mut r = Responder::new().on_steps(
+        Verb::Dot,
+        vec![Step::sleep_ms(ms), Step::send("250 2.0.0 Ok: queued")],
     );
-    for (f, ms) in [(&a, 1), (&b, 6)] {
-        let (out, _) = run_to(f, slow_server(ms), &["-s", "4", "-m", "200"]);
-        out.assert_status(0);
+    if reject {
+        r = r.on_nth(Verb::Rcpt, 29, "550 5.1.1 no such user");
     }
-    let out = tool().arg("html").arg(&a).arg(&b).run();
+    let mut args = vec!["-A", "-s", "4", "-m", "240", "--rate=120"];
+    if reject {
+        args.push("-d");
+    }
+    let (out, _) = run_to(file, FakeServer::tcp(r), &args);
+    out.assert_status(0);
+}
+
+/// `smtp-report html FILES` into `dir/name.html`, checked to be one
+/// self-contained page; its text.
+fn render_page(dir: &Path, name: &str, files: &[&Path]) -> (PathBuf, String) {
+    let out = tool().arg("html").args(files).run();
     out.assert_status(0).assert_stderr("");
     let page = out.stdout_text();
     for banned in ["<script", "src=", "href=", "@import", "url("] {
         assert!(!page.contains(banned), "{banned} in the page");
     }
-    for label in ["percentile", "99.9%", "messages/s", "seconds since start"] {
+    let html = dir.join(format!("{name}.html"));
+    std::fs::write(&html, &page).unwrap();
+    (html, page)
+}
+
+/// Two runs compared: what each run was, p50/p90/p99, errors by class
+/// over time, all in Chromium with every chart area drawn in.
+#[test]
+fn html_compares_two_runs_and_renders_in_chromium() {
+    let dir = TempDir::new("report-html");
+    let (a, b) = (
+        dir.path().join("before.json"),
+        dir.path().join("after.json"),
+    );
+    timed_run(&a, 1, false);
+    timed_run(&b, 6, true);
+    let (html, page) = render_page(dir.path(), "compare", &[&a, &b]);
+    for label in [
+        "What the run was",
+        "command line",
+        "--rate=120",
+        "99.9%",
+        "messages/s: achieved and target",
+        "seconds since start",
+        "transaction p50 (ms)",
+        "transaction p90 (ms)",
+        "transaction p99 (ms)",
+        "errors per interval: ",
+        ">rejected</text>",
+        "transaction latency (ms) by percentile",
+    ] {
         assert!(page.contains(label), "{label}");
     }
-    assert!(page.contains("transaction latency (ms) by percentile"));
-    let html = dir.path().join("report.html");
-    std::fs::write(&html, &page).unwrap();
-    let Some(png) = screenshot(&html, dir.path()) else {
+    let Some(png) = screenshot(&html, dir.path(), "compare") else {
         return;
     };
-    check_screenshot(&png);
+    let charts = check_charts(&png, &[COLORS[0], COLORS[1]]);
+    // Rate, three percentiles, two error charts, nine phases.
+    assert!(charts >= 15, "{charts} charts");
+}
+
+/// A run shorter than one interval: points with a note, alone and next
+/// to a longer run, never an empty chart.
+#[test]
+fn html_draws_a_run_shorter_than_one_interval_as_points() {
+    let dir = TempDir::new("report-short");
+    let short = dir.path().join("short.json");
+    let (out, _) = run_to(&short, slow_server(1), &["-s", "2", "-m", "6"]);
+    out.assert_status(0);
+    let long = dir.path().join("long.json");
+    timed_run(&long, 1, false);
+    let (html, page) = render_page(dir.path(), "short", &[&short]);
+    assert!(page.contains("drawn as points"), "the note");
+    assert!(page.contains("<circle"), "a point");
+    if let Some(png) = screenshot(&html, dir.path(), "short") {
+        check_charts(&png, &[COLORS[0]]);
+    }
+    let (html, _) = render_page(dir.path(), "short-long", &[&short, &long]);
+    if let Some(png) = screenshot(&html, dir.path(), "short-long") {
+        check_charts(&png, &[COLORS[0], COLORS[1]]);
+    }
+}
+
+/// The keys other runs add (thresholds, stage targets, a capacity
+/// search), hand-written into a real report: drawn when present.
+#[test]
+fn html_draws_thresholds_stages_and_capacity() {
+    let dir = TempDir::new("report-extras");
+    let file = dir.path().join("run.json");
+    timed_run(&file, 1, false);
+    let mut v = json(&file);
+    v["thresholds"] = serde_json::json!([
+        {"expr": "transaction.p99<250ms", "value": 4.2, "ok": true},
+        {"expr": "errors<0.1%", "value": 2.5, "ok": false}
+    ]);
+    let n = v["intervals"].as_array().unwrap().len();
+    assert!(n >= 2, "{n} intervals");
+    for (i, interval) in v["intervals"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .enumerate()
+    {
+        let target = if i == 0 { 60.0 } else { 120.0 };
+        interval["target_rate"] = serde_json::json!(target);
+    }
+    let steps: Vec<Value> = [
+        (100, 99, 1.1, 3.0, true),
+        (200, 198, 1.3, 4.0, true),
+        (400, 390, 2.0, 9.0, true),
+        (800, 610, 40.0, 900.0, false),
+        (600, 560, 6.0, 60.0, true),
+        (700, 600, 25.0, 400.0, false),
+    ]
+    .iter()
+    .map(|&(t, a, p50, p99, ok)| {
+        serde_json::json!({
+            "target_rate": t, "achieved_rate": a, "p50_ms": p50,
+            "p99_ms": p99, "errors": 0, "ok": ok
+        })
+    })
+    .collect();
+    v["capacity"] = serde_json::json!({"rate": 600, "steps": steps});
+    std::fs::write(&file, v.to_string()).unwrap();
+    let (html, page) = render_page(dir.path(), "extras", &[&file]);
+    for label in [
+        "Thresholds",
+        "transaction.p99&lt;250ms",
+        "4.2 pass",
+        "2.5 FAIL",
+        "p50 latency against achieved rate",
+        "p99 latency against achieved rate",
+        "capacity 600 msg/s",
+        "run.json: capacity 600 msg/s",
+        "achieved messages/s",
+        ">target</text>",
+    ] {
+        assert!(page.contains(label), "{label}");
+    }
+    if let Some(png) = screenshot(&html, dir.path(), "extras") {
+        check_charts(&png, &[COLORS[0]]);
+    }
 }
 
 /// Headless Chromium's screenshot of `page`; None (the test then skips,
 /// saying so) only when no chromium is installed.
-fn screenshot(page: &Path, dir: &Path) -> Option<PathBuf> {
+fn screenshot(page: &Path, dir: &Path, name: &str) -> Option<PathBuf> {
     let found = ["chromium", "chromium-browser"].iter().find_map(|c| {
         let out = Command::new("sh")
             .arg("-c")
@@ -215,13 +337,13 @@ fn screenshot(page: &Path, dir: &Path) -> Option<PathBuf> {
     });
     let Some(chromium) = found else {
         skip(
-            "report_tool::html_is_self_contained_and_renders_in_chromium",
+            "report_tool::html_*",
             "chromium is not installed (apt-get install chromium; .ci/run \
 installs it)",
         );
         return None;
     };
-    let png = dir.join("out.png");
+    let png = dir.join(format!("{name}.png"));
     let profile = dir.join("profile");
     let shot = format!("--screenshot={}", png.display());
     let data = format!("--user-data-dir={}", profile.display());
@@ -237,7 +359,7 @@ installs it)",
             "--disable-component-update",
             "--disable-sync",
             "--no-first-run",
-            "--window-size=1200,1600",
+            "--window-size=1280,4000",
             &data,
             &shot,
             &url,
@@ -245,6 +367,12 @@ installs it)",
         .timeout(Duration::from_secs(45))
         .run();
     assert!(png.is_file(), "no screenshot\n{}", out.render());
+    // To look at them: SMTP_SOURCE_SCREENSHOTS=DIR keeps a copy.
+    if let Some(keep) = std::env::var_os("SMTP_SOURCE_SCREENSHOTS") {
+        let _ = std::fs::create_dir_all(&keep);
+        let _ =
+            std::fs::copy(&png, Path::new(&keep).join(format!("{name}.png")));
+    }
     Some(png)
 }
 
@@ -257,9 +385,11 @@ fn near(p: &[u8], c: [u8; 3], tol: i32) -> bool {
     (0..3).all(|i| (i32::from(p[i]) - i32::from(c[i])).abs() <= tol)
 }
 
-/// The screenshot has plot areas (their fill), both series' colours in
-/// quantity, and dark text (titles, axis labels) between them.
-fn check_screenshot(png: &Path) {
+/// Every chart area in the screenshot (a region of the plot fill and
+/// what is drawn on it, inside the frame) has something drawn in it
+/// besides its grid; `colors` (the series) show in quantity, and dark
+/// text (titles, axis labels). Returns the number of chart areas.
+fn check_charts(png: &Path, colors: &[&str]) -> usize {
     let decoder = png::Decoder::new(std::fs::File::open(png).unwrap());
     let mut reader = decoder.read_info().unwrap();
     let mut buf = vec![0; reader.output_buffer_size()];
@@ -267,34 +397,90 @@ fn check_screenshot(png: &Path) {
     let step = info.color_type.samples();
     assert!(step >= 3, "{:?}", info.color_type);
     let (w, h) = (info.width as usize, info.height as usize);
-    assert_eq!((w, h), (1200, 1600));
+    assert_eq!((w, h), (1280, 4000));
+    let px = |x: usize, y: usize| {
+        let i = (y * w + x) * step;
+        [buf[i], buf[i + 1], buf[i + 2]]
+    };
     let fill = rgb(smtp_source::report::html::PLOT_FILL);
-    let blue = rgb(smtp_source::report::html::COLORS[0]);
-    let red = rgb(smtp_source::report::html::COLORS[1]);
-    let (mut n_fill, mut n_blue, mut n_red, mut n_dark) = (0, 0, 0, 0);
-    let mut fill_rows = vec![false; h];
-    for (y, row_has_fill) in fill_rows.iter_mut().enumerate() {
-        for x in 0..w {
-            let i = (y * w + x) * step;
-            let p = &buf[i..i + 3];
-            if near(p, fill, 2) {
-                n_fill += 1;
-                *row_has_fill = true;
-            } else if near(p, blue, 40) {
-                n_blue += 1;
-            } else if near(p, red, 40) {
-                n_red += 1;
-            } else if p.iter().all(|&v| v < 90) {
-                n_dark += 1;
+    let grid = rgb("#ddddee");
+    let frame = rgb("#888888");
+    let white = [255, 255, 255];
+    // Inside a chart area: anything but the frame and the page's white.
+    let inside = |p: [u8; 3]| !near(&p, frame, 24) && !near(&p, white, 3);
+    let mut seen = vec![false; w * h];
+    let mut charts = 0;
+    let mut wide_gaps = 0;
+    for y0 in 0..h {
+        for x0 in 0..w {
+            if seen[y0 * w + x0] || !near(&px(x0, y0), fill, 2) {
+                continue;
+            }
+            // Flood the area from this fill pixel.
+            let (mut fills, mut drawn) = (0usize, 0usize);
+            let (mut min_x, mut max_x) = (x0, x0);
+            let mut stack = vec![(x0, y0)];
+            seen[y0 * w + x0] = true;
+            while let Some((x, y)) = stack.pop() {
+                min_x = min_x.min(x);
+                max_x = max_x.max(x);
+                let p = px(x, y);
+                if near(&p, fill, 2) {
+                    fills += 1;
+                } else if !near(&p, grid, 6) {
+                    drawn += 1;
+                }
+                let next = [
+                    (x.wrapping_sub(1), y),
+                    (x + 1, y),
+                    (x, y.wrapping_sub(1)),
+                    (x, y + 1),
+                ];
+                for (nx, ny) in next {
+                    if nx < w
+                        && ny < h
+                        && !seen[ny * w + nx]
+                        && inside(px(nx, ny))
+                    {
+                        seen[ny * w + nx] = true;
+                        stack.push((nx, ny));
+                    }
+                }
+            }
+            if fills < 20_000 {
+                continue;
+            }
+            charts += 1;
+            assert!(
+                drawn > 300,
+                "chart {charts} at ({x0},{y0}) is empty: {drawn} pixels"
+            );
+            if max_x - min_x < w / 3 {
+                wide_gaps += 1;
             }
         }
     }
-    // Six plots fit in 1600 pixels; each area is about 490 x 210.
-    assert!(n_fill > 4 * 80_000, "plot areas: {n_fill} pixels");
-    assert!(n_blue > 1500, "first series: {n_blue} pixels");
-    assert!(n_red > 1500, "second series: {n_red} pixels");
-    assert!(n_dark > 5000, "text: {n_dark} pixels");
-    // At least three separate bands of plots down the page.
-    let bands = fill_rows.windows(2).filter(|w| !w[0] && w[1]).count();
-    assert!(bands >= 3, "{bands} bands of plots");
+    assert!(charts >= 3, "{charts} chart areas");
+    // The page uses the width: the charts are at least a third of it.
+    assert_eq!(wide_gaps, 0, "narrow charts");
+    let mut counts = vec![0usize; colors.len()];
+    let mut dark = 0;
+    for y in 0..h {
+        for x in 0..w {
+            let p = px(x, y);
+            for (n, c) in counts.iter_mut().zip(colors) {
+                if near(&p, rgb(c), 40) {
+                    *n += 1;
+                }
+            }
+            if p.iter().all(|&v| v < 90) {
+                dark += 1;
+            }
+        }
+    }
+    for (n, c) in counts.iter().zip(colors) {
+        assert!(*n > 1000, "series {c}: {n} pixels");
+    }
+    assert!(dark > 5000, "text: {dark} pixels");
+    charts
 }

@@ -593,3 +593,80 @@ fn progress_is_quiet_about_everything_else() {
     assert_eq!(text.lines().count(), 1, "{text}");
     assert_eq!(progress_line(text.trim_end()).1, 2);
 }
+
+/// tmux on PATH, or None after `support::skip`.
+fn tmux(test: &str) -> Option<()> {
+    let found = Command::new("tmux")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        crate::support::skip(
+            test,
+            "tmux is not installed (apt-get install tmux; .ci/run installs it)",
+        );
+    }
+    found.then_some(())
+}
+
+/// The pane's text once `done` shows in it (or the time limit passes).
+fn pane_when(socket: &str, done: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let out = Command::new("tmux")
+            .args(["-L", socket, "capture-pane", "-p", "-t", "t"])
+            .output()
+            .expect("tmux capture-pane");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains(done) || start.elapsed() > LIMIT {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// In a real terminal (tmux) 80 and 60 columns wide, --progress run by
+/// its path rewrites one line: the pane ends with the last line alone,
+/// under the program's name, within the width, with the rate target.
+#[test]
+fn progress_rewrites_one_line_in_a_narrow_terminal() {
+    if tmux("workloads::progress_rewrites_one_line_in_a_narrow_terminal")
+        .is_none()
+    {
+        return;
+    }
+    for columns in [80, 60] {
+        let srv = FakeServer::tcp(Responder::new());
+        let socket =
+            format!("smtp-source-test-{}-{columns}", std::process::id());
+        let cmd = format!(
+            "'{}' -M {HOST} --progress --rate=20 -m 50 -s 2 {}; echo EXIT=$?; \
+sleep 30",
+            ours().path.display(),
+            srv.endpoint()
+        );
+        let started = Command::new("tmux")
+            .args(["-L", &socket, "-f", "/dev/null", "new-session", "-d"])
+            .args(["-s", "t", "-x", &columns.to_string(), "-y", "20", &cmd])
+            .env("SMTP_SOURCE_TIMEOUT", "5")
+            .status()
+            .expect("tmux new-session");
+        assert!(started.success());
+        let pane = pane_when(&socket, "EXIT=");
+        let _ = Command::new("tmux")
+            .args(["-L", &socket, "kill-server"])
+            .status();
+        assert_eq!(srv.finish().len(), 50, "{pane}");
+        let lines: Vec<&str> =
+            pane.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 2, "{columns} columns:\n{pane}");
+        assert_eq!(lines[1], "EXIT=0", "{pane}");
+        let line = lines[0].trim_end();
+        assert!(line.starts_with("smtp-source: "), "{pane}");
+        assert!(line.len() < columns, "{columns} columns: {line:?}");
+        assert!(line.contains(" 50 ok "), "{pane}");
+        assert!(line.contains("/20"), "target rate: {pane}");
+    }
+}

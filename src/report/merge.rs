@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::plan::Arrival;
 use crate::report::codec::new_histogram;
+use crate::report::run::RunInfo;
 use crate::report::stats::{Counts, Interval, ERROR_KEYS, PHASES};
 use crate::report::{
     decode_histogram, encode_histogram, Schedule, ShardCut, SizeClass, Summary,
@@ -58,6 +59,7 @@ smtp-report support?)"
         shard: shard(field(o, "shard")?)?,
         spooled: None,
         intervals: intervals(field(o, "intervals")?)?,
+        run: run(o.get("run"))?,
         size_classes: match o.get("size_classes") {
             None => Vec::new(),
             Some(v) => size_classes(v)?,
@@ -294,6 +296,24 @@ fn shard(v: &Value) -> Result<Option<Shard>, String> {
     Ok(Some(Shard { index, count }))
 }
 
+/// The `run` object (null or absent in older reports).
+fn run(v: Option<&Value>) -> Result<Option<RunInfo>, String> {
+    let o = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(v) => v.as_object().ok_or("bad run")?,
+    };
+    let text = |k: &str| -> Result<String, String> {
+        let v = field(o, k)?.as_str().ok_or(format!("bad run {k}"))?;
+        Ok(v.to_string())
+    };
+    Ok(Some(RunInfo {
+        command_line: text("command_line")?,
+        target: text("target")?,
+        host: text("host")?,
+        version: text("version")?,
+    }))
+}
+
 fn intervals(v: &Value) -> Result<Vec<Interval>, String> {
     let all = v.as_array().ok_or("bad intervals")?;
     all.iter()
@@ -306,10 +326,31 @@ fn intervals(v: &Value) -> Result<Vec<Interval>, String> {
                 start: unix_time(field(o, "start_unix")?)?,
                 length: micros_of(field(o, "seconds")?, 1e6)?,
                 accepted: uint(o, "accepted")?,
+                rejected: match o.get("rejected") {
+                    None => 0,
+                    Some(_) => uint(o, "rejected")?,
+                },
+                errors: interval_errors(o.get("errors"))?,
                 histogram: histogram.to_string(),
             })
         })
         .collect()
+}
+
+/// An interval's `errors` object (only the classes that occurred; none
+/// in reports written before it existed).
+fn interval_errors(v: Option<&Value>) -> Result<[u64; 7], String> {
+    let mut errors = [0; 7];
+    let Some(v) = v else {
+        return Ok(errors);
+    };
+    let o = v.as_object().ok_or("bad interval errors")?;
+    for (key, n) in ERROR_KEYS.iter().zip(errors.iter_mut()) {
+        if o.contains_key(*key) {
+            *n = uint(o, key)?;
+        }
+    }
+    Ok(errors)
 }
 
 /// Merges the reports of one run's shards (`names` for the messages).
@@ -380,6 +421,7 @@ fn merge_all<'a>(mut all: impl Iterator<Item = &'a Summary>) -> Summary {
         out.interrupted =
             out.interrupted.take().or_else(|| r.interrupted.clone());
         cuts.extend(cuts_of(r));
+        out.run = merge_runs(out.run.take(), r.run.as_ref());
         out.intervals.extend(r.intervals.iter().cloned());
         add_size_classes(&mut out.size_classes, &r.size_classes);
     }
@@ -393,6 +435,19 @@ fn merge_all<'a>(mut all: impl Iterator<Item = &'a Summary>) -> Summary {
     }
     out.intervals = merge_intervals(out.start, &out.intervals);
     out
+}
+
+/// The first shard's command line and target; every host that ran one.
+fn merge_runs(a: Option<RunInfo>, b: Option<&RunInfo>) -> Option<RunInfo> {
+    match (a, b) {
+        (Some(mut a), Some(b)) => {
+            if !a.host.split(", ").any(|h| h == b.host) {
+                a.host = format!("{}, {}", a.host, b.host);
+            }
+            Some(a)
+        }
+        (a, b) => a.or_else(|| b.cloned()),
+    }
 }
 
 /// Shards' rates add up to the run's (to a millionth, so that 3 × 100/3
@@ -431,6 +486,10 @@ fn merge_intervals(start: SystemTime, all: &[Interval]) -> Vec<Interval> {
                 into.length =
                     end.duration_since(into.start).unwrap_or_default();
                 into.accepted += i.accepted;
+                into.rejected += i.rejected;
+                for (a, b) in into.errors.iter_mut().zip(i.errors) {
+                    *a += b;
+                }
                 let _ = sum.add(&h);
             }
         }
@@ -486,6 +545,8 @@ mod tests {
                 start,
                 length: Duration::from_secs(1),
                 accepted: samples.len() as u64,
+                rejected: 1,
+                errors: [0, 0, 2, 0, 0, 0, 0],
                 histogram: encode_histogram(&interval),
             }],
             size_classes: vec![SizeClass {
@@ -493,6 +554,7 @@ mod tests {
                 messages: samples.len() as u64,
                 bytes: 2100 * samples.len() as u64,
             }],
+            run: None,
         }
     }
 

@@ -6,7 +6,7 @@
 //! log and `spool` keeps the one-second intervals on disk as they
 //! close. `merge` and `html` are smtp-report's: they read reports back,
 //! add them up and draw them. `codec` is the one place histograms are
-//! made and turned into text.
+//! made and turned into text; `run` remembers what the run was.
 //!
 //! Nothing here is used unless the run measures (--report and friends):
 //! the drop-in path pays one branch per hook.
@@ -17,6 +17,7 @@ pub mod html;
 pub mod merge;
 pub(crate) mod output;
 pub(crate) mod progress;
+pub mod run;
 pub(crate) mod spool;
 pub mod stats;
 pub mod summary;

@@ -16,22 +16,31 @@ use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use crate::report::stats::Interval;
+use crate::report::stats::{Interval, ERROR_KEYS};
 use crate::report::unix_text;
 
 /// The JSON text of one interval, as the report's `"intervals"` holds
 /// it (smtp-report merge reads it back).
 pub fn interval_json(v: &Interval) -> String {
-    let mut o = String::with_capacity(96 + v.histogram.len());
+    let mut o = String::with_capacity(128 + v.histogram.len());
     let _ = write!(
         o,
         "{{\"start_unix\":{},\"seconds\":{:.6},\"accepted\":{},\
-\"histogram\":\"{}\"}}",
+\"rejected\":{},\"errors\":{{",
         unix_text(v.start),
         v.length.as_secs_f64(),
         v.accepted,
-        v.histogram
+        v.rejected,
     );
+    // Only the classes that occurred: most seconds have none.
+    let mut sep = "";
+    for (key, n) in ERROR_KEYS.iter().zip(v.errors) {
+        if n > 0 {
+            let _ = write!(o, "{sep}\"{key}\":{n}");
+            sep = ",";
+        }
+    }
+    let _ = write!(o, "}},\"histogram\":\"{}\"}}", v.histogram);
     o
 }
 
@@ -248,6 +257,8 @@ mod tests {
             start: SystemTime::UNIX_EPOCH + Duration::from_secs(1000 + i),
             length: Duration::from_secs(1),
             accepted: i,
+            rejected: 0,
+            errors: [0; 7],
             histogram: "HISTFAKE".into(),
         }
     }

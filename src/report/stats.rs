@@ -290,6 +290,10 @@ struct Shard {
     intervals: [Histogram<u64>; 2],
     /// Messages accepted since each reader's last interval.
     interval_accepted: [u64; 2],
+    /// Messages rejected and errors by class since the intervals
+    /// reader's last interval.
+    interval_rejected: u64,
+    interval_errors: [u64; 7],
 }
 
 /// One interval of the run (a second, the last one shorter): what
@@ -299,9 +303,23 @@ pub struct Interval {
     pub start: SystemTime,
     pub length: Duration,
     pub accepted: u64,
+    /// Messages rejected in it (absent from older reports: 0).
+    pub rejected: u64,
+    /// Errors in it by class, in `ERROR_KEYS` order (absent from older
+    /// reports: 0).
+    pub errors: [u64; 7],
     /// Transaction latency, HdrHistogram's compressed base64 form (kept
     /// encoded: a whole histogram per second would cost far more).
     pub histogram: String,
+}
+
+/// What `take_interval` hands over.
+pub struct Taken {
+    pub hist: Histogram<u64>,
+    pub accepted: u64,
+    /// Only for `Reader::Intervals` (0 for the others).
+    pub rejected: u64,
+    pub errors: [u64; 7],
 }
 
 /// The run's measurements.
@@ -345,6 +363,8 @@ impl Stats {
                 hist: PHASES.iter().map(|_| new_histogram()).collect(),
                 intervals: [new_histogram(), new_histogram()],
                 interval_accepted: [0, 0],
+                interval_rejected: 0,
+                interval_errors: [0; 7],
             })
         };
         Stats {
@@ -367,6 +387,7 @@ impl Stats {
             counts: Counts::default(),
             samples: Vec::with_capacity(16),
             accepted: 0,
+            rejected: 0,
         }
     }
 
@@ -411,18 +432,41 @@ impl Stats {
     }
 
     /// Transaction latency and accepted messages since `reader`'s last
-    /// call.
-    pub fn take_interval(&self, reader: Reader) -> (Histogram<u64>, u64) {
-        let mut out = new_histogram();
-        let mut accepted = 0;
+    /// call (and for the intervals, rejections and errors by class).
+    pub fn take_interval(&self, reader: Reader) -> Taken {
+        let mut t = Taken {
+            hist: new_histogram(),
+            accepted: 0,
+            rejected: 0,
+            errors: [0; 7],
+        };
         let i = reader as usize;
         for shard in &self.shards {
             let mut s = shard.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = out.add(&s.intervals[i]);
+            let _ = t.hist.add(&s.intervals[i]);
             s.intervals[i].reset();
-            accepted += std::mem::take(&mut s.interval_accepted[i]);
+            t.accepted += std::mem::take(&mut s.interval_accepted[i]);
+            if reader == Reader::Intervals {
+                t.rejected += std::mem::take(&mut s.interval_rejected);
+                let errors = std::mem::take(&mut s.interval_errors);
+                for (into, n) in t.errors.iter_mut().zip(errors) {
+                    *into += n;
+                }
+            }
         }
-        (out, accepted)
+        t
+    }
+
+    /// The interval from `from` to `now` out of what was taken.
+    pub fn interval(from: SystemTime, now: SystemTime, t: &Taken) -> Interval {
+        Interval {
+            start: from,
+            length: now.duration_since(from).unwrap_or_default(),
+            accepted: t.accepted,
+            rejected: t.rejected,
+            errors: t.errors,
+            histogram: crate::report::encode_histogram(&t.hist),
+        }
     }
 
     /// The interval from the end of the last one kept (or the start) to
@@ -430,13 +474,7 @@ impl Stats {
     pub fn interval_since_last(&self) -> Interval {
         let from = self.intervals.end().unwrap_or(self.started_wall);
         let now = SystemTime::now();
-        let (h, accepted) = self.take_interval(Reader::Intervals);
-        Interval {
-            start: from,
-            length: now.duration_since(from).unwrap_or_default(),
-            accepted,
-            histogram: crate::report::encode_histogram(&h),
-        }
+        Self::interval(from, now, &self.take_interval(Reader::Intervals))
     }
 
     /// Keeps a finished interval for the report (written out: see
@@ -467,8 +505,10 @@ pub struct Recorder<'a> {
     shard: usize,
     pub counts: Counts,
     samples: Vec<(Phase, u64)>,
-    /// Messages accepted since the last flush (for the intervals).
+    /// Messages accepted and rejected since the last flush (for the
+    /// intervals).
     accepted: u64,
+    rejected: u64,
 }
 
 impl Recorder<'_> {
@@ -510,7 +550,10 @@ impl Recorder<'_> {
                 self.accepted += 1;
                 &l.accepted
             }
-            Fate::Rejected => &l.rejected,
+            Fate::Rejected => {
+                self.rejected += 1;
+                &l.rejected
+            }
             Fate::Failed => &l.failed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -529,6 +572,10 @@ impl Recorder<'_> {
         for n in &mut s.interval_accepted {
             *n += self.accepted;
         }
+        s.interval_rejected += self.rejected;
+        for (into, n) in s.interval_errors.iter_mut().zip(self.counts.errors) {
+            *into += n;
+        }
         for &(phase, us) in &self.samples {
             let _ = s.hist[phase as usize].record(us);
             if phase == Phase::Transaction {
@@ -540,6 +587,7 @@ impl Recorder<'_> {
         drop(s);
         self.counts = Counts::default();
         self.accepted = 0;
+        self.rejected = 0;
         self.samples.clear();
     }
 }
@@ -607,10 +655,33 @@ mod tests {
         r.claimed();
         r.message(Fate::Accepted);
         r.flush();
-        let (h, accepted) = stats.take_interval(Reader::Intervals);
+        let Taken {
+            hist: h, accepted, ..
+        } = stats.take_interval(Reader::Intervals);
         assert_eq!((h.len(), accepted), (1, 1));
-        assert_eq!(stats.take_interval(Reader::Intervals).0.len(), 0);
-        assert_eq!(stats.take_interval(Reader::Progress).0.len(), 1);
+        assert_eq!(stats.take_interval(Reader::Intervals).hist.len(), 0);
+        assert_eq!(stats.take_interval(Reader::Progress).hist.len(), 1);
         assert_eq!(stats.snapshot().1[Phase::Transaction as usize].len(), 1);
+    }
+
+    /// Rejections and errors by class land in the interval they happen
+    /// in, once; --progress does not take them away.
+    #[test]
+    fn interval_counts_rejections_and_errors_by_class() {
+        let stats = Stats::new(2);
+        let mut r = stats.recorder(1);
+        r.claimed();
+        r.message(Fate::Rejected);
+        r.counts.error(ErrorClass::Timeout);
+        r.counts.error(ErrorClass::Timeout);
+        r.counts.error(ErrorClass::Unreachable);
+        r.flush();
+        let _ = stats.take_interval(Reader::Progress);
+        let t = stats.take_interval(Reader::Intervals);
+        assert_eq!((t.accepted, t.rejected), (0, 1));
+        assert_eq!(t.errors, [0, 0, 2, 0, 0, 0, 1]);
+        let again = stats.take_interval(Reader::Intervals);
+        assert_eq!((again.rejected, again.errors), (0, [0; 7]));
+        assert_eq!(stats.snapshot().0.errors, [0, 0, 2, 0, 0, 0, 1]);
     }
 }

@@ -13,6 +13,7 @@ use hdrhistogram::Histogram;
 use crate::diag::censored;
 use crate::plan::Arrival;
 use crate::report::codec::encode_histogram;
+use crate::report::run::RunInfo;
 use crate::report::spool::{interval_json, Spooled};
 use crate::report::stats::{Counts, Interval, ERROR_KEYS, PHASES};
 use crate::scale::Shard;
@@ -57,6 +58,8 @@ pub struct Summary {
     /// --size-mix: each class's size, messages and bytes sent, in the
     /// order given (empty without a mix).
     pub size_classes: Vec<SizeClass>,
+    /// What the run was (None in reports written before it existed).
+    pub run: Option<RunInfo>,
 }
 
 /// A shard that a signal cut short, in a merged report.
@@ -223,6 +226,7 @@ impl Summary {
             );
         }
         o.push(']');
+        self.json_run(o);
         let _ = write!(
             o,
             ",\"start_unix\":{},\"end_unix\":{},\"histograms\":{{",
@@ -239,6 +243,51 @@ impl Summary {
             );
         }
         o.push_str("},\"intervals\":[");
+    }
+
+    /// `,"run":{...}`: what the run was (null when unknown).
+    fn json_run(&self, o: &mut String) {
+        o.push_str(",\"run\":");
+        match &self.run {
+            None => o.push_str("null"),
+            Some(r) => {
+                let _ = write!(
+                    o,
+                    "{{\"command_line\":{},\"target\":{},\"host\":{},\
+\"version\":{},\"end\":\"{}\"}}",
+                    json_string(&r.command_line),
+                    json_string(&r.target),
+                    json_string(&r.host),
+                    json_string(&r.version),
+                    iso8601(self.start + self.elapsed)
+                );
+            }
+        }
+    }
+
+    /// The text report's head: what the run was, when, how long.
+    fn text_run(&self, o: &mut String) {
+        if let Some(r) = &self.run {
+            let _ = writeln!(o, "command:      {}", censored(&r.command_line));
+            let _ = writeln!(o, "target:       {}", censored(&r.target));
+            let _ = writeln!(
+                o,
+                "host:         {} ({})",
+                censored(&r.host),
+                censored(&r.version)
+            );
+        }
+        if let Some(s) = self.shard {
+            let _ = writeln!(o, "shard:        {}/{}", s.index, s.count);
+        }
+        let _ = writeln!(o, "start:        {}", iso8601(self.start));
+        if self.run.is_some() {
+            let _ = writeln!(
+                o,
+                "end:          {}",
+                iso8601(self.start + self.elapsed)
+            );
+        }
     }
 
     /// `"tls":{...},`: handshakes, full and resumed, versions, ciphers.
@@ -282,7 +331,7 @@ impl Summary {
         let c = &self.counts;
         let mut o = String::with_capacity(2048);
         let _ = writeln!(o, "smtp-source report");
-        let _ = writeln!(o, "start:        {}", iso8601(self.start));
+        self.text_run(&mut o);
         let _ =
             writeln!(o, "elapsed:      {:.3} s", self.elapsed.as_secs_f64());
         if let Some(f) = &self.fatal {
@@ -574,6 +623,7 @@ mod tests {
             shard: None,
             spooled: None,
             intervals: Vec::new(),
+            run: None,
         }
     }
 
@@ -615,6 +665,8 @@ mod tests {
             start: SystemTime::UNIX_EPOCH + Duration::from_secs(i),
             length: Duration::from_millis(1000 - i),
             accepted: i,
+            rejected: i % 2,
+            errors: [0, i, 0, 0, 0, 0, 1],
             histogram: encode_histogram(&new_histogram()),
         };
         for spooled in [0, 1, 3] {

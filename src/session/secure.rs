@@ -171,7 +171,7 @@ impl Session<'_> {
             }
             Err(TlsFailure::Protocol(e)) => {
                 let e = Error::Tls {
-                    detail: e.to_string(),
+                    detail: tls_detail(&e),
                 };
                 return self.give_up(e, Some(ErrorClass::Tls), Flow::Closed);
             }
@@ -326,4 +326,16 @@ fn first_line(reply: &Reply) -> &[u8] {
         .position(|&b| b == b'\n')
         .unwrap_or(reply.text.len());
     &reply.text[..end]
+}
+
+/// Why rustls refused the handshake, in words: records that are not TLS
+/// at all (a `220` greeting, an HTTP error) mean the peer does not speak
+/// TLS there, which rustls calls `InvalidContentType`.
+fn tls_detail(e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::InvalidMessage(
+            rustls::InvalidMessage::InvalidContentType,
+        ) => "the server did not answer with TLS (a plaintext port?)".into(),
+        e => e.to_string(),
+    }
 }
