@@ -339,8 +339,10 @@ fn intervals(v: &Value) -> Result<Vec<Interval>, String> {
 
 /// An interval's `errors` object (only the classes that occurred; none
 /// in reports written before it existed).
-fn interval_errors(v: Option<&Value>) -> Result<[u64; 7], String> {
-    let mut errors = [0; 7];
+fn interval_errors(
+    v: Option<&Value>,
+) -> Result<[u64; crate::report::stats::ERROR_CLASSES], String> {
+    let mut errors = [0; crate::report::stats::ERROR_CLASSES];
     let Some(v) = v else {
         return Ok(errors);
     };
@@ -546,7 +548,7 @@ mod tests {
                 length: Duration::from_secs(1),
                 accepted: samples.len() as u64,
                 rejected: 1,
-                errors: [0, 0, 2, 0, 0, 0, 0],
+                errors: [0, 0, 2, 0, 0, 0, 0, 0],
                 histogram: encode_histogram(&interval),
             }],
             size_classes: vec![SizeClass {

@@ -258,7 +258,7 @@ mod tests {
             length: Duration::from_secs(1),
             accepted: i,
             rejected: 0,
-            errors: [0; 7],
+            errors: [0; crate::report::stats::ERROR_CLASSES],
             histogram: "HISTFAKE".into(),
         }
     }

@@ -107,7 +107,10 @@ pub fn connect_class(e: &std::io::Error) -> ErrorClass {
 }
 
 /// The report's names of the error classes, in `ErrorClass` order.
-pub const ERROR_KEYS: [&str; 8] = [
+/// How many error classes there are (`ERROR_KEYS`, `ErrorClass`).
+pub const ERROR_CLASSES: usize = 8;
+
+pub const ERROR_KEYS: [&str; ERROR_CLASSES] = [
     "refused",
     "reset",
     "timeout",
@@ -137,7 +140,7 @@ pub struct Counts {
     pub bytes_sent: u64,
     pub connections: u64,
     /// Counted by `ErrorClass` (see `ERROR_KEYS`).
-    pub errors: [u64; 8],
+    pub errors: [u64; ERROR_CLASSES],
     /// TLS handshakes: full and resumed.
     pub tls_full: u64,
     pub tls_resumed: u64,
@@ -293,7 +296,7 @@ struct Shard {
     /// Messages rejected and errors by class since the intervals
     /// reader's last interval.
     interval_rejected: u64,
-    interval_errors: [u64; 7],
+    interval_errors: [u64; ERROR_CLASSES],
 }
 
 /// One interval of the run (a second, the last one shorter): what
@@ -307,7 +310,7 @@ pub struct Interval {
     pub rejected: u64,
     /// Errors in it by class, in `ERROR_KEYS` order (absent from older
     /// reports: 0).
-    pub errors: [u64; 7],
+    pub errors: [u64; ERROR_CLASSES],
     /// Transaction latency, HdrHistogram's compressed base64 form (kept
     /// encoded: a whole histogram per second would cost far more).
     pub histogram: String,
@@ -319,7 +322,7 @@ pub struct Taken {
     pub accepted: u64,
     /// Only for `Reader::Intervals` (0 for the others).
     pub rejected: u64,
-    pub errors: [u64; 7],
+    pub errors: [u64; ERROR_CLASSES],
 }
 
 /// The run's measurements.
@@ -364,7 +367,7 @@ impl Stats {
                 intervals: [new_histogram(), new_histogram()],
                 interval_accepted: [0, 0],
                 interval_rejected: 0,
-                interval_errors: [0; 7],
+                interval_errors: [0; ERROR_CLASSES],
             })
         };
         Stats {
@@ -438,7 +441,7 @@ impl Stats {
             hist: new_histogram(),
             accepted: 0,
             rejected: 0,
-            errors: [0; 7],
+            errors: [0; ERROR_CLASSES],
         };
         let i = reader as usize;
         for shard in &self.shards {
@@ -679,9 +682,9 @@ mod tests {
         let _ = stats.take_interval(Reader::Progress);
         let t = stats.take_interval(Reader::Intervals);
         assert_eq!((t.accepted, t.rejected), (0, 1));
-        assert_eq!(t.errors, [0, 0, 2, 0, 0, 0, 1]);
+        assert_eq!(t.errors, [0, 0, 2, 0, 0, 0, 1, 0]);
         let again = stats.take_interval(Reader::Intervals);
-        assert_eq!((again.rejected, again.errors), (0, [0; 7]));
-        assert_eq!(stats.snapshot().0.errors, [0, 0, 2, 0, 0, 0, 1]);
+        assert_eq!((again.rejected, again.errors), (0, [0; ERROR_CLASSES]));
+        assert_eq!(stats.snapshot().0.errors, [0, 0, 2, 0, 0, 0, 1, 0]);
     }
 }

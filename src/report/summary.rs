@@ -666,7 +666,7 @@ mod tests {
             length: Duration::from_millis(1000 - i),
             accepted: i,
             rejected: i % 2,
-            errors: [0, i, 0, 0, 0, 0, 1],
+            errors: [0, i, 0, 0, 0, 0, 1, 0],
             histogram: encode_histogram(&new_histogram()),
         };
         for spooled in [0, 1, 3] {
