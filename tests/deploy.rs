@@ -245,7 +245,12 @@ fn kubernetes_job_command_runs_through_the_parser() {
         let k = index + 1;
         assert!(field("shard").starts_with(&format!("{k} of {shards} (")));
         assert_eq!(field("start"), "2026-12-05T10:00:00.000Z");
-        assert_eq!(field("report"), "json");
+        // The Job serves /metrics for Prometheus's scrape annotations,
+        // and lingers for the last scrape.
+        assert_eq!(
+            field("report"),
+            "json, metrics at 0.0.0.0:9464, linger 45s"
+        );
         assert_eq!(field("rate"), "500 messages/s (poisson)");
         let messages = field("messages");
         let share: u64 = messages.split(' ').next().unwrap().parse().unwrap();

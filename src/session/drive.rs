@@ -263,6 +263,20 @@ impl Session<'_> {
         link: &mut Link,
         cur: &mut Pending,
     ) -> Result<(), Error> {
+        self.hold_permits = true;
+        let out = self.write_sends_held(link, cur);
+        self.hold_permits = false;
+        self.held = None;
+        out
+    }
+
+    /// `write_sends`, each write's permit held until its commands (and
+    /// a look-ahead's behind them) are counted.
+    fn write_sends_held(
+        &mut self,
+        link: &mut Link,
+        cur: &mut Pending,
+    ) -> Result<(), Error> {
         self.wire.clear();
         // Where each command handed out ends in the write.
         let mut ends = Vec::new();
@@ -282,6 +296,8 @@ impl Session<'_> {
             if self.wire.len() >= FLUSH_AT && !content {
                 let out = self.flush_wire(link, stage.unwrap_or(Stage::Mail));
                 self.confirm(&mut cur.txn, &ends, 0);
+                // Counted: a halt may take its snapshot now.
+                self.held = None;
                 out?;
                 ends.clear();
                 self.wire.clear();

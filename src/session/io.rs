@@ -37,8 +37,11 @@ impl Session<'_> {
         stage: Stage,
     ) -> Result<(), Error> {
         self.wrote = 0;
+        // One permit at a time: a second read of the same lock while a
+        // halt waits for it would wait for ever.
+        self.held = None;
         let sh = self.sh;
-        let Some(_permit) = sh.write_permit(self.n) else {
+        let Some(permit) = sh.write_permit(self.n) else {
             return Err(Error::Halted);
         };
         self.last_write = Instant::now();
@@ -46,6 +49,9 @@ impl Session<'_> {
         let mut wrote = 0;
         let result = link.conn.write_all_by(bufs, deadline, &mut wrote);
         self.wrote = wrote;
+        if self.hold_permits {
+            self.held = Some(permit);
+        }
         self.written(link, wrote, result, stage)
     }
 

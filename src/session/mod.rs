@@ -109,6 +109,13 @@ pub struct Session<'a> {
     /// Bytes of the last `write` that left (a command counts as sent
     /// only once all of its bytes did).
     pub(crate) wrote: usize,
+    /// While the core's commands are written (`write_sends`): the last
+    /// write's permit, held until the core has been told what left and
+    /// the counts are in the report's ledgers, so that a halt cannot
+    /// take its snapshot between a write and its count.
+    pub(crate) held: Option<crate::work::WritePermit<'a>>,
+    /// `write` keeps its permit in `held` (see there).
+    pub(crate) hold_permits: bool,
     /// 3.9 numbering: the last recipient sent, for To:.
     last_rcpt: Vec<u8>,
     /// -N, 3.9 numbering: the first number of the transaction's
@@ -156,6 +163,8 @@ pub fn run(jobs: &Jobs, n: usize) -> Result<(), Error> {
         bdat_now: false,
         last_write: Instant::now(),
         wrote: 0,
+        held: None,
+        hold_permits: false,
         last_rcpt: Vec::new(),
         rcpt_base: 0,
         rcpt_block_taken: false,
