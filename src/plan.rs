@@ -46,9 +46,10 @@ pub enum ReportFormat {
 }
 
 /// Arrival process for --rate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Arrival {
     /// Evenly spaced starts.
+    #[default]
     Uniform,
     /// Exponentially distributed gaps (a Poisson process).
     Poisson,
@@ -98,6 +99,14 @@ pub struct Extensions {
     pub duration: Option<Duration>,
     /// --progress: a status line on stderr every second.
     pub progress: bool,
+    /// --threshold, in the order given.
+    pub thresholds: Vec<crate::threshold::Threshold>,
+    /// --stages (this shard's part of each rate).
+    pub stages: Option<Vec<(Duration, f64)>>,
+    /// --find-capacity.
+    pub capacity: Option<crate::capacity::CapacityPlan>,
+    /// --arrival (for --stages and --find-capacity too).
+    pub arrival: Arrival,
 }
 
 /// Secure transport and client identity (all None for an old command
@@ -235,8 +244,12 @@ pub fn build(args: &Args, env: Env) -> Result<Plan, Error> {
         subject: args.subject.clone(),
         myhostname: myhostname.clone(),
     });
-    let total = match (args.long.duration, args.messages_given) {
-        (Some(_), false) => UNLIMITED,
+    load_conflicts(args)?;
+    let timed = args.long.duration.is_some()
+        || args.long.stages.is_some()
+        || args.long.find_capacity;
+    let total = match (timed, args.messages_given) {
+        (true, false) => UNLIMITED,
         _ => u64::from(args.messages),
     };
     let shard = args.long.shard.unwrap_or(Shard::WHOLE);
@@ -335,10 +348,85 @@ fn numbering(args: &Args) -> Numbering {
     }
 }
 
+/// --stages and --find-capacity set the run's length themselves, and a
+/// search needs an SLO to search for.
+fn load_conflicts(args: &Args) -> Result<(), Error> {
+    let l = &args.long;
+    let capacity = l.find_capacity;
+    let pairs = [
+        (
+            l.stages.is_some() && l.duration.is_some(),
+            "--stages",
+            "--duration",
+        ),
+        (
+            capacity && l.stages.is_some(),
+            "--find-capacity",
+            "--stages",
+        ),
+        (
+            capacity && l.duration.is_some(),
+            "--find-capacity",
+            "--duration",
+        ),
+    ];
+    if let Some((_, a, b)) = pairs.iter().find(|p| p.0) {
+        return Err(Config::Conflict(Conflict::Options(a, b)).into());
+    }
+    let needs = [
+        (
+            capacity && l.thresholds.is_empty(),
+            "--find-capacity",
+            "--threshold",
+        ),
+        (!capacity && l.step.is_some(), "--step", "--find-capacity"),
+        (
+            !capacity && l.precision.is_some(),
+            "--precision",
+            "--find-capacity",
+        ),
+    ];
+    if let Some((_, a, b)) = needs.iter().find(|p| p.0) {
+        return Err(Config::Conflict(Conflict::Requires(a, b)).into());
+    }
+    Ok(())
+}
+
+/// How long a --stages or --find-capacity run may last.
+fn run_length(l: &longopts::LongArgs) -> Option<Duration> {
+    if let Some(stages) = &l.stages {
+        return Some(stages.iter().map(|(d, _)| *d).sum());
+    }
+    if let Some(c) = capacity(l, Shard::WHOLE) {
+        return Some(c.longest() + Duration::from_secs(1));
+    }
+    l.duration
+}
+
+fn capacity(
+    l: &longopts::LongArgs,
+    shard: Shard,
+) -> Option<crate::capacity::CapacityPlan> {
+    l.find_capacity.then(|| crate::capacity::CapacityPlan {
+        first: l.rate.unwrap_or(crate::capacity::FIRST_RATE)
+            / f64::from(shard.count),
+        step: l.step.unwrap_or(Duration::from_secs(10)),
+        precision: l.precision.unwrap_or(0.05),
+    })
+}
+
 /// A --rate is the whole run's: each shard keeps its part of it.
 fn extensions(args: &Args, shard: Shard) -> Extensions {
     let l = &args.long;
+    let part = f64::from(shard.count);
     Extensions {
+        thresholds: l.thresholds.clone(),
+        stages: l
+            .stages
+            .as_ref()
+            .map(|s| s.iter().map(|&(d, r)| (d, r / part)).collect()),
+        capacity: capacity(l, shard),
+        arrival: l.arrival,
         capabilities: extended(l),
         pipelining: l.pipelining,
         chunking: l.chunking,
@@ -347,12 +435,15 @@ fn extensions(args: &Args, shard: Shard) -> Extensions {
             || l.hlog.is_some()
             || l.rate.is_some()
             || l.duration.is_some()
-            || l.progress,
+            || l.progress
+            || !l.thresholds.is_empty()
+            || l.stages.is_some()
+            || l.find_capacity,
         report: l.report,
         report_file: l.report_file.clone(),
         hlog: l.hlog.clone(),
         rate: l.rate.map(|r| (r / f64::from(shard.count), l.arrival)),
-        duration: l.duration,
+        duration: run_length(l),
         progress: l.progress,
     }
 }

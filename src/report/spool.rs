@@ -26,13 +26,23 @@ pub fn interval_json(v: &Interval) -> String {
     let _ = write!(
         o,
         "{{\"start_unix\":{},\"seconds\":{:.6},\"accepted\":{},\
-\"histogram\":\"{}\"}}",
+\"rate\":{:.3},\"target_rate\":{},\"histogram\":\"{}\"}}",
         unix_text(v.start),
         v.length.as_secs_f64(),
         v.accepted,
+        achieved(v),
+        v.target.map_or("null".into(), |t| format!("{t:.3}")),
         v.histogram
     );
     o
+}
+
+/// Messages accepted per second over the interval.
+pub fn achieved(v: &Interval) -> f64 {
+    match v.length.as_secs_f64() {
+        s if s > 0.0 => v.accepted as f64 / s,
+        _ => 0.0,
+    }
 }
 
 /// Where the text goes.
@@ -249,6 +259,7 @@ mod tests {
             length: Duration::from_secs(1),
             accepted: i,
             histogram: "HISTFAKE".into(),
+            target: None,
         }
     }
 

@@ -10,12 +10,14 @@ use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
 
+use crate::capacity::Capacity;
 use crate::diag::censored;
 use crate::plan::Arrival;
 use crate::report::codec::encode_histogram;
 use crate::report::spool::{interval_json, Spooled};
 use crate::report::stats::{Counts, Interval, ERROR_KEYS, PHASES};
 use crate::scale::Shard;
+use crate::threshold::Verdict;
 
 /// The --rate schedule and how far behind it the run fell.
 #[derive(Debug, Clone)]
@@ -24,6 +26,8 @@ pub struct Schedule {
     pub arrival: Arrival,
     pub max_lag: Duration,
     pub final_lag: Duration,
+    /// --stages: (seconds, rate reached at the end), in order.
+    pub stages: Vec<(f64, f64)>,
 }
 
 /// Everything a report shows.
@@ -57,6 +61,10 @@ pub struct Summary {
     /// --size-mix: each class's size, messages and bytes sent, in the
     /// order given (empty without a mix).
     pub size_classes: Vec<SizeClass>,
+    /// --threshold results, in the order given.
+    pub thresholds: Vec<Verdict>,
+    /// --find-capacity: the steps and the answer.
+    pub capacity: Option<Capacity>,
 }
 
 /// A shard that a signal cut short, in a merged report.
@@ -83,6 +91,13 @@ fn ms(us: u64) -> f64 {
 }
 
 impl Summary {
+    /// Whether every threshold held and a capacity search found one:
+    /// otherwise the exit status is `threshold::EXIT_FAILED`.
+    pub fn thresholds_hold(&self) -> bool {
+        self.thresholds.iter().all(|v| v.ok)
+            && self.capacity.as_ref().is_none_or(|c| c.rate.is_some())
+    }
+
     pub fn rate(&self) -> f64 {
         let secs = self.elapsed.as_secs_f64();
         if secs > 0.0 {
@@ -169,14 +184,23 @@ impl Summary {
                 let _ = write!(
                     o,
                     "{{\"rate\":{},\"arrival\":\"{}\",\"max_lag_ms\":{:.3},\
-\"final_lag_ms\":{:.3}}}",
+\"final_lag_ms\":{:.3},\"stages\":[{}]}}",
                     s.rate,
                     arrival_name(s.arrival),
                     s.max_lag.as_secs_f64() * 1000.0,
-                    s.final_lag.as_secs_f64() * 1000.0
+                    s.final_lag.as_secs_f64() * 1000.0,
+                    s.stages
+                        .iter()
+                        .map(|(d, r)| format!(
+                            "{{\"seconds\":{d:.6},\"rate\":{r}}}"
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(",")
                 );
             }
         }
+        self.json_thresholds(&mut o);
+        self.json_capacity(&mut o);
         o.push_str(",\"size_classes\":[");
         for (i, c) in self.size_classes.iter().enumerate() {
             let sep = if i == 0 { "" } else { "," };
@@ -233,6 +257,119 @@ impl Summary {
             );
         }
         o.push_str("},\"intervals\":[");
+    }
+
+    /// `,"thresholds":[{"expr":..,"value":..,"unit":..,"ok":..},...]`.
+    fn json_thresholds(&self, o: &mut String) {
+        o.push_str(",\"thresholds\":[");
+        for (i, v) in self.thresholds.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(
+                o,
+                "{sep}{{\"expr\":{},\"value\":{},\"unit\":\"{}\",\"ok\":{}}}",
+                json_string(&v.expr),
+                json_number(v.value),
+                v.unit.suffix(),
+                v.ok
+            );
+        }
+        o.push(']');
+    }
+
+    /// `,"capacity":null` or the search's steps and answer.
+    fn json_capacity(&self, o: &mut String) {
+        let Some(c) = &self.capacity else {
+            o.push_str(",\"capacity\":null");
+            return;
+        };
+        let _ = write!(
+            o,
+            ",\"capacity\":{{\"rate\":{},\"step_seconds\":{:.3},\
+\"warmup_seconds\":{:.3},\"precision\":{},\"steps\":[",
+            json_number(c.rate),
+            c.step_seconds,
+            c.warmup_seconds,
+            c.precision
+        );
+        for (i, s) in c.steps.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(
+                o,
+                "{sep}{{\"target\":{:.3},\"achieved\":{:.3},\"p50_ms\":{},\
+\"p99_ms\":{},\"errors\":{},\"ok\":{}}}",
+                s.target,
+                s.achieved,
+                json_number(s.p50_ms),
+                json_number(s.p99_ms),
+                s.errors,
+                s.ok
+            );
+        }
+        o.push_str("]}");
+    }
+
+    /// The --threshold results, one line each (empty without any).
+    pub fn thresholds_text(&self) -> String {
+        let mut o = String::new();
+        if self.thresholds.is_empty() {
+            return o;
+        }
+        let _ = writeln!(o, "thresholds:");
+        for v in &self.thresholds {
+            let verdict = if v.ok { "ok  " } else { "FAIL" };
+            let _ = writeln!(
+                o,
+                "  {verdict}  {:<30} measured {}",
+                censored(&v.expr),
+                v.value_text()
+            );
+        }
+        o
+    }
+
+    /// The capacity search's table and answer line (empty without a
+    /// search).
+    pub fn capacity_text(&self) -> String {
+        let mut o = String::new();
+        let Some(c) = &self.capacity else {
+            return o;
+        };
+        let _ = writeln!(
+            o,
+            "capacity search: steps of {} s (the first {} s of each not \
+measured), precision {}%",
+            c.step_seconds,
+            c.warmup_seconds,
+            c.precision * 100.0
+        );
+        let _ = writeln!(
+            o,
+            "  {:>4} {:>10} {:>10} {:>9} {:>9} {:>7}  result",
+            "step", "target/s", "achieved/s", "p50 ms", "p99 ms", "errors"
+        );
+        let opt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.3}"));
+        for (i, s) in c.steps.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "  {:>4} {:>10.1} {:>10.1} {:>9} {:>9} {:>7}  {}",
+                i + 1,
+                s.target,
+                s.achieved,
+                opt(s.p50_ms),
+                opt(s.p99_ms),
+                s.errors,
+                if s.ok { "pass" } else { "FAIL" }
+            );
+        }
+        match c.rate {
+            Some(r) => {
+                let _ = writeln!(o, "capacity: {r:.1} messages/s");
+            }
+            None => {
+                let _ = writeln!(o, "capacity: none (the first step failed)");
+            }
+        }
+        o
     }
 
     /// `"tls":{...},`: handshakes, full and resumed, versions, ciphers.
@@ -351,6 +488,8 @@ connection, {} tls, {} auth, {} unreachable",
         self.text_codes(&mut o);
         self.text_sizes(&mut o);
         self.text_latency(&mut o);
+        o.push_str(&self.thresholds_text());
+        o.push_str(&self.capacity_text());
         o
     }
 
@@ -431,6 +570,14 @@ fn json_hist(h: &Histogram<u64>) -> String {
     }
     let _ = write!(o, ",\"max\":{:.3}}}", ms(h.max()));
     o
+}
+
+/// A number, or `null`.
+fn json_number(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v.is_finite() => format!("{v:.3}"),
+        _ => "null".into(),
+    }
 }
 
 fn arrival_name(a: Arrival) -> &'static str {
@@ -559,6 +706,8 @@ mod tests {
             shard: None,
             spooled: None,
             intervals: Vec::new(),
+            thresholds: Vec::new(),
+            capacity: None,
         }
     }
 
@@ -581,7 +730,8 @@ mod tests {
         assert!(j.contains("\"connect\":{\"count\":0}"));
         assert!(j.contains("\"messages_per_second\":1.500"));
         assert!(j.contains(
-            "\"schedule\":null,\"size_classes\":[],\"shard\":null,"
+            "\"schedule\":null,\"thresholds\":[],\"capacity\":null,\
+\"size_classes\":[],\"shard\":null,"
         ));
         assert!(j.contains(
             "\"start_unix\":0.000000,\"end_unix\":2.000000,\"histograms\":{\"connect\":\"HIST"
@@ -601,6 +751,7 @@ mod tests {
             length: Duration::from_millis(1000 - i),
             accepted: i,
             histogram: encode_histogram(&new_histogram()),
+            target: (i % 2 == 1).then_some(i as f64 * 10.5),
         };
         for spooled in [0, 1, 3] {
             for held in [0, 1] {
