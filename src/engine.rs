@@ -423,8 +423,15 @@ fn search(
         else {
             break;
         };
-        // What the step left queued would only slow the next one.
+        // What the step left queued or in flight would only slow the
+        // next one: it starts when they are gone.
         while drain.try_recv().is_ok() {}
+        if !settle(stats, plan.step) {
+            break;
+        }
+        let now = Instant::now();
+        let idle = now.saturating_duration_since(step_start + plan.step);
+        stats.extend_target(idle.as_secs_f64(), 0.0);
         let ok = step.ok;
         log.steps.push(step);
         log.rate = search.answer().or(ok.then_some(rate));
@@ -433,10 +440,26 @@ fn search(
         if search.record(ok).is_none() {
             break;
         }
-        step_start += plan.step;
+        step_start = now;
     }
     log.rate = search.answer();
     *stats.capacity.lock().unwrap_or_else(|e| e.into_inner()) = Some(log);
+}
+
+/// Waits (at most `limit`) until no message is in flight; false when
+/// the run was stopped meanwhile.
+fn settle(stats: &Stats, limit: Duration) -> bool {
+    let from = Instant::now();
+    while from.elapsed() < limit {
+        if stopped(None) {
+            return false;
+        }
+        if stats.snapshot_now().counts.unknown == 0 {
+            break;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    true
 }
 
 /// One capacity step at `rate` from `from`: None when the run was

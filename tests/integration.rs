@@ -15,6 +15,7 @@ mod protocol;
 mod report_tool;
 mod scale;
 mod secure;
+mod slo;
 mod support;
 mod survive;
 mod workloads;
