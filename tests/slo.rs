@@ -4,14 +4,13 @@
 //! per interval under --stages, and --find-capacity against the sink's
 //! capacity model (`--workers N --service MS`), whose knee is known.
 
-use std::thread;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::secure::Sink;
 use crate::support::fake_server::FakeServer;
-use crate::support::{ours, Outcome, RefusingPort};
+use crate::support::{ours, spawn, Outcome, RefusingPort};
 
 fn json(out: &Outcome) -> Value {
     serde_json::from_slice(&out.stdout)
@@ -184,7 +183,7 @@ fn an_abort_threshold_ends_the_run_early() {
     );
     let j = json(&out);
     assert_eq!(j["completed"], true, "stopped like --duration: {j}");
-    assert_eq!(verdicts(&j)[0].1, false);
+    assert!(!verdicts(&j)[0].1);
     assert!(j["thresholds"][0]["value"].as_f64().unwrap() >= 100.0);
 }
 
@@ -323,7 +322,7 @@ fn capacity_search_finds_the_sink_models_knee() {
     let knee = 2.0 * 1000.0 / 50.0;
     let runs: Vec<_> = (0..3)
         .map(|k| {
-            thread::spawn(move || {
+            spawn("capacity-search", move || {
                 search("capacity_search_finds_the_sink_models_knee", 2, 50)
                     .map(|(r, j)| (r, j, k))
             })
