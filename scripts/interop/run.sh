@@ -24,6 +24,12 @@
 # `run.sh --serve [SECONDS]` only starts the servers and keeps them up
 # (addresses in $INTEROP_DIR/servers.env), to try things by hand.
 #
+# Last, the capacity cases: Postfix reloaded with default_process_limit=4
+# ($INTEROP_CAPACITY_LIMIT), three --find-capacity searches (SLO: median
+# transaction under 250 ms, no errors), each must find a rate, and the
+# three must agree within 10%; the rates go to $INTEROP_DIR/capacity.txt.
+# `run.sh --capacity` runs only those (Postfix alone).
+#
 # Environment: SMTP_SOURCE (default target/release/smtp-source),
 # INTEROP_DIR (default target/interop), INTEROP_SKIP_INSTALL=1 (use what is
 # installed). Prints PASS/FAIL per case and `N passed, N failed` at the end;
@@ -1059,6 +1065,71 @@ serve() {
 	serve_pid=
 }
 
+# ---------------------------------------------------------------------------
+# Capacity: Postfix with few smtpd processes has a knee; three searches
+# must each find it and agree within 10%.
+
+# smtpd processes (and every other service's) during the capacity cases.
+CAPACITY_LIMIT=${INTEROP_CAPACITY_LIMIT:-4}
+
+# limit_postfix N: default_process_limit=N, applied by a reload.
+limit_postfix() {
+	postconf -c "$PF/conf" -e "default_process_limit=$1"
+	postfix -c "$PF/conf" reload >/dev/null 2>&1 ||
+		err "postfix reload failed"
+	sleep 1
+}
+
+# The capacity found by the client's JSON report ("" if none).
+capacity_rate() {
+	python3 -c 'import json, sys
+try:
+    r = json.load(open(sys.argv[1]))["capacity"]["rate"]
+    print("" if r is None else r)
+except Exception:
+    pass' "$CASE_DIR/report.json"
+}
+
+# agree RATE...: each within 10% of their mean.
+agree() {
+	python3 -c 'import sys
+r = [float(x) for x in sys.argv[1:]]
+m = sum(r) / len(r)
+sys.exit(0 if len(r) == 3 and all(abs(x / m - 1) <= 0.1 for x in r) else 1)' "$@"
+}
+
+capacity_cases() {
+	local smtp=127.0.0.1:$PF_SMTP k rate rates=()
+	say "== Postfix capacity (default_process_limit=$CAPACITY_LIMIT)"
+	limit_postfix "$CAPACITY_LIMIT"
+	for k in 1 2 3; do
+		begin "postfix-capacity-$k"
+		RUN_TIMEOUT=300 client -s 40 --find-capacity --step=4s --rate=25 \
+			--threshold='transaction.p50<250ms' --threshold='errors==0' \
+			-t "rcpt@$DOMAIN" "$smtp"
+		if [ "$RC" != 0 ]; then
+			err "exit status $RC, expected 0"
+		fi
+		rate=$(capacity_rate)
+		if [ -n "$rate" ]; then
+			rates+=("$rate")
+			say "     capacity $rate messages/s"
+			grep -E '^ +[0-9]+ ' "$CASE_DIR/stdout" | sed 's/^/       | /' ||
+				true
+		else
+			err "no capacity found"
+		fi
+		server_got postfix "$(report accepted)"
+		end
+	done
+	begin postfix-capacity-agree
+	say "postfix capacity, default_process_limit=$CAPACITY_LIMIT:" \
+		"${rates[*]} messages/s" | tee "$WORK/capacity.txt"
+	agree "${rates[@]}" || err "three searches disagree: ${rates[*]}"
+	end
+	limit_postfix 50
+}
+
 main() {
 	local start=$SECONDS
 	[ -x "$SMTP_SOURCE" ] || die "$SMTP_SOURCE not found (make build)"
@@ -1072,6 +1143,12 @@ main() {
 		LMTP_PORT AIO_PORT <<<"$(free_ports 8)"
 	make_certs
 	start_postfix
+	if [ "${1:-}" = --capacity ]; then
+		capacity_cases
+		say "$PASSED passed, $FAILED failed"
+		[ "$FAILED" -eq 0 ]
+		return
+	fi
 	start_dovecot
 	start_aiosmtpd
 	if [ "${1:-}" = --serve ]; then
@@ -1082,6 +1159,7 @@ main() {
 	postfix_cases
 	dovecot_cases
 	aiosmtpd_cases
+	capacity_cases
 	say ""
 	if [ "$FAILED" -gt 0 ]; then
 		say "failed: ${FAILED_NAMES[*]}"
