@@ -475,6 +475,7 @@ fn run_step(
 ) -> Option<crate::capacity::Step> {
     let stats = shared.stats.as_ref()?;
     let (warm_end, end) = (from + plan.warmup(), from + plan.step);
+    let run_end = shared.plan.ext.duration.map(|d| shared.started() + d);
     let arrival = shared.plan.ext.arrival;
     let mut schedule = Schedule::on(
         from,
@@ -490,7 +491,9 @@ fn run_step(
             warm = Some(stats.snapshot_now());
         }
         sleep_until(at, None).then_some(())?;
-        send(tx, dealer.deal(Some(at)), Some(end)).then_some(())?;
+        // Bounded by the run's end, not the step's: a dispatcher that
+        // woke late still sends what was due (and it counts as latency).
+        send(tx, dealer.deal(Some(at)), run_end).then_some(())?;
     }
     sleep_until(end, None).then_some(())?;
     let warm = warm.unwrap_or_else(|| stats.snapshot_now());

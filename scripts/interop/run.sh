@@ -25,9 +25,11 @@
 # (addresses in $INTEROP_DIR/servers.env), to try things by hand.
 #
 # Last, the capacity cases: Postfix reloaded with default_process_limit=4
-# ($INTEROP_CAPACITY_LIMIT), three --find-capacity searches (SLO: median
-# transaction under 250 ms, no errors), each must find a rate, and the
-# three must agree within 10%; the rates go to $INTEROP_DIR/capacity.txt.
+# ($INTEROP_CAPACITY_LIMIT) and each session holding its smtpd for a
+# second, three --find-capacity searches (SLO: median transaction under
+# 1.5 s, no errors), each must find a rate near the knee of 4 a second,
+# and the three must agree within 10%; the rates go to
+# $INTEROP_DIR/capacity.txt.
 # `run.sh --capacity` runs only those (Postfix alone).
 #
 # Environment: SMTP_SOURCE (default target/release/smtp-source),
@@ -1072,12 +1074,27 @@ serve() {
 # smtpd processes (and every other service's) during the capacity cases.
 CAPACITY_LIMIT=${INTEROP_CAPACITY_LIMIT:-4}
 
-# limit_postfix N: default_process_limit=N, applied by a reload.
+# Seconds each SMTP session holds its smtpd process during the capacity
+# cases (Postfix's `sleep` restriction): with N processes the knee is then
+# N / (this + a few ms) sessions a second, well below what the host's CPU
+# allows, so it is the process limit that the search finds.
+CAPACITY_HOLD=1
+
+# limit_postfix N [HOLD]: default_process_limit=N, each session held HOLD
+# seconds (none without), applied by a reload.
 limit_postfix() {
-	postconf -c "$PF/conf" -e "default_process_limit=$1"
+	local hold=${2:+sleep $2, }
+	postconf -c "$PF/conf" -e "default_process_limit=$1" \
+		"smtpd_client_restrictions=${hold}permit"
 	postfix -c "$PF/conf" reload >/dev/null 2>&1 ||
 		err "postfix reload failed"
 	sleep 1
+}
+
+# Is Postfix's queue empty? (A search overloads Postfix on purpose; the
+# next search starts when what it queued has been delivered.)
+pf_queue_empty() {
+	postqueue -c "$PF/conf" -p 2>/dev/null | grep -q 'Mail queue is empty'
 }
 
 # The capacity found by the client's JSON report ("" if none).
@@ -1101,11 +1118,13 @@ sys.exit(0 if len(r) == 3 and all(abs(x / m - 1) <= 0.1 for x in r) else 1)' "$@
 capacity_cases() {
 	local smtp=127.0.0.1:$PF_SMTP k rate rates=()
 	say "== Postfix capacity (default_process_limit=$CAPACITY_LIMIT)"
-	limit_postfix "$CAPACITY_LIMIT"
+	limit_postfix "$CAPACITY_LIMIT" "$CAPACITY_HOLD"
 	for k in 1 2 3; do
+		wait_for 120 "Postfix's queue to empty" pf_queue_empty ||
+			say "     (Postfix's queue is not empty)"
 		begin "postfix-capacity-$k"
-		RUN_TIMEOUT=300 client -s 40 --find-capacity --step=4s --rate=25 \
-			--threshold='transaction.p50<250ms' --threshold='errors==0' \
+		RUN_TIMEOUT=300 client -s 40 --find-capacity --step=8s --rate=1 \
+			--threshold='transaction.p50<1500ms' --threshold='errors==0' \
 			-t "rcpt@$DOMAIN" "$smtp"
 		if [ "$RC" != 0 ]; then
 			err "exit status $RC, expected 0"
@@ -1144,6 +1163,9 @@ main() {
 	make_certs
 	start_postfix
 	if [ "${1:-}" = --capacity ]; then
+		# Nothing but Postfix: the other servers' counters read empty.
+		mkdir -p "$DC/mail" "$AIO"
+		echo 0 >"$AIO/count"
 		capacity_cases
 		say "$PASSED passed, $FAILED failed"
 		[ "$FAILED" -eq 0 ]
