@@ -1342,6 +1342,8 @@ fn report_json_shape() {
             "errors",
             "latency_ms",
             "schedule",
+            "thresholds",
+            "capacity",
             "size_classes",
             // Added for smtp-report merge (still version 1).
             "shard",
@@ -1371,7 +1373,14 @@ fn report_json_shape() {
     assert_eq!(intervals.len(), 1, "a run shorter than a second");
     assert_eq!(
         intervals[0].keys(),
-        ["start_unix", "seconds", "accepted", "histogram"]
+        [
+            "start_unix",
+            "seconds",
+            "accepted",
+            "rate",
+            "target_rate",
+            "histogram"
+        ]
     );
     assert_eq!(intervals[0].int("accepted"), 1);
     assert_eq!(
