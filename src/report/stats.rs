@@ -373,7 +373,11 @@ impl Stats {
     }
 
     /// The mean target rate between two times of the run.
-    fn target_between(&self, a: SystemTime, b: SystemTime) -> Option<f64> {
+    pub(crate) fn target_between(
+        &self,
+        a: SystemTime,
+        b: SystemTime,
+    ) -> Option<f64> {
         let t = self.target.lock().unwrap_or_else(|e| e.into_inner());
         let secs = |x: SystemTime| {
             x.duration_since(self.started_wall)
