@@ -645,6 +645,31 @@ pub fn describe(plan: &Plan) -> String {
     line("chunking", yes(plan.ext.chunking).into());
     line("tls", tls_text(plan));
     line("report", report_text(plan));
+    // Only when given: the plan of an older command line stays as it was.
+    let ext = &plan.ext;
+    if let Some(stages) = &ext.stages {
+        let items: Vec<String> = stages
+            .iter()
+            .map(|(d, r)| format!("{} s to {r}/s", d.as_secs_f64()))
+            .collect();
+        line("stages", items.join(", "));
+    }
+    if !ext.thresholds.is_empty() {
+        let exprs: Vec<&str> =
+            ext.thresholds.iter().map(|t| t.expr.as_str()).collect();
+        line("thresholds", crate::diag::censored(&exprs.join(" ")));
+    }
+    if let Some(c) = &ext.capacity {
+        line(
+            "capacity",
+            format!(
+                "search from {}/s, steps of {} s, precision {}%",
+                c.first,
+                c.step.as_secs_f64(),
+                c.precision * 100.0
+            ),
+        );
+    }
     o
 }
 

@@ -378,3 +378,34 @@ fn a_capacity_search_that_fails_at_once_exits_99() {
         "{text}"
     );
 }
+
+/// --dry-run shows the stages, thresholds and search it would run.
+#[test]
+fn the_plan_shows_stages_thresholds_and_the_search() {
+    let out = ours()
+        .cmd()
+        .args(["--dry-run", "--rate=10", "--stages=5s:100,1m:100"])
+        .args(["--threshold=transaction.p99<1s", "127.0.0.1:25"])
+        .timeout(Duration::from_secs(10))
+        .run();
+    out.assert_status(0).assert_stderr("");
+    let text = out.stdout_text();
+    assert!(text.contains("\nduration:     65 s\n"), "{text}");
+    assert!(
+        text.ends_with(
+            "stages:       5 s to 100/s, 60 s to 100/s\n\
+             thresholds:   transaction.p99<1s\n"
+        ),
+        "{text}"
+    );
+    let out = ours()
+        .cmd()
+        .args(["--dry-run", "--find-capacity", "--threshold=rate>1"])
+        .args(["--step=4s", "--precision=2%", "127.0.0.1:25"])
+        .timeout(Duration::from_secs(10))
+        .run();
+    out.assert_status(0);
+    assert!(out.stdout_text().ends_with(
+        "capacity:     search from 10/s, steps of 4 s, precision 2%\n"
+    ));
+}
