@@ -460,6 +460,14 @@ final lag {:.3} ms",
                 s.max_lag.as_secs_f64() * 1000.0,
                 s.final_lag.as_secs_f64() * 1000.0
             );
+            if !s.stages.is_empty() {
+                let items: Vec<String> = s
+                    .stages
+                    .iter()
+                    .map(|(d, r)| format!("{d} s to {r}/s"))
+                    .collect();
+                let _ = writeln!(o, "stages:       {}", items.join(", "));
+            }
         }
         let handshakes = c.tls_full + c.tls_resumed;
         if handshakes > 0 {
@@ -810,6 +818,59 @@ mod tests {
             whole_micros(Duration::new(3, 999_999_999)),
             Duration::new(3, 999_999_000)
         );
+    }
+
+    #[test]
+    fn thresholds_capacity_and_stages_in_text() {
+        use crate::capacity::{Capacity, Step};
+        use crate::threshold::{Unit, Verdict};
+        let mut s = summary();
+        assert!(s.thresholds_hold());
+        s.schedule = Some(Schedule {
+            rate: 0.0,
+            arrival: Arrival::Uniform,
+            max_lag: Duration::ZERO,
+            final_lag: Duration::ZERO,
+            stages: vec![(30.0, 1000.0), (60.0, 1000.0)],
+        });
+        s.thresholds = vec![Verdict {
+            expr: "transaction.p99<250ms".into(),
+            value: Some(312.4),
+            unit: Unit::Ms,
+            ok: false,
+        }];
+        s.capacity = Some(Capacity {
+            rate: Some(387.5),
+            step_seconds: 2.0,
+            warmup_seconds: 0.4,
+            precision: 0.05,
+            steps: vec![Step {
+                target: 400.0,
+                achieved: 389.4,
+                p50_ms: Some(84.735),
+                p99_ms: None,
+                errors: 0,
+                ok: true,
+            }],
+        });
+        let t = s.text();
+        assert!(t.contains("\nstages:       30 s to 1000/s, 60 s to 1000/s\n"));
+        assert!(t.contains(
+            "thresholds:\n  FAIL  transaction.p99<250ms          measured \
+312.4ms\n"
+        ));
+        assert!(t.ends_with(
+            "     1      400.0      389.4    84.735         -       0  pass\n\
+capacity: 387.5 messages/s\n"
+        ), "{t}");
+        assert!(!s.thresholds_hold());
+        s.thresholds.clear();
+        assert!(s.thresholds_hold());
+        s.capacity.as_mut().unwrap().rate = None;
+        assert!(!s.thresholds_hold());
+        assert!(s
+            .text()
+            .ends_with("capacity: none (the first step failed)\n"));
     }
 
     #[test]
