@@ -409,3 +409,19 @@ fn the_plan_shows_stages_thresholds_and_the_search() {
         "capacity:     search from 10/s, steps of 4 s, precision 2%\n"
     ));
 }
+
+/// A fatal error stays exit status 1, whatever the thresholds say.
+#[test]
+fn a_fatal_error_stays_1_with_a_failed_threshold() {
+    let port = RefusingPort::new();
+    let out = ours()
+        .cmd()
+        .args(["--threshold=accepted>=1", "--report=json", &port.endpoint()])
+        .timeout(Duration::from_secs(10))
+        .run();
+    out.assert_status(1);
+    let err = out.stderr_text();
+    assert!(err.contains("fatal: connect: Connection refused"), "{err}");
+    let j = json(&out);
+    assert_eq!(verdicts(&j), [("accepted>=1".to_string(), false)]);
+}
