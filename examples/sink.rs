@@ -11,8 +11,15 @@
 //!             [--timeout S] [--tls] [--tls-wrapper] [--require-tls]
 //!             [--tls-name NAME]... [--ca-out FILE] [--auth USER:PASS]...
 //!             [--auth-file FILE]... [--auth-plaintext] [--require-auth]
-//!             [--xclient] [--proxy] [--peers]
+//!             [--xclient] [--proxy] [--peers] [--workers N --service MS]
 //! It prints `listening ADDR` on stdout as soon as it accepts.
+//!
+//! Capacity model (`--workers N --service MS`): each message, once its
+//! end-of-data has arrived, needs one of N workers, which holds it for MS
+//! milliseconds before the reply; a message that finds every worker busy
+//! waits in line for one (up to `--timeout`). The sink then takes at most
+//! N × 1000 / MS messages a second, and beyond that the line grows: a
+//! server whose knee is known exactly, for capacity searches.
 //!
 //! Every connection is bounded: a command line longer than 4 KiB or a
 //! message line longer than 64 KiB ends it, and so does a read or write
@@ -193,6 +200,8 @@ struct Config {
     xclient: bool,
     proxy: bool,
     peers: bool,
+    workers: u32,
+    service_ms: u64,
 }
 
 fn usage() -> ! {
@@ -203,7 +212,7 @@ fn usage() -> ! {
 [--tls-name NAME]...
             [--ca-out FILE] [--auth USER:PASS]... [--auth-file FILE]... \
 [--auth-plaintext]
-            [--require-auth] [--xclient] [--proxy] [--peers]"
+            [--require-auth] [--xclient] [--proxy] [--peers] [--workers N --service MS]"
     );
     std::process::exit(2);
 }
@@ -227,6 +236,8 @@ fn config() -> Config {
         xclient: false,
         proxy: false,
         peers: false,
+        workers: 0,
+        service_ms: 0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -251,6 +262,12 @@ fn config() -> Config {
             "--xclient" => c.xclient = true,
             "--proxy" => c.proxy = true,
             "--peers" => c.peers = true,
+            "--workers" => {
+                c.workers = value().parse().unwrap_or_else(|_| usage())
+            }
+            "--service" => {
+                c.service_ms = value().parse().unwrap_or_else(|_| usage())
+            }
             _ => usage(),
         }
     }
@@ -272,6 +289,41 @@ struct Server {
     proxy: bool,
     peers: bool,
     counts: Counts,
+    /// --workers/--service: the capacity model.
+    workers: Option<Workers>,
+}
+
+/// N workers, each holding a message for a fixed service time; the
+/// rest wait in line.
+struct Workers {
+    free: Mutex<u32>,
+    freed: std::sync::Condvar,
+    service: Duration,
+}
+
+impl Workers {
+    /// Serves one message: waits for a worker (at most `limit`), holds
+    /// it for the service time, lets it go. False if none came free.
+    fn serve(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            free = match self.freed.wait_timeout(free, left) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
+        }
+        *free -= 1;
+        drop(free);
+        std::thread::sleep(self.service);
+        *self.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.freed.notify_one();
+        true
+    }
 }
 
 fn server(c: &Config) -> Result<Server, String> {
@@ -298,6 +350,11 @@ fn server(c: &Config) -> Result<Server, String> {
         proxy: c.proxy,
         peers: c.peers,
         counts: Counts::default(),
+        workers: (c.workers > 0).then(|| Workers {
+            free: Mutex::new(c.workers),
+            freed: std::sync::Condvar::new(),
+            service: Duration::from_millis(c.service_ms),
+        }),
     })
 }
 
@@ -605,6 +662,12 @@ fn message<S: Socket>(
     let counts = &srv.counts;
     send(rd, b"354 End data with <CR><LF>.<CR><LF>\r\n")?;
     data(rd, line, counts)?;
+    if let Some(w) = &srv.workers {
+        if !w.serve(srv.timeout) {
+            s.in_mail = false;
+            return send(rd, b"451 4.3.2 No worker came free\r\n");
+        }
+    }
     counts.recipients.fetch_add(s.rcpts, Ordering::Relaxed);
     let n = if srv.lmtp { s.rcpts.max(1) } else { 1 };
     for _ in 0..n {

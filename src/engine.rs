@@ -13,12 +13,15 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{bounded, Receiver, SendTimeoutError, Sender};
 
+use crate::capacity::KEEP_UP;
 use crate::error::{Config, Error};
 use crate::plan::Plan;
 use crate::report::output;
 use crate::report::stats::{Reader, Stats};
+use crate::schedule::{Profile, Schedule};
 use crate::session;
 use crate::sys;
+use crate::threshold::{self, Watch};
 use crate::work::{Dealer, Job, Jobs, Shared};
 use crate::{diag, interrupt, report};
 
@@ -97,6 +100,8 @@ fn run_sessions(shared: &Shared) -> Result<(), Error> {
     let hlog = open_hlog(shared)?;
     let room = shared.plan.messages.clamp(1, JOB_ROOM as u64) as usize;
     let (tx, rx) = bounded::<Job>(room);
+    // --find-capacity empties the queue between steps.
+    let drain = shared.plan.ext.capacity.is_some().then(|| rx.clone());
     let mut dealer = Dealer::new(&shared.plan);
     let queued = prefill(shared, &mut dealer, &tx, room);
     let done = AtomicBool::new(false);
@@ -141,7 +146,7 @@ fn run_sessions(shared: &Shared) -> Result<(), Error> {
         if shared.plan.ext.progress {
             start_progress(scope, shared, &done)?;
         }
-        dispatch(shared, &mut dealer, &tx, queued);
+        dispatch(shared, &mut dealer, &tx, queued, drain.as_ref());
         drop(tx);
         watch(shared, &all_done);
         for handle in handles {
@@ -350,22 +355,38 @@ fn prefill(
     n
 }
 
-/// Hands out the jobs: all at once, on the --rate schedule, and until
-/// --duration ends or a SIGINT stops it.
+/// Hands out the jobs: all at once, on the --rate or --stages schedule,
+/// or step by step for --find-capacity; until --duration (or the last
+/// stage) ends, a threshold breaks, or a SIGINT stops it.
 fn dispatch(
     shared: &Shared,
     dealer: &mut Dealer,
     tx: &Sender<Job>,
     queued: u64,
+    drain: Option<&Receiver<Job>>,
 ) {
     let plan = &shared.plan;
     let start = shared.started();
     let end = plan.ext.duration.map(|d| start + d);
-    let mut schedule = plan.ext.rate.map(|(rate, arrival)| {
-        crate::schedule::Schedule::new(start, rate, arrival, plan.seed)
-    });
+    if let (Some(capacity), Some(drain)) = (&plan.ext.capacity, drain) {
+        search(shared, dealer, tx, capacity, drain);
+        shared.stopping.store(true, Ordering::SeqCst);
+        return;
+    }
+    let profile = profile(plan);
+    if let (Some(p), Some(stats)) = (&profile, &shared.stats) {
+        stats.set_target(p.clone());
+    }
+    let mut schedule = profile
+        .map(|p| Schedule::on(start, p, plan.ext.arrival, plan.seed, 0));
     for _ in queued..plan.messages {
-        let due = schedule.as_mut().map(|s| s.next_start());
+        let due = match schedule.as_mut() {
+            None => None,
+            Some(s) => match s.next_start() {
+                None => break,
+                due => due,
+            },
+        };
         if let Some(at) = due {
             // The lag is measured when a session starts the message
             // (`Stats::schedule_lag`), which includes this wait.
@@ -381,6 +402,190 @@ fn dispatch(
         shared.stopping.store(true, Ordering::SeqCst);
     }
 }
+
+/// The open-loop rate profile: --stages from --rate (or 0), or --rate.
+fn profile(plan: &crate::plan::Plan) -> Option<Profile> {
+    let ext = &plan.ext;
+    let rate = ext.rate.map(|r| r.0);
+    match &ext.stages {
+        Some(stages) => Some(Profile::stages(rate.unwrap_or(0.0), stages)),
+        None => rate.map(Profile::constant),
+    }
+}
+
+/// --find-capacity: runs steps at the rates the search asks for, each
+/// judged on its measured part, until the search is over.
+fn search(
+    shared: &Shared,
+    dealer: &mut Dealer,
+    tx: &Sender<Job>,
+    plan: &crate::capacity::CapacityPlan,
+    drain: &Receiver<Job>,
+) {
+    use crate::capacity::{Capacity, Search};
+    let Some(stats) = &shared.stats else { return };
+    let mut search = Search::new(plan);
+    let mut step_start = shared.started();
+    let mut log = Capacity {
+        rate: None,
+        step_seconds: plan.step.as_secs_f64(),
+        warmup_seconds: plan.warmup().as_secs_f64(),
+        precision: plan.precision,
+        steps: Vec::new(),
+    };
+    for n in 0.. {
+        let rate = search.rate();
+        stats.extend_target(plan.step.as_secs_f64(), rate);
+        let Some(step) =
+            run_step(shared, dealer, tx, plan, rate, step_start, n)
+        else {
+            break;
+        };
+        // What the step left queued or in flight would only slow the
+        // next one: it starts when they are gone.
+        while drain.try_recv().is_ok() {}
+        if !settle(stats, plan.step) {
+            break;
+        }
+        let now = Instant::now();
+        let idle = now.saturating_duration_since(step_start + plan.step);
+        stats.extend_target(idle.as_secs_f64(), 0.0);
+        let ok = step.ok;
+        log.steps.push(step);
+        log.rate = search.answer().or(ok.then_some(rate));
+        *stats.capacity.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(log.clone());
+        if search.record(ok).is_none() {
+            break;
+        }
+        step_start = now;
+    }
+    log.rate = search.answer();
+    *stats.capacity.lock().unwrap_or_else(|e| e.into_inner()) = Some(log);
+}
+
+/// Waits (at most `limit`) until no message is in flight; false when
+/// the run was stopped meanwhile.
+fn settle(stats: &Stats, limit: Duration) -> bool {
+    let from = Instant::now();
+    while from.elapsed() < limit {
+        if stopped(None) {
+            return false;
+        }
+        if stats.snapshot_now().counts.unknown == 0 {
+            break;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    true
+}
+
+/// One capacity step at `rate` from `from`: None when the run was
+/// stopped meanwhile.
+fn run_step(
+    shared: &Shared,
+    dealer: &mut Dealer,
+    tx: &Sender<Job>,
+    plan: &crate::capacity::CapacityPlan,
+    rate: f64,
+    from: Instant,
+    n: u64,
+) -> Option<crate::capacity::Step> {
+    let stats = shared.stats.as_ref()?;
+    let (warm_end, end) = (from + plan.warmup(), from + plan.step);
+    let run_end = shared.plan.ext.duration.map(|d| shared.started() + d);
+    let arrival = shared.plan.ext.arrival;
+    let mut schedule = Schedule::on(
+        from,
+        Profile::constant(rate),
+        arrival,
+        shared.plan.seed,
+        n,
+    );
+    let mut warm = None;
+    while let Some(at) = schedule.next_start().filter(|at| *at < end) {
+        if warm.is_none() && at >= warm_end {
+            sleep_until(warm_end, None).then_some(())?;
+            warm = Some(stats.snapshot_now());
+        }
+        sleep_until(at, None).then_some(())?;
+        // Bounded by the run's end, not the step's: a dispatcher that
+        // woke late still sends what was due (and it counts as latency).
+        send(tx, dealer.deal(Some(at)), run_end).then_some(())?;
+    }
+    sleep_until(end, None).then_some(())?;
+    let warm = warm.unwrap_or_else(|| stats.snapshot_now());
+    let window = stats.snapshot_now().since(&warm);
+    Some(judge_step(&shared.plan.ext.thresholds, &window, rate))
+}
+
+/// A step passes when every threshold holds on its measured part and
+/// the server kept up with its rate.
+fn judge_step(
+    all: &[threshold::Threshold],
+    window: &threshold::Snapshot,
+    rate: f64,
+) -> crate::capacity::Step {
+    let m = window.measured();
+    let held = threshold::judge_all(all, &m).iter().all(|v| v.ok);
+    let accepted = window.counts.accepted as f64;
+    let achieved = match m.seconds > 0.0 {
+        true => accepted / m.seconds,
+        false => 0.0,
+    };
+    // One message of slack: at a few messages a second, the window's
+    // edges alone cost one.
+    let kept_up = accepted + 1.0 >= KEEP_UP * rate * m.seconds;
+    let t = &window.latency[crate::report::stats::Phase::Transaction as usize];
+    let q = |q| (!t.is_empty()).then(|| t.value_at_quantile(q) as f64 / 1e3);
+    crate::capacity::Step {
+        target: rate,
+        achieved,
+        p50_ms: q(0.5),
+        p99_ms: q(0.99),
+        errors: window.counts.errors.iter().sum::<u64>()
+            + window.counts.failed,
+        ok: held && kept_up,
+    }
+}
+
+/// Thresholds with `,abort=WINDOW`, judged once an interval over their
+/// trailing window: the first breach stops the run.
+struct Breaches {
+    watch: Option<Watch>,
+}
+
+impl Breaches {
+    fn new(plan: &crate::plan::Plan) -> Self {
+        let all = &plan.ext.thresholds;
+        let watch = (plan.ext.capacity.is_none()
+            && all.iter().any(|t| t.abort.is_some()))
+        .then(|| Watch::new(all.to_vec()));
+        Breaches { watch }
+    }
+
+    fn check(&mut self, shared: &Shared, stats: &Stats) {
+        let Some(w) = &mut self.watch else { return };
+        let Some(breach) = w.push(stats.snapshot_now()) else {
+            return;
+        };
+        let mut text = b"threshold breached, stopping: ".to_vec();
+        text.extend_from_slice(breach.expr.as_bytes());
+        text.extend_from_slice(
+            format!(" (measured {})", breach.value_text()).as_bytes(),
+        );
+        let text = diag::censored(&String::from_utf8_lossy(&text));
+        diag::warn(text.as_bytes());
+        *stats.breach.lock().unwrap_or_else(|e| e.into_inner()) = Some(breach);
+        BREACHED.store(true, Ordering::SeqCst);
+        shared.stopping.store(true, Ordering::SeqCst);
+        self.watch = None;
+    }
+}
+
+/// Set when an abort threshold broke: dispatching stops, as at the end
+/// of --duration.
+static BREACHED: AtomicBool = AtomicBool::new(false);
 
 /// With everything queued, a SIGINT or the end of --duration must still
 /// stop the sessions from taking queued jobs: watch for it until the
@@ -409,9 +614,12 @@ fn catches_interrupt(plan: &Plan) -> bool {
     interrupt::catches(plan)
 }
 
-/// Whether dispatching must stop: --duration over, or SIGINT.
+/// Whether dispatching must stop: --duration over, a threshold broke,
+/// or SIGINT.
 fn stopped(end: Option<Instant>) -> bool {
-    sys::interrupted() || end.is_some_and(|e| Instant::now() >= e)
+    sys::interrupted()
+        || BREACHED.load(Ordering::SeqCst)
+        || end.is_some_and(|e| Instant::now() >= e)
 }
 
 /// Sleeps until `at`; false if the run was stopped meanwhile.
@@ -501,6 +709,7 @@ fn start_intervals<'s>(
         // Compressing a histogram needs far more stack than a session.
         .stack_size(HLOG_STACK_SIZE)
         .spawn_scoped(scope, move || {
+            let mut watch = Breaches::new(&shared.plan);
             let mut from = stats.started_wall;
             loop {
                 let last = wait_interval(done);
@@ -509,7 +718,8 @@ fn start_intervals<'s>(
                 let taken = stats.take_interval(Reader::Intervals);
                 let h = &taken.hist;
                 output::log_interval(&shared.plan, &mut log, h, from, length);
-                stats.push_interval(Stats::interval(from, now, &taken));
+                stats.push_interval(stats.interval(from, now, &taken));
+                watch.check(shared, stats);
                 from = now;
                 if last {
                     break;
@@ -534,11 +744,18 @@ fn start_progress<'s>(
         false => diag::StatusLines::Append,
     };
     let rate = shared.plan.ext.rate.map(|(rate, _)| rate);
+    // The open-loop target over the last second: a --stages ramp or a
+    // capacity step moves it; a constant --rate does not.
+    let target = move |elapsed: Duration| {
+        let to = stats.started_wall + elapsed;
+        let from = to - elapsed.min(Duration::from_secs(1));
+        stats.target_between(from, to).or(rate)
+    };
     thread::Builder::new()
         .name("progress".into())
         .stack_size(STACK_SIZE)
         .spawn_scoped(scope, move || {
-            crate::report::progress::run(stats, done, lines, &|_| rate)
+            crate::report::progress::run(stats, done, lines, &target)
         })
         .map_err(Error::Spawn)?;
     Ok(())

@@ -347,6 +347,8 @@ pub enum Conflict {
     OldModeAndEhloExtensions,
     /// --auth-user with --auth-file.
     AuthUserAndFile,
+    /// One of our options without another it needs.
+    Requires(&'static str, &'static str),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -513,6 +515,7 @@ impl Conflict {
                 "do not use -w and -R options at the same time".into()
             }
             Conflict::Options(a, b) => format!("{a} cannot be used with {b}"),
+            Conflict::Requires(a, b) => format!("{a} requires {b}"),
             Conflict::OldModeAndEhloExtensions => {
                 "-o sends no EHLO: it cannot be combined with --tls (without \
 --tls-wrapper), --auth or --xclient"

@@ -8,6 +8,7 @@
 //! `session` over a `net::Conn`. The protocol core (`reply`, `command`,
 //! `message`, `endpoint`, `hostname`) does no I/O.
 
+pub mod capacity;
 pub(crate) mod cli;
 pub(crate) mod command;
 pub mod diag;
@@ -32,6 +33,7 @@ pub(crate) mod schedule;
 pub(crate) mod session;
 #[allow(unsafe_code)]
 pub(crate) mod sys;
+pub mod threshold;
 pub(crate) mod tls;
 pub(crate) mod transport;
 pub(crate) mod txn;

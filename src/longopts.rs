@@ -19,6 +19,7 @@ use crate::esmtp::{self, EsmtpArgs};
 use crate::identity::{Cidr, ProxyVersion, Xclient};
 use crate::plan::{Arrival, AuthMech, ReportFormat};
 use crate::scale::{self, Shard};
+use crate::threshold::{self, Threshold};
 use crate::tls::{Level, TlsArgs};
 
 /// Recipient numbering scheme (the man page's EXTENSIONS, --numbering).
@@ -82,6 +83,15 @@ pub struct LongArgs {
     pub metrics_push: Option<Vec<u8>>,
     /// --dsn-*, --requiretls, --mail-param, --rcpt-param.
     pub esmtp: EsmtpArgs,
+    /// --threshold, in the order given.
+    pub thresholds: Vec<Threshold>,
+    /// --stages: (duration, rate reached at its end).
+    pub stages: Option<Vec<(Duration, f64)>>,
+    pub find_capacity: bool,
+    /// --step: a capacity step's length.
+    pub step: Option<Duration>,
+    /// --precision, a fraction.
+    pub precision: Option<f64>,
 }
 
 impl Default for LongArgs {
@@ -121,6 +131,11 @@ impl Default for LongArgs {
             metrics_linger: None,
             metrics_push: None,
             esmtp: EsmtpArgs::default(),
+            thresholds: Vec::new(),
+            stages: None,
+            find_capacity: false,
+            step: None,
+            precision: None,
         }
     }
 }
@@ -487,6 +502,74 @@ pub const LONG_OPTIONS: &[LongOpt] = &[
         }),
     },
     LongOpt {
+        name: "threshold", takes: Value, section: Ext,
+        usage: "--threshold=EXPR",
+        doc: &["an SLO such as transaction.p99<250ms (repeatable);",
+               "one that fails makes the exit status 99"],
+        action: Action::Set(|a, v| {
+            let v = val(v);
+            let t = threshold::parse(v).map_err(|why| {
+                Error::Config(Config::BadValue {
+                    option: "--threshold",
+                    value: v.to_vec(),
+                    why: Some(why),
+                })
+            })?;
+            if a.thresholds.len() >= MAX_THRESHOLDS {
+                return Err(bad("--threshold", v));
+            }
+            a.thresholds.push(t);
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "stages", takes: Value, section: Ext,
+        usage: "--stages=DUR:RATE[,...]",
+        doc: &["ramp the --rate linearly to each RATE over DUR"],
+        action: Action::Set(|a, v| {
+            let v = val(v);
+            a.stages = Some(stages(v).ok_or_else(|| bad("--stages", v))?);
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "find-capacity", takes: Nothing, section: Ext,
+        usage: "--find-capacity",
+        doc: &["search the highest rate at which every",
+               "--threshold holds"],
+        action: Action::Set(|a, _| {
+            a.find_capacity = true;
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "step", takes: Value, section: Ext,
+        usage: "--step=DURATION",
+        doc: &["each capacity step's length (default 10s)"],
+        action: Action::Set(|a, v| {
+            let v = val(v);
+            let secs = std::str::from_utf8(v)
+                .ok()
+                .and_then(threshold::duration_secs)
+                .filter(|s| (1.0..=3600.0).contains(s));
+            let secs = secs.ok_or_else(|| bad("--step", v))?;
+            a.step = Some(Duration::from_secs_f64(secs));
+            Ok(())
+        }),
+    },
+    LongOpt {
+        name: "precision", takes: Value, section: Ext,
+        usage: "--precision=PERCENT",
+        doc: &["capacity search precision (default 5%)"],
+        action: Action::Set(|a, v| {
+            let v = val(v);
+            let text = v.strip_suffix(b"%").unwrap_or(v);
+            let p = number(text).filter(|p| (0.1..=50.0).contains(p));
+            a.precision = Some(p.ok_or_else(|| bad("--precision", v))? / 100.0);
+            Ok(())
+        }),
+    },
+    LongOpt {
         name: "tls", takes: Optional, section: Sec,
         usage: "--tls[=may|encrypt|verify]",
         doc: &["STARTTLS at Postfix's security level (bare",
@@ -781,6 +864,27 @@ pub fn apply(
     Ok(Outcome::Continue)
 }
 
+/// --threshold options at most.
+const MAX_THRESHOLDS: usize = 64;
+
+/// --stages at most.
+const MAX_STAGES: usize = 1000;
+
+/// `DUR:RATE[,DUR:RATE...]`: durations as --step takes them (a bare
+/// number is seconds), rates from 0 to --rate's largest.
+fn stages(v: &[u8]) -> Option<Vec<(Duration, f64)>> {
+    let text = std::str::from_utf8(v).ok()?;
+    let mut out = Vec::new();
+    for item in text.split(',') {
+        let (d, r) = item.split_once(':')?;
+        let secs = threshold::duration_secs(d).filter(|s| *s > 0.0)?;
+        let rate = number(r.as_bytes()).filter(|r| (0.0..=1e7).contains(r))?;
+        out.push((Duration::from_secs_f64(secs), rate));
+    }
+    let total: f64 = out.iter().map(|(d, _)| d.as_secs_f64()).sum();
+    (out.len() <= MAX_STAGES && total < 1e9).then_some(out)
+}
+
 /// The largest payload of a size class: -l's (a C int).
 const MAX_CLASS_SIZE: u64 = i32::MAX as u64;
 
@@ -1029,6 +1133,39 @@ mod tests {
                 ));
             }
         }
+    }
+
+    #[test]
+    fn thresholds_stages_and_capacity() {
+        let a = parse(&["threshold=transaction.p99<250ms"]).unwrap();
+        assert_eq!(a.thresholds[0].expr, "transaction.p99<250ms");
+        assert_eq!(
+            fatal_text(&["threshold=transaction.p99<fast"]),
+            "bad --threshold value: transaction.p99<fast (bad value \
+'fast' (a time such as 250ms, 1s or 500us))"
+        );
+        let a = parse(&["stages=30s:100,1m:2000,10:0"]).unwrap();
+        assert_eq!(
+            a.stages.unwrap(),
+            [
+                (Duration::from_secs(30), 100.0),
+                (Duration::from_secs(60), 2000.0),
+                (Duration::from_secs(10), 0.0)
+            ]
+        );
+        for bad in ["", "30s", "30s:", "0s:5", "x:1", "1:-1", "1:1,"] {
+            assert_eq!(
+                fatal_text(&[&format!("stages={bad}")]),
+                format!("bad --stages value: {bad}")
+            );
+        }
+        assert!(parse(&["find-capacity"]).unwrap().find_capacity);
+        let a = parse(&["step=5s"]).unwrap();
+        assert_eq!(a.step, Some(Duration::from_secs(5)));
+        assert_eq!(fatal_text(&["step=0.5s"]), "bad --step value: 0.5s");
+        assert_eq!(parse(&["precision=2%"]).unwrap().precision, Some(0.02));
+        assert_eq!(parse(&["precision=10"]).unwrap().precision, Some(0.1));
+        assert_eq!(fatal_text(&["precision=0"]), "bad --precision value: 0");
     }
 
     #[test]

@@ -47,9 +47,10 @@ pub enum ReportFormat {
 }
 
 /// Arrival process for --rate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Arrival {
     /// Evenly spaced starts.
+    #[default]
     Uniform,
     /// Exponentially distributed gaps (a Poisson process).
     Poisson,
@@ -101,6 +102,14 @@ pub struct Extensions {
     pub progress: bool,
     /// --metrics-listen, --metrics-linger, --metrics-push.
     pub metrics: Option<crate::metrics::MetricsPlan>,
+    /// --threshold, in the order given.
+    pub thresholds: Vec<crate::threshold::Threshold>,
+    /// --stages (this shard's part of each rate).
+    pub stages: Option<Vec<(Duration, f64)>>,
+    /// --find-capacity.
+    pub capacity: Option<crate::capacity::CapacityPlan>,
+    /// --arrival (for --stages and --find-capacity too).
+    pub arrival: Arrival,
 }
 
 /// Secure transport and client identity (all None for an old command
@@ -243,8 +252,12 @@ pub fn build(args: &Args, env: Env) -> Result<Plan, Error> {
     });
     let esmtp = extended(&args.long)
         .then(|| esmtp_plan(args, &content, &sender, &recipient));
-    let total = match (args.long.duration, args.messages_given) {
-        (Some(_), false) => UNLIMITED,
+    load_conflicts(args)?;
+    let timed = args.long.duration.is_some()
+        || args.long.stages.is_some()
+        || args.long.find_capacity;
+    let total = match (timed, args.messages_given) {
+        (true, false) => UNLIMITED,
         _ => u64::from(args.messages),
     };
     let shard = args.long.shard.unwrap_or(Shard::WHOLE);
@@ -394,10 +407,85 @@ fn numbering(args: &Args) -> Numbering {
     }
 }
 
+/// --stages and --find-capacity set the run's length themselves, and a
+/// search needs an SLO to search for.
+fn load_conflicts(args: &Args) -> Result<(), Error> {
+    let l = &args.long;
+    let capacity = l.find_capacity;
+    let pairs = [
+        (
+            l.stages.is_some() && l.duration.is_some(),
+            "--stages",
+            "--duration",
+        ),
+        (
+            capacity && l.stages.is_some(),
+            "--find-capacity",
+            "--stages",
+        ),
+        (
+            capacity && l.duration.is_some(),
+            "--find-capacity",
+            "--duration",
+        ),
+    ];
+    if let Some((_, a, b)) = pairs.iter().find(|p| p.0) {
+        return Err(Config::Conflict(Conflict::Options(a, b)).into());
+    }
+    let needs = [
+        (
+            capacity && l.thresholds.is_empty(),
+            "--find-capacity",
+            "--threshold",
+        ),
+        (!capacity && l.step.is_some(), "--step", "--find-capacity"),
+        (
+            !capacity && l.precision.is_some(),
+            "--precision",
+            "--find-capacity",
+        ),
+    ];
+    if let Some((_, a, b)) = needs.iter().find(|p| p.0) {
+        return Err(Config::Conflict(Conflict::Requires(a, b)).into());
+    }
+    Ok(())
+}
+
+/// How long a --stages or --find-capacity run may last.
+fn run_length(l: &longopts::LongArgs) -> Option<Duration> {
+    if let Some(stages) = &l.stages {
+        return Some(stages.iter().map(|(d, _)| *d).sum());
+    }
+    if let Some(c) = capacity(l, Shard::WHOLE) {
+        return Some(c.longest() + Duration::from_secs(1));
+    }
+    l.duration
+}
+
+fn capacity(
+    l: &longopts::LongArgs,
+    shard: Shard,
+) -> Option<crate::capacity::CapacityPlan> {
+    l.find_capacity.then(|| crate::capacity::CapacityPlan {
+        first: l.rate.unwrap_or(crate::capacity::FIRST_RATE)
+            / f64::from(shard.count),
+        step: l.step.unwrap_or(Duration::from_secs(10)),
+        precision: l.precision.unwrap_or(0.05),
+    })
+}
+
 /// A --rate is the whole run's: each shard keeps its part of it.
 fn extensions(args: &Args, shard: Shard) -> Extensions {
     let l = &args.long;
+    let part = f64::from(shard.count);
     Extensions {
+        thresholds: l.thresholds.clone(),
+        stages: l
+            .stages
+            .as_ref()
+            .map(|s| s.iter().map(|&(d, r)| (d, r / part)).collect()),
+        capacity: capacity(l, shard),
+        arrival: l.arrival,
         capabilities: extended(l),
         pipelining: l.pipelining,
         chunking: l.chunking,
@@ -408,12 +496,15 @@ fn extensions(args: &Args, shard: Shard) -> Extensions {
             || l.duration.is_some()
             || l.progress
             || l.metrics_listen.is_some()
-            || l.metrics_push.is_some(),
+            || l.metrics_push.is_some()
+            || !l.thresholds.is_empty()
+            || l.stages.is_some()
+            || l.find_capacity,
         report: l.report,
         report_file: l.report_file.clone(),
         hlog: l.hlog.clone(),
         rate: l.rate.map(|r| (r / f64::from(shard.count), l.arrival)),
-        duration: l.duration,
+        duration: run_length(l),
         progress: l.progress,
         metrics: None,
     }
@@ -623,6 +714,31 @@ pub fn describe(plan: &Plan) -> String {
     line("chunking", yes(plan.ext.chunking).into());
     line("tls", tls_text(plan));
     line("report", report_text(plan));
+    // Only when given: the plan of an older command line stays as it was.
+    let ext = &plan.ext;
+    if let Some(stages) = &ext.stages {
+        let items: Vec<String> = stages
+            .iter()
+            .map(|(d, r)| format!("{} s to {r}/s", d.as_secs_f64()))
+            .collect();
+        line("stages", items.join(", "));
+    }
+    if !ext.thresholds.is_empty() {
+        let exprs: Vec<&str> =
+            ext.thresholds.iter().map(|t| t.expr.as_str()).collect();
+        line("thresholds", crate::diag::censored(&exprs.join(" ")));
+    }
+    if let Some(c) = &ext.capacity {
+        line(
+            "capacity",
+            format!(
+                "search from {}/s, steps of {} s, precision {}%",
+                c.first,
+                c.step.as_secs_f64(),
+                c.precision * 100.0
+            ),
+        );
+    }
     o
 }
 

@@ -245,6 +245,7 @@ impl Shared {
             "in flight at the end of a run: {counts:?}"
         );
         let (max_lag, final_lag) = stats.lags();
+        let thresholds = self.thresholds(&counts, &latency, stats);
         let spooled = stats.intervals();
         let mut intervals = Vec::new();
         if fatal.is_some() || self.halted() {
@@ -261,14 +262,13 @@ impl Shared {
             size_classes: self.size_classes(&counts),
             counts,
             latency,
-            schedule: self.plan.ext.rate.map(|(rate, arrival)| {
-                report::Schedule {
-                    rate,
-                    arrival,
-                    max_lag,
-                    final_lag,
-                }
-            }),
+            schedule: self.schedule(max_lag, final_lag),
+            thresholds,
+            capacity: stats
+                .capacity
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
             completed: fatal.is_none() && interrupted.is_none(),
             interrupted,
             interrupted_shards: Vec::new(),
@@ -279,6 +279,56 @@ impl Shared {
             intervals,
             run: report::run::current(),
         })
+    }
+
+    /// The open-loop schedule (--rate, --stages, --find-capacity), if any.
+    fn schedule(
+        &self,
+        max_lag: std::time::Duration,
+        final_lag: std::time::Duration,
+    ) -> Option<report::Schedule> {
+        let ext = &self.plan.ext;
+        let first = ext.capacity.map(|c| c.first);
+        let rate = ext.rate.map(|r| r.0).or(first);
+        if rate.is_none() && ext.stages.is_none() {
+            return None;
+        }
+        let stages = ext.stages.iter().flatten();
+        Some(report::Schedule {
+            rate: rate.unwrap_or(0.0),
+            arrival: ext.arrival,
+            max_lag,
+            final_lag,
+            stages: stages.map(|(d, r)| (d.as_secs_f64(), *r)).collect(),
+        })
+    }
+
+    /// The --threshold verdicts on the whole run (none for a capacity
+    /// search: its steps are judged one by one); one that ended the run
+    /// early shows its trailing window's value.
+    fn thresholds(
+        &self,
+        counts: &Counts,
+        latency: &[hdrhistogram::Histogram<u64>],
+        stats: &Stats,
+    ) -> Vec<crate::threshold::Verdict> {
+        let ext = &self.plan.ext;
+        if ext.capacity.is_some() {
+            return Vec::new();
+        }
+        let measured = crate::threshold::Measured {
+            counts,
+            latency,
+            seconds: stats.started.elapsed().as_secs_f64(),
+        };
+        let mut all = crate::threshold::judge_all(&ext.thresholds, &measured);
+        let breach = stats.breach.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = breach.as_ref() {
+            if let Some(v) = all.iter_mut().find(|v| v.expr == b.expr) {
+                *v = b.clone();
+            }
+        }
+        all
     }
 
     /// Every --size-mix class, in the order given, with what was sent.

@@ -1343,6 +1343,8 @@ fn report_json_shape() {
             "esmtp",
             "latency_ms",
             "schedule",
+            "thresholds",
+            "capacity",
             "size_classes",
             // Added for smtp-report merge (still version 1).
             "shard",
@@ -1380,6 +1382,8 @@ fn report_json_shape() {
             "accepted",
             "rejected",
             "errors",
+            "rate",
+            "target_rate",
             "histogram"
         ]
     );

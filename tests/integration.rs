@@ -17,6 +17,7 @@ mod protocol;
 mod report_tool;
 mod scale;
 mod secure;
+mod slo;
 mod support;
 mod survive;
 mod workloads;

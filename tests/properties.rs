@@ -296,3 +296,88 @@ fn dotstuff_edge_cases() {
         check_dotstuff(data);
     }
 }
+
+// ---- --threshold expressions (the twin of fuzz target `threshold`) ----
+
+#[test]
+fn threshold_parser_on_random_inputs() {
+    let mut rng = StdRng::seed_from_u64(0x5eed_0015);
+    for i in 0..30_000 {
+        let len = rng.gen_range(0..40);
+        let data = match rng.gen_range(0..3) {
+            0 => random_bytes(&mut rng, len),
+            _ => from_alphabet(&mut rng, len, THRESHOLD_ALPHABET),
+        };
+        let r = std::panic::catch_unwind(|| check_threshold(&data));
+        assert!(
+            r.is_ok(),
+            "input #{i}: {:?}",
+            String::from_utf8_lossy(&data)
+        );
+    }
+}
+
+/// Expressions made from the grammar parse, to the limit the model
+/// computes; one byte changed in them never panics.
+#[test]
+fn threshold_grammar_parses_to_the_model() {
+    use smtp_source::report::stats::PHASES;
+    use smtp_source::threshold::{self, Metric, Op};
+    let mut rng = StdRng::seed_from_u64(0x5eed_0016);
+    let ops = [
+        ("<", Op::Lt),
+        ("<=", Op::Le),
+        (">", Op::Gt),
+        (">=", Op::Ge),
+        ("==", Op::Eq),
+    ];
+    for _ in 0..600 {
+        let (op_text, op) = ops[rng.gen_range(0..ops.len())];
+        let n = rng.gen_range(0..5000);
+        let (text, limit) = match rng.gen_range(0..4) {
+            0 => {
+                let phase = PHASES[rng.gen_range(0..PHASES.len())].key();
+                let stat = ["p50", "p99", "p99.9", "mean", "max", "min"]
+                    [rng.gen_range(0..6)];
+                let (unit, ms) =
+                    [("us", 0.001), ("ms", 1.0), ("s", 1000.0), ("", 1.0)]
+                        [rng.gen_range(0..4)];
+                (
+                    format!("{phase}.{stat}{op_text}{n}{unit}"),
+                    f64::from(n) * ms,
+                )
+            }
+            1 => (format!("rate{op_text}{n}"), f64::from(n)),
+            2 => {
+                let m = [
+                    "errors",
+                    "rejected",
+                    "accepted",
+                    "failed",
+                    "errors.timeout",
+                ][rng.gen_range(0..5)];
+                (format!("{m}{op_text}{n}"), f64::from(n))
+            }
+            _ => {
+                let p = f64::from(n % 1001) / 10.0;
+                (format!("errors{op_text}{p}%"), p)
+            }
+        };
+        let t = threshold::parse(text.as_bytes())
+            .unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(t.op, op, "{text}");
+        assert!(
+            (t.limit - limit).abs() <= 1e-9 * limit.max(1.0),
+            "{text}: {t:?}"
+        );
+        if text.starts_with("rate") {
+            assert_eq!(t.metric, Metric::Rate);
+        }
+        check_threshold(text.as_bytes());
+        let mut bent = text.into_bytes();
+        let at = rng.gen_range(0..bent.len());
+        bent[at] =
+            THRESHOLD_ALPHABET[rng.gen_range(0..THRESHOLD_ALPHABET.len())];
+        check_threshold(&bent);
+    }
+}

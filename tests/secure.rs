@@ -1813,6 +1813,15 @@ impl Sink {
     /// Starts the sink with `args` (and bounds on its life); None, with
     /// a SKIP message naming `test`, when it was not built.
     pub(crate) fn start(test: &str, args: &[&str]) -> Option<Sink> {
+        Self::start_for(test, args, 10)
+    }
+
+    /// `start`, for a sink that lives `seconds`.
+    pub(crate) fn start_for(
+        test: &str,
+        args: &[&str],
+        seconds: u64,
+    ) -> Option<Sink> {
         let Some(path) = sink_path() else {
             skip(
                 test,
@@ -1823,7 +1832,7 @@ impl Sink {
         };
         let mut child = Command::new(path)
             .args(args)
-            .args(["--seconds", "10", "--timeout", "5"])
+            .args(["--seconds", &seconds.to_string(), "--timeout", "5"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -682,3 +682,24 @@ fn an_ignored_sigint_stays_ignored() {
     assert!(start.elapsed() >= Duration::from_millis(1900));
     assert_eq!(json(&out)["interrupted"], Value::Null);
 }
+
+/// A signal outranks a failed --threshold: exit 130, not 99, and the
+/// failed threshold is still named.
+#[test]
+fn a_signal_outranks_a_failed_threshold() {
+    let srv = FakeServer::tcp(slow_dot(20));
+    let mut run = start(
+        &srv,
+        &["-d", "--duration=30", "--threshold=accepted>=1000000"],
+    );
+    run.signal_at("INT", Duration::from_millis(700));
+    let end = run.wait();
+    drop(srv);
+    assert_eq!(end.code, Some(130), "{}", end.stderr);
+    assert!(
+        end.stderr
+            .contains("warning: threshold failed: accepted>=1000000"),
+        "{}",
+        end.stderr
+    );
+}

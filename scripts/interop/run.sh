@@ -26,6 +26,14 @@
 # `run.sh --serve [SECONDS]` only starts the servers and keeps them up
 # (addresses in $INTEROP_DIR/servers.env), to try things by hand.
 #
+# Last, the capacity cases: Postfix reloaded with default_process_limit=4
+# ($INTEROP_CAPACITY_LIMIT) and each session holding its smtpd for a
+# second, three --find-capacity searches (SLO: median transaction under
+# 1.5 s, no errors), each must find a rate near the knee of 4 a second,
+# and the three must agree within 10%; the rates go to
+# $INTEROP_DIR/capacity.txt.
+# `run.sh --capacity` runs only those (Postfix alone).
+#
 # Environment: SMTP_SOURCE (default target/release/smtp-source),
 # INTEROP_DIR (default target/interop), INTEROP_SKIP_INSTALL=1 (use what is
 # installed). Prints PASS/FAIL per case and `N passed, N failed` at the end;
@@ -1245,6 +1253,86 @@ print("ok", json.dumps(seen, ensure_ascii=False))
 PY
 		err "aiosmtpd's options: $(cat "$CASE_DIR/options.check")"
 	end
+# ---------------------------------------------------------------------------
+# Capacity: Postfix with few smtpd processes has a knee; three searches
+# must each find it and agree within 10%.
+
+# smtpd processes (and every other service's) during the capacity cases.
+CAPACITY_LIMIT=${INTEROP_CAPACITY_LIMIT:-4}
+
+# Seconds each SMTP session holds its smtpd process during the capacity
+# cases (Postfix's `sleep` restriction): with N processes the knee is then
+# N / (this + a few ms) sessions a second, well below what the host's CPU
+# allows, so it is the process limit that the search finds.
+CAPACITY_HOLD=1
+
+# limit_postfix N [HOLD]: default_process_limit=N, each session held HOLD
+# seconds (none without), applied by a reload.
+limit_postfix() {
+	local hold=${2:+sleep $2, }
+	postconf -c "$PF/conf" -e "default_process_limit=$1" \
+		"smtpd_client_restrictions=${hold}permit"
+	postfix -c "$PF/conf" reload >/dev/null 2>&1 ||
+		err "postfix reload failed"
+	sleep 1
+}
+
+# Is Postfix's queue empty? (A search overloads Postfix on purpose; the
+# next search starts when what it queued has been delivered.)
+pf_queue_empty() {
+	postqueue -c "$PF/conf" -p 2>/dev/null | grep -q 'Mail queue is empty'
+}
+
+# The capacity found by the client's JSON report ("" if none).
+capacity_rate() {
+	python3 -c 'import json, sys
+try:
+    r = json.load(open(sys.argv[1]))["capacity"]["rate"]
+    print("" if r is None else r)
+except Exception:
+    pass' "$CASE_DIR/report.json"
+}
+
+# agree RATE...: each within 10% of their mean.
+agree() {
+	python3 -c 'import sys
+r = [float(x) for x in sys.argv[1:]]
+m = sum(r) / len(r)
+sys.exit(0 if len(r) == 3 and all(abs(x / m - 1) <= 0.1 for x in r) else 1)' "$@"
+}
+
+capacity_cases() {
+	local smtp=127.0.0.1:$PF_SMTP k rate rates=()
+	say "== Postfix capacity (default_process_limit=$CAPACITY_LIMIT)"
+	limit_postfix "$CAPACITY_LIMIT" "$CAPACITY_HOLD"
+	for k in 1 2 3; do
+		wait_for 120 "Postfix's queue to empty" pf_queue_empty ||
+			say "     (Postfix's queue is not empty)"
+		begin "postfix-capacity-$k"
+		RUN_TIMEOUT=300 client -s 40 --find-capacity --step=8s --rate=1 \
+			--threshold='transaction.p50<1500ms' --threshold='errors==0' \
+			-t "rcpt@$DOMAIN" "$smtp"
+		if [ "$RC" != 0 ]; then
+			err "exit status $RC, expected 0"
+		fi
+		rate=$(capacity_rate)
+		if [ -n "$rate" ]; then
+			rates+=("$rate")
+			say "     capacity $rate messages/s"
+			grep -E '^ +[0-9]+ ' "$CASE_DIR/stdout" | sed 's/^/       | /' ||
+				true
+		else
+			err "no capacity found"
+		fi
+		server_got postfix "$(report accepted)"
+		end
+	done
+	begin postfix-capacity-agree
+	say "postfix capacity, default_process_limit=$CAPACITY_LIMIT:" \
+		"${rates[*]} messages/s" | tee "$WORK/capacity.txt"
+	agree "${rates[@]}" || err "three searches disagree: ${rates[*]}"
+	end
+	limit_postfix 50
 }
 
 main() {
@@ -1260,6 +1348,15 @@ main() {
 		LMTP_PORT AIO_PORT PF_SMALL PF_HOLD <<<"$(free_ports 10)"
 	make_certs
 	start_postfix
+	if [ "${1:-}" = --capacity ]; then
+		# Nothing but Postfix: the other servers' counters read empty.
+		mkdir -p "$DC/mail" "$AIO"
+		echo 0 >"$AIO/count"
+		capacity_cases
+		say "$PASSED passed, $FAILED failed"
+		[ "$FAILED" -eq 0 ]
+		return
+	fi
 	start_dovecot
 	start_aiosmtpd
 	if [ "${1:-}" = --serve ]; then
@@ -1273,6 +1370,7 @@ main() {
 	aiosmtpd_cases
 	aiosmtpd_esmtp_case
 	netns_postfix_case
+	capacity_cases
 	say ""
 	if [ "$FAILED" -gt 0 ]; then
 		say "failed: ${FAILED_NAMES[*]}"

@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 use hdrhistogram::Histogram;
 use serde_json::{Map, Value};
 
+use crate::capacity::{Capacity, Step};
 use crate::plan::Arrival;
 use crate::report::codec::new_histogram;
 use crate::report::run::RunInfo;
@@ -20,6 +21,7 @@ use crate::report::{
     decode_histogram, encode_histogram, Schedule, ShardCut, SizeClass, Summary,
 };
 use crate::scale::Shard;
+use crate::threshold::{Unit, Verdict};
 
 /// Reads one JSON report; Err says what is wrong with it.
 pub fn parse(text: &str) -> Result<Summary, String> {
@@ -64,6 +66,8 @@ smtp-report support?)"
             None => Vec::new(),
             Some(v) => size_classes(v)?,
         },
+        thresholds: thresholds(o)?,
+        capacity: capacity(o)?,
     })
 }
 
@@ -278,6 +282,93 @@ fn schedule(v: &Value) -> Result<Option<Schedule>, String> {
         arrival,
         max_lag: micros_of(field(o, "max_lag_ms")?, 1e3)?,
         final_lag: micros_of(field(o, "final_lag_ms")?, 1e3)?,
+        stages: match o.get("stages") {
+            None => Vec::new(),
+            Some(v) => stages(v)?,
+        },
+    }))
+}
+
+/// `"stages":[{"seconds":S,"rate":R},...]`.
+fn stages(v: &Value) -> Result<Vec<(f64, f64)>, String> {
+    let bad = || "bad stages".to_string();
+    let items = v.as_array().ok_or_else(bad)?;
+    items
+        .iter()
+        .map(|s| {
+            let s = s.as_object().ok_or_else(bad)?;
+            let n = |k| field(s, k)?.as_f64().ok_or_else(bad);
+            Ok((n("seconds")?, n("rate")?))
+        })
+        .collect()
+}
+
+/// A number or null.
+fn number_or_null(v: &Value) -> Result<Option<f64>, String> {
+    match v {
+        Value::Null => Ok(None),
+        v => v.as_f64().map(Some).ok_or_else(|| "bad number".into()),
+    }
+}
+
+/// `"thresholds":[{"expr":..,"value":..,"unit":..,"ok":..}]` (absent from
+/// reports written before thresholds were).
+fn thresholds(o: &Map<String, Value>) -> Result<Vec<Verdict>, String> {
+    let Some(v) = o.get("thresholds") else {
+        return Ok(Vec::new());
+    };
+    let bad = || "bad thresholds".to_string();
+    let items = v.as_array().ok_or_else(bad)?;
+    items
+        .iter()
+        .map(|t| {
+            let t = t.as_object().ok_or_else(bad)?;
+            let expr = field(t, "expr")?.as_str().ok_or_else(bad)?;
+            let unit = match field(t, "unit")?.as_str() {
+                Some("ms") => Unit::Ms,
+                Some("/s") => Unit::PerSecond,
+                Some("%") => Unit::Percent,
+                Some("") => Unit::Count,
+                _ => return Err(bad()),
+            };
+            Ok(Verdict {
+                expr: expr.to_string(),
+                value: number_or_null(field(t, "value")?)?,
+                unit,
+                ok: field(t, "ok")?.as_bool().ok_or_else(bad)?,
+            })
+        })
+        .collect()
+}
+
+/// `"capacity":null` or `{"rate":..,"steps":[..],..}`.
+fn capacity(o: &Map<String, Value>) -> Result<Option<Capacity>, String> {
+    let Some(c) = o.get("capacity").and_then(Value::as_object) else {
+        return Ok(None);
+    };
+    let bad = || "bad capacity".to_string();
+    let n = |o: &Map<String, Value>, k| field(o, k)?.as_f64().ok_or_else(bad);
+    let steps = field(c, "steps")?.as_array().ok_or_else(bad)?;
+    let steps = steps
+        .iter()
+        .map(|s| {
+            let s = s.as_object().ok_or_else(bad)?;
+            Ok(Step {
+                target: n(s, "target")?,
+                achieved: n(s, "achieved")?,
+                p50_ms: number_or_null(field(s, "p50_ms")?)?,
+                p99_ms: number_or_null(field(s, "p99_ms")?)?,
+                errors: uint(s, "errors")?,
+                ok: field(s, "ok")?.as_bool().ok_or_else(bad)?,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(Some(Capacity {
+        rate: number_or_null(field(c, "rate")?)?,
+        step_seconds: n(c, "step_seconds")?,
+        warmup_seconds: n(c, "warmup_seconds")?,
+        precision: n(c, "precision")?,
+        steps,
     }))
 }
 
@@ -332,6 +423,11 @@ fn intervals(v: &Value) -> Result<Vec<Interval>, String> {
                 },
                 errors: interval_errors(o.get("errors"))?,
                 histogram: histogram.to_string(),
+                // Absent from reports written before targets were.
+                target: match o.get("target_rate") {
+                    None | Some(Value::Null) => None,
+                    Some(v) => Some(v.as_f64().ok_or("bad target_rate")?),
+                },
             })
         })
         .collect()
@@ -431,6 +527,7 @@ fn merge_all<'a>(mut all: impl Iterator<Item = &'a Summary>) -> Summary {
     // Several shards make the whole run (or as much of it as there is);
     // one report merged alone stays what it was.
     if merged > 1 {
+        rejudge(&mut out);
         out.shard = None;
         cuts.sort_by_key(|c| c.shard);
         out.interrupted_shards = cuts;
@@ -464,8 +561,35 @@ fn add_schedules(
             arrival: a.arrival,
             max_lag: a.max_lag.max(b.max_lag),
             final_lag: a.final_lag.max(b.final_lag),
+            stages: add_stages(&a.stages, &b.stages),
         }),
         (a, b) => a.or_else(|| b.cloned()),
+    }
+}
+
+/// Shards run the same stages, each at its part of the rates.
+fn add_stages(a: &[(f64, f64)], b: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    if a.len() != b.len() {
+        return a.to_vec();
+    }
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x.0, ((x.1 + y.1) * 1e6).round() / 1e6))
+        .collect()
+}
+
+/// Judges the shards' thresholds again on the merged counts and
+/// histograms: exact, as the shards' own verdicts were.
+fn rejudge(out: &mut Summary) {
+    let measured = crate::threshold::Measured {
+        counts: &out.counts,
+        latency: &out.latency,
+        seconds: out.elapsed.as_secs_f64(),
+    };
+    for v in &mut out.thresholds {
+        if let Ok(t) = crate::threshold::parse(v.expr.as_bytes()) {
+            *v = t.judge(&measured);
+        }
     }
 }
 
@@ -492,6 +616,11 @@ fn merge_intervals(start: SystemTime, all: &[Interval]) -> Vec<Interval> {
                 for (a, b) in into.errors.iter_mut().zip(i.errors) {
                     *a += b;
                 }
+                // Each shard aims at its part of the run's rate.
+                into.target = match (into.target, i.target) {
+                    (Some(a), Some(b)) => Some(((a + b) * 1e3).round() / 1e3),
+                    (a, b) => a.or(b),
+                };
                 let _ = sum.add(&h);
             }
         }
@@ -550,6 +679,7 @@ mod tests {
                 rejected: 1,
                 errors: [0, 0, 2, 0, 0, 0, 0, 0],
                 histogram: encode_histogram(&interval),
+                target: Some(10.0),
             }],
             size_classes: vec![SizeClass {
                 size: 2048,
@@ -557,7 +687,50 @@ mod tests {
                 bytes: 2100 * samples.len() as u64,
             }],
             run: None,
+            thresholds: Vec::new(),
+            capacity: None,
         }
+    }
+
+    /// Thresholds and a capacity search come back from the JSON as they
+    /// were; a merge judges the thresholds again on the merged data.
+    #[test]
+    fn thresholds_and_capacity_read_back_and_rejudge() {
+        let verdict = |expr: &str, value, ok| Verdict {
+            expr: expr.into(),
+            value,
+            unit: Unit::Ms,
+            ok,
+        };
+        let mut a = report(Some((1, 2)), 100, &[1000, 2000]);
+        a.thresholds = vec![
+            verdict("transaction.max<5ms", Some(2.001), true),
+            verdict("connect.p99<1ms", None, false),
+        ];
+        a.capacity = Some(Capacity {
+            rate: Some(387.5),
+            step_seconds: 2.0,
+            warmup_seconds: 0.4,
+            precision: 0.05,
+            steps: vec![Step {
+                target: 400.0,
+                achieved: 389.4,
+                p50_ms: Some(84.735),
+                p99_ms: None,
+                errors: 3,
+                ok: false,
+            }],
+        });
+        let back = parse(a.json().trim_end()).unwrap();
+        assert_eq!(back.thresholds, a.thresholds);
+        assert_eq!(back.capacity, a.capacity);
+        let mut b = report(Some((2, 2)), 100, &[9000]);
+        b.thresholds = a.thresholds.clone();
+        let (m, _) = merge(&[("a".into(), a), ("b".into(), b)]).unwrap();
+        assert!(!m.thresholds[0].ok, "the merged max is 9 ms");
+        assert!((m.thresholds[0].value.unwrap() - 9.0).abs() < 0.01);
+        assert_eq!(m.thresholds[1].value, None);
+        assert_eq!(m.intervals[0].target, Some(20.0), "both shards' parts");
     }
 
     fn samples(seed: u64, n: usize) -> Vec<u64> {
@@ -658,6 +831,7 @@ mod tests {
             arrival: Arrival::Poisson,
             max_lag: Duration::from_micros(7_420),
             final_lag: Duration::from_micros(219),
+            stages: vec![(10.0, 50.0), (5.5, 100.0 / 3.0)],
         });
         r.counts
             .handshake("TLSv1.3", "TLS13_AES_256_GCM_SHA384", false);

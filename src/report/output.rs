@@ -237,6 +237,41 @@ pub(crate) fn end(mut failures: Vec<Vec<u8>>) {
     if let Some(signal) = sys::caught() {
         std::process::exit(128 + signal);
     }
+    if THRESHOLDS_FAILED.load(std::sync::atomic::Ordering::SeqCst) {
+        std::process::exit(crate::threshold::EXIT_FAILED);
+    }
+}
+
+/// Set when the report found a --threshold that failed, or a capacity
+/// search that found nothing.
+static THRESHOLDS_FAILED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Names each failed threshold on stderr (a CI log shows why without
+/// --report); a capacity search's table and answer go to stdout when no
+/// report holds them.
+fn tell_thresholds(plan: &Plan, summary: &Summary) -> Option<Vec<u8>> {
+    for v in summary.thresholds.iter().filter(|v| !v.ok) {
+        let text = format!(
+            "threshold failed: {} (measured {})",
+            v.expr,
+            v.value_text()
+        );
+        diag::warn(diag::censored(&text).as_bytes());
+    }
+    if !summary.thresholds_hold() {
+        THRESHOLDS_FAILED.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    if summary.capacity.is_none() || plan.ext.report.is_some() {
+        return None;
+    }
+    let text = summary.capacity_text();
+    to_stdout(text.as_bytes()).err().map(|e| {
+        let mut line =
+            b"cannot write the capacity table to standard output: ".to_vec();
+        line.extend_from_slice(crate::error::io_text(&e).as_bytes());
+        line
+    })
 }
 
 /// Set by whoever writes the reports first (the end of the run, a fatal
@@ -276,6 +311,7 @@ fn all_reports(shared: &Shared, fatal: Option<&Error>) -> Vec<Vec<u8>> {
             crate::metrics::freeze(shared, &summary);
             let mut failed = write_reports(&shared.plan, &summary);
             failed.extend(crate::metrics::push(shared, &summary).err());
+            failed.extend(tell_thresholds(&shared.plan, &summary));
             failed
         }
         None => Vec::new(),

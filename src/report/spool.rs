@@ -26,10 +26,12 @@ pub fn interval_json(v: &Interval) -> String {
     let _ = write!(
         o,
         "{{\"start_unix\":{},\"seconds\":{:.6},\"accepted\":{},\
-\"rejected\":{},\"errors\":{{",
+\"rate\":{:.3},\"target_rate\":{},\"rejected\":{},\"errors\":{{",
         unix_text(v.start),
         v.length.as_secs_f64(),
         v.accepted,
+        achieved(v),
+        v.target.map_or("null".into(), |t| format!("{t:.3}")),
         v.rejected,
     );
     // Only the classes that occurred: most seconds have none.
@@ -42,6 +44,15 @@ pub fn interval_json(v: &Interval) -> String {
     }
     let _ = write!(o, "}},\"histogram\":\"{}\"}}", v.histogram);
     o
+}
+
+/// Messages accepted per second over the interval.
+pub fn achieved(v: &Interval) -> f64 {
+    // Over whole microseconds: a report read back says the same.
+    match v.length.as_micros() as f64 / 1e6 {
+        s if s > 0.0 => v.accepted as f64 / s,
+        _ => 0.0,
+    }
 }
 
 /// Where the text goes.
@@ -260,6 +271,7 @@ mod tests {
             rejected: 0,
             errors: [0; crate::report::stats::ERROR_CLASSES],
             histogram: "HISTFAKE".into(),
+            target: None,
         }
     }
 

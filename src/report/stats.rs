@@ -16,7 +16,10 @@ use hdrhistogram::Histogram;
 
 use crate::report::codec::{new_histogram, MAX_MICROS};
 
+use crate::capacity::Capacity;
 use crate::report::spool::{IntervalSpool, Spooled};
+use crate::schedule::Profile;
+use crate::threshold::{Snapshot, Verdict};
 use crate::txn::{Fate, Tally};
 
 /// Latency phases, in report order.
@@ -314,6 +317,9 @@ pub struct Interval {
     /// Transaction latency, HdrHistogram's compressed base64 form (kept
     /// encoded: a whole histogram per second would cost far more).
     pub histogram: String,
+    /// The open-loop target over the interval, messages per second
+    /// (None without --rate, --stages or --find-capacity).
+    pub target: Option<f64>,
 }
 
 /// What `take_interval` hands over.
@@ -342,6 +348,13 @@ pub struct Stats {
     connected: AtomicI64,
     /// The intervals so far, oldest first, written out as they close.
     intervals: Arc<IntervalSpool>,
+    /// The arrival rate the run aims at, from its start (the intervals'
+    /// targets).
+    target: Mutex<Option<Profile>>,
+    /// The --threshold that ended the run early, judged on its window.
+    pub(crate) breach: Mutex<Option<Verdict>>,
+    /// --find-capacity: the steps so far and the answer.
+    pub(crate) capacity: Mutex<Option<Capacity>>,
 }
 
 /// Sessions share this many locks at most.
@@ -379,6 +392,48 @@ impl Stats {
             final_lag: Mutex::new((0, 0)),
             connected: AtomicI64::new(0),
             intervals: Arc::new(IntervalSpool::new()),
+            target: Mutex::new(None),
+            breach: Mutex::new(None),
+            capacity: Mutex::new(None),
+        }
+    }
+
+    /// Sets the target rate profile (from the start of the run).
+    pub(crate) fn set_target(&self, p: Profile) {
+        *self.target.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
+    }
+
+    /// Adds `secs` at `rate` to the target profile (a capacity step).
+    pub(crate) fn extend_target(&self, secs: f64, rate: f64) {
+        let mut t = self.target.lock().unwrap_or_else(|e| e.into_inner());
+        t.get_or_insert_with(|| Profile::stages(0.0, &[]))
+            .push(secs, rate, rate);
+    }
+
+    /// The mean target rate between two times of the run.
+    pub(crate) fn target_between(
+        &self,
+        a: SystemTime,
+        b: SystemTime,
+    ) -> Option<f64> {
+        let t = self.target.lock().unwrap_or_else(|e| e.into_inner());
+        let secs = |x: SystemTime| {
+            x.duration_since(self.started_wall)
+                .unwrap_or_default()
+                .as_secs_f64()
+        };
+        let rate = t.as_ref()?.mean_rate(secs(a), secs(b));
+        Some((rate * 1000.0).round() / 1000.0)
+    }
+
+    /// Everything so far, as a snapshot to take windows between.
+    pub(crate) fn snapshot_now(&self) -> Snapshot {
+        let at = self.started.elapsed().as_secs_f64();
+        let (counts, latency) = self.snapshot();
+        Snapshot {
+            at,
+            counts,
+            latency,
         }
     }
 
@@ -461,14 +516,21 @@ impl Stats {
     }
 
     /// The interval from `from` to `now` out of what was taken.
-    pub fn interval(from: SystemTime, now: SystemTime, t: &Taken) -> Interval {
+    pub fn interval(
+        &self,
+        from: SystemTime,
+        now: SystemTime,
+        t: &Taken,
+    ) -> Interval {
+        let length = now.duration_since(from).unwrap_or_default();
         Interval {
             start: from,
-            length: now.duration_since(from).unwrap_or_default(),
+            length,
             accepted: t.accepted,
             rejected: t.rejected,
             errors: t.errors,
             histogram: crate::report::encode_histogram(&t.hist),
+            target: self.target_between(from, from + length),
         }
     }
 
@@ -477,7 +539,7 @@ impl Stats {
     pub fn interval_since_last(&self) -> Interval {
         let from = self.intervals.end().unwrap_or(self.started_wall);
         let now = SystemTime::now();
-        Self::interval(from, now, &self.take_interval(Reader::Intervals))
+        self.interval(from, now, &self.take_interval(Reader::Intervals))
     }
 
     /// Keeps a finished interval for the report (written out: see

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
 
+use crate::capacity::Capacity;
 use crate::diag::censored;
 use crate::plan::Arrival;
 use crate::report::codec::encode_histogram;
@@ -17,6 +18,7 @@ use crate::report::run::RunInfo;
 use crate::report::spool::{interval_json, Spooled};
 use crate::report::stats::{Counts, Interval, ERROR_KEYS, PHASES};
 use crate::scale::Shard;
+use crate::threshold::Verdict;
 
 /// The --rate schedule and how far behind it the run fell.
 #[derive(Debug, Clone)]
@@ -25,6 +27,8 @@ pub struct Schedule {
     pub arrival: Arrival,
     pub max_lag: Duration,
     pub final_lag: Duration,
+    /// --stages: (seconds, rate reached at the end), in order.
+    pub stages: Vec<(f64, f64)>,
 }
 
 /// Everything a report shows.
@@ -60,6 +64,10 @@ pub struct Summary {
     pub size_classes: Vec<SizeClass>,
     /// What the run was (None in reports written before it existed).
     pub run: Option<RunInfo>,
+    /// --threshold results, in the order given.
+    pub thresholds: Vec<Verdict>,
+    /// --find-capacity: the steps and the answer.
+    pub capacity: Option<Capacity>,
 }
 
 /// A shard that a signal cut short, in a merged report.
@@ -86,6 +94,13 @@ fn ms(us: u64) -> f64 {
 }
 
 impl Summary {
+    /// Whether every threshold held and a capacity search found one:
+    /// otherwise the exit status is `threshold::EXIT_FAILED`.
+    pub fn thresholds_hold(&self) -> bool {
+        self.thresholds.iter().all(|v| v.ok)
+            && self.capacity.as_ref().is_none_or(|c| c.rate.is_some())
+    }
+
     pub fn rate(&self) -> f64 {
         let secs = self.elapsed.as_secs_f64();
         if secs > 0.0 {
@@ -178,14 +193,23 @@ impl Summary {
                 let _ = write!(
                     o,
                     "{{\"rate\":{},\"arrival\":\"{}\",\"max_lag_ms\":{:.3},\
-\"final_lag_ms\":{:.3}}}",
+\"final_lag_ms\":{:.3},\"stages\":[{}]}}",
                     s.rate,
                     arrival_name(s.arrival),
                     s.max_lag.as_secs_f64() * 1000.0,
-                    s.final_lag.as_secs_f64() * 1000.0
+                    s.final_lag.as_secs_f64() * 1000.0,
+                    s.stages
+                        .iter()
+                        .map(|(d, r)| format!(
+                            "{{\"seconds\":{d:.6},\"rate\":{r}}}"
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(",")
                 );
             }
         }
+        self.json_thresholds(&mut o);
+        self.json_capacity(&mut o);
         o.push_str(",\"size_classes\":[");
         for (i, c) in self.size_classes.iter().enumerate() {
             let sep = if i == 0 { "" } else { "," };
@@ -290,6 +314,119 @@ impl Summary {
         }
     }
 
+    /// `,"thresholds":[{"expr":..,"value":..,"unit":..,"ok":..},...]`.
+    fn json_thresholds(&self, o: &mut String) {
+        o.push_str(",\"thresholds\":[");
+        for (i, v) in self.thresholds.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(
+                o,
+                "{sep}{{\"expr\":{},\"value\":{},\"unit\":\"{}\",\"ok\":{}}}",
+                json_string(&v.expr),
+                json_number(v.value),
+                v.unit.suffix(),
+                v.ok
+            );
+        }
+        o.push(']');
+    }
+
+    /// `,"capacity":null` or the search's steps and answer.
+    fn json_capacity(&self, o: &mut String) {
+        let Some(c) = &self.capacity else {
+            o.push_str(",\"capacity\":null");
+            return;
+        };
+        let _ = write!(
+            o,
+            ",\"capacity\":{{\"rate\":{},\"step_seconds\":{:.3},\
+\"warmup_seconds\":{:.3},\"precision\":{},\"steps\":[",
+            json_number(c.rate),
+            c.step_seconds,
+            c.warmup_seconds,
+            c.precision
+        );
+        for (i, s) in c.steps.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(
+                o,
+                "{sep}{{\"target\":{:.3},\"achieved\":{:.3},\"p50_ms\":{},\
+\"p99_ms\":{},\"errors\":{},\"ok\":{}}}",
+                s.target,
+                s.achieved,
+                json_number(s.p50_ms),
+                json_number(s.p99_ms),
+                s.errors,
+                s.ok
+            );
+        }
+        o.push_str("]}");
+    }
+
+    /// The --threshold results, one line each (empty without any).
+    pub fn thresholds_text(&self) -> String {
+        let mut o = String::new();
+        if self.thresholds.is_empty() {
+            return o;
+        }
+        let _ = writeln!(o, "thresholds:");
+        for v in &self.thresholds {
+            let verdict = if v.ok { "ok  " } else { "FAIL" };
+            let _ = writeln!(
+                o,
+                "  {verdict}  {:<30} measured {}",
+                censored(&v.expr),
+                v.value_text()
+            );
+        }
+        o
+    }
+
+    /// The capacity search's table and answer line (empty without a
+    /// search).
+    pub fn capacity_text(&self) -> String {
+        let mut o = String::new();
+        let Some(c) = &self.capacity else {
+            return o;
+        };
+        let _ = writeln!(
+            o,
+            "capacity search: steps of {} s (the first {} s of each not \
+measured), precision {}%",
+            c.step_seconds,
+            c.warmup_seconds,
+            c.precision * 100.0
+        );
+        let _ = writeln!(
+            o,
+            "  {:>4} {:>10} {:>10} {:>9} {:>9} {:>7}  result",
+            "step", "target/s", "achieved/s", "p50 ms", "p99 ms", "errors"
+        );
+        let opt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.3}"));
+        for (i, s) in c.steps.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "  {:>4} {:>10.1} {:>10.1} {:>9} {:>9} {:>7}  {}",
+                i + 1,
+                s.target,
+                s.achieved,
+                opt(s.p50_ms),
+                opt(s.p99_ms),
+                s.errors,
+                if s.ok { "pass" } else { "FAIL" }
+            );
+        }
+        match c.rate {
+            Some(r) => {
+                let _ = writeln!(o, "capacity: {r:.1} messages/s");
+            }
+            None => {
+                let _ = writeln!(o, "capacity: none (the first step failed)");
+            }
+        }
+        o
+    }
+
     /// `"tls":{...},`: handshakes, full and resumed, versions, ciphers.
     fn json_tls(&self, o: &mut String) {
         let c = &self.counts;
@@ -378,6 +515,14 @@ final lag {:.3} ms",
                 s.max_lag.as_secs_f64() * 1000.0,
                 s.final_lag.as_secs_f64() * 1000.0
             );
+            if !s.stages.is_empty() {
+                let items: Vec<String> = s
+                    .stages
+                    .iter()
+                    .map(|(d, r)| format!("{d} s to {r}/s"))
+                    .collect();
+                let _ = writeln!(o, "stages:       {}", items.join(", "));
+            }
         }
         let handshakes = c.tls_full + c.tls_resumed;
         if handshakes > 0 {
@@ -415,6 +560,8 @@ connection, {} tls, {} auth, {} unreachable, {} smtputf8",
         self.text_codes(&mut o);
         self.text_sizes(&mut o);
         self.text_latency(&mut o);
+        o.push_str(&self.thresholds_text());
+        o.push_str(&self.capacity_text());
         o
     }
 
@@ -495,6 +642,14 @@ fn json_hist(h: &Histogram<u64>) -> String {
     }
     let _ = write!(o, ",\"max\":{:.3}}}", ms(h.max()));
     o
+}
+
+/// A number, or `null`.
+fn json_number(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v.is_finite() => format!("{v:.3}"),
+        _ => "null".into(),
+    }
 }
 
 fn arrival_name(a: Arrival) -> &'static str {
@@ -624,6 +779,8 @@ mod tests {
             spooled: None,
             intervals: Vec::new(),
             run: None,
+            thresholds: Vec::new(),
+            capacity: None,
         }
     }
 
@@ -646,7 +803,8 @@ mod tests {
         assert!(j.contains("\"connect\":{\"count\":0}"));
         assert!(j.contains("\"messages_per_second\":1.500"));
         assert!(j.contains(
-            "\"schedule\":null,\"size_classes\":[],\"shard\":null,"
+            "\"schedule\":null,\"thresholds\":[],\"capacity\":null,\
+\"size_classes\":[],\"shard\":null,"
         ));
         assert!(j.contains(
             "\"start_unix\":0.000000,\"end_unix\":2.000000,\"histograms\":{\"connect\":\"HIST"
@@ -668,6 +826,7 @@ mod tests {
             rejected: i % 2,
             errors: [0, i, 0, 0, 0, 0, 1, 0],
             histogram: encode_histogram(&new_histogram()),
+            target: (i % 2 == 1).then_some(i as f64 * 10.5),
         };
         for spooled in [0, 1, 3] {
             for held in [0, 1] {
@@ -750,6 +909,59 @@ mod tests {
             whole_micros(Duration::new(3, 999_999_999)),
             Duration::new(3, 999_999_000)
         );
+    }
+
+    #[test]
+    fn thresholds_capacity_and_stages_in_text() {
+        use crate::capacity::{Capacity, Step};
+        use crate::threshold::{Unit, Verdict};
+        let mut s = summary();
+        assert!(s.thresholds_hold());
+        s.schedule = Some(Schedule {
+            rate: 0.0,
+            arrival: Arrival::Uniform,
+            max_lag: Duration::ZERO,
+            final_lag: Duration::ZERO,
+            stages: vec![(30.0, 1000.0), (60.0, 1000.0)],
+        });
+        s.thresholds = vec![Verdict {
+            expr: "transaction.p99<250ms".into(),
+            value: Some(312.4),
+            unit: Unit::Ms,
+            ok: false,
+        }];
+        s.capacity = Some(Capacity {
+            rate: Some(387.5),
+            step_seconds: 2.0,
+            warmup_seconds: 0.4,
+            precision: 0.05,
+            steps: vec![Step {
+                target: 400.0,
+                achieved: 389.4,
+                p50_ms: Some(84.735),
+                p99_ms: None,
+                errors: 0,
+                ok: true,
+            }],
+        });
+        let t = s.text();
+        assert!(t.contains("\nstages:       30 s to 1000/s, 60 s to 1000/s\n"));
+        assert!(t.contains(
+            "thresholds:\n  FAIL  transaction.p99<250ms          measured \
+312.4ms\n"
+        ));
+        assert!(t.ends_with(
+            "     1      400.0      389.4    84.735         -       0  pass\n\
+capacity: 387.5 messages/s\n"
+        ), "{t}");
+        assert!(!s.thresholds_hold());
+        s.thresholds.clear();
+        assert!(s.thresholds_hold());
+        s.capacity.as_mut().unwrap().rate = None;
+        assert!(!s.thresholds_hold());
+        assert!(s
+            .text()
+            .ends_with("capacity: none (the first step failed)\n"));
     }
 
     #[test]

@@ -293,3 +293,70 @@ pub fn check_dotstuff(data: &[u8]) {
     assert!(!out.starts_with(b".\r\n"));
     assert!(!out.windows(5).any(|w| w == b"\r\n.\r\n"), "early end");
 }
+
+// ---- --threshold expressions ----
+
+/// The threshold alphabet of the fuzz target and the property test.
+pub const THRESHOLD_ALPHABET: &[u8] =
+    b"transction.pmeaxirolu_0123456789<>=!%,ms ";
+
+/// Fuzz input for the threshold parser: bit 0 of byte 0 maps the rest
+/// onto `THRESHOLD_ALPHABET`.
+pub fn threshold_input(raw: &[u8]) -> Vec<u8> {
+    let mode = raw.first().copied().unwrap_or(0);
+    let mut data = raw.get(1..).unwrap_or(&[]).to_vec();
+    if mode & 1 == 1 {
+        for b in &mut data {
+            *b =
+                THRESHOLD_ALPHABET[usize::from(*b) % THRESHOLD_ALPHABET.len()];
+        }
+    }
+    data
+}
+
+/// Any input: no panic; an error says something; an accepted
+/// expression keeps its text, parses again to the same threshold, has a
+/// finite limit, and judges consistently with its comparison.
+pub fn check_threshold(raw: &[u8]) {
+    use smtp_source::threshold::{self, Measured, Op};
+    let t = match threshold::parse(raw) {
+        Ok(t) => t,
+        Err(msg) => {
+            assert!(!msg.is_empty(), "empty error for {raw:?}");
+            return;
+        }
+    };
+    assert_eq!(t.expr.as_bytes(), raw);
+    assert_eq!(threshold::parse(t.expr.as_bytes()), Ok(t.clone()));
+    assert!(t.limit.is_finite() && t.limit >= 0.0, "{t:?}");
+    let counts = smtp_source::report::stats::Counts {
+        attempted: 10,
+        accepted: 7,
+        rejected: 2,
+        failed: 1,
+        errors: [1, 0, 2, 0, 0, 0, 0, 0],
+        ..Default::default()
+    };
+    let mut latency: Vec<_> = smtp_source::report::stats::PHASES
+        .iter()
+        .map(|_| smtp_source::report::codec::new_histogram())
+        .collect();
+    for (i, h) in latency.iter_mut().enumerate() {
+        h.record(1000 * (i as u64 + 1)).unwrap();
+    }
+    let m = Measured {
+        counts: &counts,
+        latency: &latency,
+        seconds: 2.0,
+    };
+    let v = t.judge(&m);
+    let value = v.value.expect("every metric has samples here");
+    let holds = match t.op {
+        Op::Lt => value < t.limit,
+        Op::Le => value <= t.limit,
+        Op::Gt => value > t.limit,
+        Op::Ge => value >= t.limit,
+        Op::Eq => value == t.limit,
+    };
+    assert_eq!(v.ok, holds, "{t:?} {v:?}");
+}
