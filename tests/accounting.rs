@@ -133,7 +133,10 @@ fn pipelined_look_ahead_cut_by_421_is_failed() {
 fn fatal_error_report_matches_server() {
     let r = Responder::new().rule(Rule {
         verb: Verb::Mail,
-        conn: Some(0),
+        // Every connection at its 6th MAIL: the first to get there ends
+        // the run (a fixed connection may get fewer than 6 of the 500
+        // when the others are quicker).
+        conn: None,
         nth: Some(5),
         steps: vec![Step::Reset],
     });

@@ -1380,10 +1380,10 @@ fn report_json_shape() {
             "start_unix",
             "seconds",
             "accepted",
-            "rejected",
-            "errors",
             "rate",
             "target_rate",
+            "rejected",
+            "errors",
             "histogram"
         ]
     );

@@ -271,8 +271,8 @@ fn html_draws_thresholds_stages_and_capacity() {
     timed_run(&file, 1, false);
     let mut v = json(&file);
     v["thresholds"] = serde_json::json!([
-        {"expr": "transaction.p99<250ms", "value": 4.2, "ok": true},
-        {"expr": "errors<0.1%", "value": 2.5, "ok": false}
+        {"expr": "transaction.p99<250ms", "value": 4.2, "unit": "ms", "ok": true},
+        {"expr": "errors<0.1%", "value": 2.5, "unit": "%", "ok": false}
     ]);
     let n = v["intervals"].as_array().unwrap().len();
     assert!(n >= 2, "{n} intervals");
@@ -296,12 +296,15 @@ fn html_draws_thresholds_stages_and_capacity() {
     .iter()
     .map(|&(t, a, p50, p99, ok)| {
         serde_json::json!({
-            "target_rate": t, "achieved_rate": a, "p50_ms": p50,
+            "target": t, "achieved": a, "p50_ms": p50,
             "p99_ms": p99, "errors": 0, "ok": ok
         })
     })
     .collect();
-    v["capacity"] = serde_json::json!({"rate": 600, "steps": steps});
+    v["capacity"] = serde_json::json!({
+        "rate": 600, "step_seconds": 10.0, "warmup_seconds": 2.0,
+        "precision": 0.05, "steps": steps
+    });
     std::fs::write(&file, v.to_string()).unwrap();
     let (html, page) = render_page(dir.path(), "extras", &[&file]);
     for label in [

@@ -48,8 +48,9 @@ pub fn interval_json(v: &Interval) -> String {
 
 /// Messages accepted per second over the interval.
 pub fn achieved(v: &Interval) -> f64 {
-    // Over whole microseconds: a report read back says the same.
-    match v.length.as_micros() as f64 / 1e6 {
+    // Over the length as the report prints it ("seconds", rounded to
+    // whole microseconds): a report read back says the same.
+    match (v.length.as_secs_f64() * 1e6).round() / 1e6 {
         s if s > 0.0 => v.accepted as f64 / s,
         _ => 0.0,
     }
