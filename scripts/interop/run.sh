@@ -1253,6 +1253,8 @@ print("ok", json.dumps(seen, ensure_ascii=False))
 PY
 		err "aiosmtpd's options: $(cat "$CASE_DIR/options.check")"
 	end
+}
+
 # ---------------------------------------------------------------------------
 # Capacity: Postfix with few smtpd processes has a knee; three searches
 # must each find it and agree within 10%.
