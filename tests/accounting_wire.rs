@@ -171,64 +171,11 @@ fn run_with_signals(
     signal: &str,
     at: &[Duration],
 ) -> Outcome {
-    use std::io::Read;
-    use std::os::unix::process::{CommandExt, ExitStatusExt};
-    use std::process::{Command, Stdio};
-    let mut c = Command::new(&cmd.program.path);
-    c.args(&cmd.args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .arg0(crate::support::ARGV0);
-    for (k, v) in &cmd.env {
-        c.env(k, v);
+    let mut run = cmd.start();
+    for &t in at {
+        run.signal_at(signal, t);
     }
-    let start = Instant::now();
-    let mut child = c.spawn().expect("spawn ours");
-    let mut so = child.stdout.take().expect("stdout");
-    let mut se = child.stderr.take().expect("stderr");
-    let out_t = spawn("sig-stdout", move || {
-        let mut v = Vec::new();
-        let _ = so.read_to_end(&mut v);
-        v
-    });
-    let err_t = spawn("sig-stderr", move || {
-        let mut v = Vec::new();
-        let _ = se.read_to_end(&mut v);
-        v
-    });
-    let pid = child.id().to_string();
-    for t in at {
-        std::thread::sleep(t.saturating_sub(start.elapsed()));
-        if child.try_wait().ok().flatten().is_some() {
-            break;
-        }
-        let _ = Command::new("kill")
-            .args([&format!("-{signal}"), &pid])
-            .status();
-    }
-    let mut timed_out = false;
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            break st;
-        }
-        if start.elapsed() >= cmd.limit {
-            timed_out = true;
-            let _ = child.kill();
-            break child.wait().expect("wait killed");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Outcome {
-        label: "ours",
-        command: cmd.describe(),
-        status: status.code(),
-        signal: status.signal(),
-        stdout: out_t.join().unwrap_or_default(),
-        stderr: err_t.join().unwrap_or_default(),
-        elapsed: start.elapsed(),
-        timed_out,
-    }
+    run.finish()
 }
 
 fn strings(args: &[&str]) -> Vec<String> {

@@ -8,14 +8,12 @@
 //! benchmark.
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::fake_server::{
     mask_all, End, FakeServer, Responder, Step, Transcript, Verb,
 };
-use crate::support::{escape, ours, spawn, Outcome, TempDir, ARGV0};
+use crate::support::{escape, ours, Outcome, TempDir, ARGV0};
 
 /// Hard limit for one run (the slowest, --hlog, takes about 2.5 s).
 const LIMIT: Duration = Duration::from_secs(10);
@@ -1769,62 +1767,29 @@ fn run_interrupted(
     args: &[&str],
     at: &[Duration],
 ) -> (Option<i32>, String, String, Duration) {
-    let p = ours();
-    let mut c = Command::new(&p.path);
-    c.args(["-M", HOST])
+    let mut run = ours()
+        .cmd()
+        .args(["-M", HOST])
         .args(args)
         .arg(srv.endpoint())
         .env("SMTP_SOURCE_TIMEOUT", "5")
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    {
-        use std::os::unix::process::CommandExt;
-        c.arg0(ARGV0);
+        .timeout(SIGINT_LIMIT)
+        .start();
+    for &t in at {
+        run.signal_at("INT", t);
     }
-    let start = Instant::now();
-    let mut child = c.spawn().expect("spawn ours");
-    let mut so = child.stdout.take().expect("stdout");
-    let mut se = child.stderr.take().expect("stderr");
-    let out_t = spawn("int-stdout", move || {
-        let mut v = String::new();
-        let _ = so.read_to_string(&mut v);
-        v
-    });
-    let err_t = spawn("int-stderr", move || {
-        let mut v = String::new();
-        let _ = se.read_to_string(&mut v);
-        v
-    });
-    let pid = child.id().to_string();
-    for t in at {
-        let left = t.saturating_sub(start.elapsed());
-        std::thread::sleep(left);
-        if child.try_wait().ok().flatten().is_some() {
-            break;
-        }
-        let _ = Command::new("kill").args(["-INT", &pid]).status();
-    }
-    let deadline = start + SIGINT_LIMIT;
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            break st;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "ours did not end within {SIGINT_LIMIT:?} (SIGINT at \
-                 {at:?}) and was killed"
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let elapsed = start.elapsed();
-    let out = out_t.join().unwrap_or_default();
-    let err = err_t.join().unwrap_or_default();
-    (status.code(), out, err, elapsed)
+    let out = run.finish();
+    assert!(
+        !out.timed_out,
+        "ours did not end within {SIGINT_LIMIT:?} (SIGINT at {at:?}) and \
+         was killed"
+    );
+    (
+        out.status,
+        out.stdout_text(),
+        out.stderr_text(),
+        out.elapsed,
+    )
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::Value;
 
 use crate::support::fake_server::{FakeServer, Responder, Step, Verb};
-use crate::support::{ours, spawn, Outcome, TempDir, ARGV0};
+use crate::support::{ours, Outcome, TempDir, ARGV0};
 
 /// `-M` of every run.
 const HOST: &str = "survive.example";
@@ -344,14 +344,6 @@ fn report_file_replaces_the_old_one() {
 // ---------------------------------------------------------------------------
 // Signals
 
-/// A run of ours, started but not waited for.
-struct Running {
-    child: std::process::Child,
-    start: Instant,
-    out: std::thread::JoinHandle<String>,
-    err: std::thread::JoinHandle<String>,
-}
-
 struct Ended {
     code: Option<i32>,
     signal: Option<i32>,
@@ -360,76 +352,36 @@ struct Ended {
     elapsed: Duration,
 }
 
+/// A run of ours, started but not waited for.
+struct Running(crate::support::Started);
+
 fn start(srv: &FakeServer, args: &[&str]) -> Running {
-    let p = ours();
-    let mut c = Command::new(&p.path);
-    c.args(["-M", HOST])
+    let run = ours()
+        .cmd()
+        .args(["-M", HOST])
         .args(args)
         .arg(srv.endpoint())
         .env("SMTP_SOURCE_TIMEOUT", "5")
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    {
-        use std::os::unix::process::CommandExt;
-        c.arg0(ARGV0);
-    }
-    let start = Instant::now();
-    let mut child = c.spawn().expect("spawn ours");
-    let mut so = child.stdout.take().expect("stdout");
-    let mut se = child.stderr.take().expect("stderr");
-    let out = spawn("sig-stdout", move || {
-        let mut v = String::new();
-        let _ = so.read_to_string(&mut v);
-        v
-    });
-    let err = spawn("sig-stderr", move || {
-        let mut v = String::new();
-        let _ = se.read_to_string(&mut v);
-        v
-    });
-    Running {
-        child,
-        start,
-        out,
-        err,
-    }
+        .timeout(SIGNAL_LIMIT)
+        .start();
+    Running(run)
 }
 
 impl Running {
     /// Sends `sig` ("INT", "TERM") at `at` from the start.
     fn signal_at(&mut self, sig: &str, at: Duration) {
-        std::thread::sleep(at.saturating_sub(self.start.elapsed()));
-        if self.child.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill")
-            .args([&format!("-{sig}"), &pid])
-            .status();
+        self.0.signal_at(sig, at);
     }
 
-    fn wait(mut self) -> Ended {
-        let deadline = self.start + SIGNAL_LIMIT;
-        let status = loop {
-            if let Some(st) = self.child.try_wait().expect("wait") {
-                break st;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("ours did not end within {SIGNAL_LIMIT:?}");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        use std::os::unix::process::ExitStatusExt;
+    fn wait(self) -> Ended {
+        let out = self.0.finish();
+        assert!(!out.timed_out, "ours did not end within {SIGNAL_LIMIT:?}");
         Ended {
-            code: status.code(),
-            signal: status.signal(),
-            elapsed: self.start.elapsed(),
-            stdout: self.out.join().unwrap_or_default(),
-            stderr: self.err.join().unwrap_or_default(),
+            code: out.status,
+            signal: out.signal,
+            elapsed: out.elapsed,
+            stdout: out.stdout_text(),
+            stderr: out.stderr_text(),
         }
     }
 }

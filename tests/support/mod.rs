@@ -266,6 +266,13 @@ impl Cmd {
     /// Run and wait; a run that hit the limit is killed and returned
     /// with `timed_out` set.
     pub fn run_unchecked(&self) -> Outcome {
+        self.start().finish()
+    }
+
+    /// Starts the command without waiting for it: its output is read as
+    /// it comes; `Started::finish` waits (bounded by the limit) and gives
+    /// the outcome. For runs that are signalled while they go on.
+    pub fn start(&self) -> Started {
         let mut c = match &self.shell {
             Some(script) => {
                 let mut c = Command::new("/bin/sh");
@@ -294,32 +301,14 @@ impl Cmd {
         let mut child = c.spawn().unwrap_or_else(|e| {
             panic!("cannot start {}: {e}", self.describe())
         });
-        let out_reader = reader(child.stdout.take());
-        let err_reader = reader(child.stderr.take());
-        let deadline = start + self.limit;
-        let mut timed_out = false;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(st)) => break st,
-                Ok(None) if Instant::now() >= deadline => {
-                    timed_out = true;
-                    let _ = child.kill();
-                    break child.wait().expect("wait for killed child");
-                }
-                Ok(None) => thread::sleep(Duration::from_millis(2)),
-                Err(e) => panic!("wait for {}: {e}", self.describe()),
-            }
-        };
-        let elapsed = start.elapsed();
-        Outcome {
+        Started {
+            out_reader: reader(child.stdout.take()),
+            err_reader: reader(child.stderr.take()),
+            child,
+            start,
             label: self.program.label,
             command: self.describe(),
-            status: status.code(),
-            signal: status.signal(),
-            stdout: out_reader.join().unwrap_or_default(),
-            stderr: err_reader.join().unwrap_or_default(),
-            elapsed,
-            timed_out,
+            limit: self.limit,
         }
     }
 
@@ -350,6 +339,61 @@ fn reader<R: Read + Send + 'static>(
             v
         })
         .expect("spawn pipe reader")
+}
+
+/// A command started by `Cmd::start`, not yet waited for.
+pub struct Started {
+    child: std::process::Child,
+    start: Instant,
+    out_reader: thread::JoinHandle<Vec<u8>>,
+    err_reader: thread::JoinHandle<Vec<u8>>,
+    label: &'static str,
+    command: String,
+    limit: Duration,
+}
+
+impl Started {
+    /// Sends `sig` ("INT", "TERM") at `at` from the start, unless the
+    /// command has ended by then.
+    pub fn signal_at(&mut self, sig: &str, at: Duration) {
+        thread::sleep(at.saturating_sub(self.start.elapsed()));
+        if self.child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill")
+            .args([&format!("-{sig}"), &pid])
+            .status();
+    }
+
+    /// Waits for the end (killing the command at its limit) and gives
+    /// what it did.
+    pub fn finish(mut self) -> Outcome {
+        let deadline = self.start + self.limit;
+        let mut timed_out = false;
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(st)) => break st,
+                Ok(None) if Instant::now() >= deadline => {
+                    timed_out = true;
+                    let _ = self.child.kill();
+                    break self.child.wait().expect("wait for killed child");
+                }
+                Ok(None) => thread::sleep(Duration::from_millis(2)),
+                Err(e) => panic!("wait for {}: {e}", self.command),
+            }
+        };
+        Outcome {
+            label: self.label,
+            command: self.command,
+            status: status.code(),
+            signal: status.signal(),
+            elapsed: self.start.elapsed(),
+            stdout: self.out_reader.join().unwrap_or_default(),
+            stderr: self.err_reader.join().unwrap_or_default(),
+            timed_out,
+        }
+    }
 }
 
 fn shell_quote(s: &str) -> String {
