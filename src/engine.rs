@@ -97,7 +97,7 @@ pub fn run(plan: Plan) -> Result<(), Error> {
 /// The sessions, from the first connect to the last one's end.
 fn run_sessions(shared: &Shared) -> Result<(), Error> {
     // A bad --hlog path ends the run before any connection.
-    let hlog = open_hlog(shared)?;
+    let hlog = output::open_hlog(shared)?;
     let room = shared.plan.messages.clamp(1, JOB_ROOM as u64) as usize;
     let (tx, rx) = bounded::<Job>(room);
     // --find-capacity empties the queue between steps.
@@ -649,50 +649,6 @@ fn send(tx: &Sender<Job>, job: Job, end: Option<Instant>) -> bool {
             Err(SendTimeoutError::Disconnected(_)) => return false,
         }
     }
-}
-
-/// The open --hlog log, its header written; None without --hlog.
-fn open_hlog(
-    shared: &Shared,
-) -> Result<Option<report::HistogramLog<std::fs::File>>, Error> {
-    use std::os::unix::ffi::OsStrExt;
-    let (Some(path), Some(stats)) = (&shared.plan.ext.hlog, &shared.stats)
-    else {
-        return Ok(None);
-    };
-    let os = std::ffi::OsStr::from_bytes(path);
-    let failed = |error: std::io::Error| {
-        Error::Config(Config::Output {
-            option: "--hlog",
-            path: path.clone(),
-            error,
-        })
-    };
-    let file = create_nonblocking(os).map_err(failed)?;
-    report::HistogramLog::begin(file, stats.started_wall)
-        .map(Some)
-        .map_err(failed)
-}
-
-/// Creates (or truncates) a file for writing without blocking in
-/// open(2): a FIFO nobody reads is refused (ENXIO) instead of hanging
-/// the run. A FIFO with a reader is opened again, blocking, so that
-/// writes wait for the reader rather than fail.
-fn create_nonblocking(
-    path: &std::ffi::OsStr,
-) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
-    if !file.metadata()?.file_type().is_fifo() {
-        // O_NONBLOCK does nothing to regular files.
-        return Ok(file);
-    }
-    std::fs::OpenOptions::new().write(true).open(path)
 }
 
 /// A thread that closes one interval a second until the sessions are

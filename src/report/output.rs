@@ -351,6 +351,50 @@ fn write_reports(plan: &Plan, summary: &Summary) -> Vec<Vec<u8>> {
     failures
 }
 
+/// The open --hlog log, its header written; None without --hlog.
+pub(crate) fn open_hlog(
+    shared: &Shared,
+) -> Result<Option<crate::report::HistogramLog<std::fs::File>>, Error> {
+    use std::os::unix::ffi::OsStrExt;
+    let (Some(path), Some(stats)) = (&shared.plan.ext.hlog, &shared.stats)
+    else {
+        return Ok(None);
+    };
+    let os = std::ffi::OsStr::from_bytes(path);
+    let failed = |error: std::io::Error| {
+        Error::Config(crate::error::Config::Output {
+            option: "--hlog",
+            path: path.clone(),
+            error,
+        })
+    };
+    let file = create_nonblocking(os).map_err(failed)?;
+    crate::report::HistogramLog::begin(file, stats.started_wall)
+        .map(Some)
+        .map_err(failed)
+}
+
+/// Creates (or truncates) a file for writing without blocking in
+/// open(2): a FIFO nobody reads is refused (ENXIO) instead of hanging
+/// the run. A FIFO with a reader is opened again, blocking, so that
+/// writes wait for the reader rather than fail.
+fn create_nonblocking(
+    path: &std::ffi::OsStr,
+) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.file_type().is_fifo() {
+        // O_NONBLOCK does nothing to regular files.
+        return Ok(file);
+    }
+    std::fs::OpenOptions::new().write(true).open(path)
+}
+
 /// Why --hlog stopped being written during the run, if it did: an
 /// error at the end, as a report that cannot be written.
 static HLOG_FAILURE: Mutex<Option<Vec<u8>>> = Mutex::new(None);
